@@ -1,0 +1,52 @@
+# TinyBeauty toolkit. README commands: `make demo`, `make test`.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+WORK ?= work
+STYLE ?= natural
+PROFILE ?= demo
+BACKEND ?= tiny-ddpm
+COUNT ?=
+STYLE_NAME := $(basename $(notdir $(STYLE)))
+OUT := $(WORK)/$(STYLE_NAME)
+TB := $(BIN)/tinybeauty
+
+.PHONY: setup demo test bench seeds teacher amplify student export android-assets clean help
+
+help:
+	@echo "make demo | make test | make setup | make bench"
+	@echo "make seeds teacher amplify student export [WORK=work STYLE=natural PROFILE=demo]"
+
+# Torch first (the pinned pair installs from local disk), then the project with constraints so nothing
+# replaces it. The stamp depends on pyproject.toml, so a dependency change reinstalls.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt torch torchvision
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+bench: setup
+	$(BIN)/python -m pytest -q benchmarks --benchmark-enable --benchmark-only \
+		--benchmark-json=$(WORK)/bench.json
+
+seeds: setup
+	$(TB) synth-faces --out $(WORK)/faces --count 24 --seed 0
+	$(TB) render --faces $(WORK)/faces --style $(STYLE) --out $(OUT)/seeds --count 5
+
+demo: setup
+	$(TB) demo --work $(WORK) --profile $(PROFILE)
+
+android-assets: export
+	mkdir -p android_demo/app/src/main/assets
+	cp $(OUT)/export/tinybeauty.tflite android_demo/app/src/main/assets/tinybeauty.tflite
+
+clean:
+	rm -rf $(WORK)

@@ -1,0 +1,160 @@
+"""Image quality metrics and the Sobel edge / eyeliner loss shared by teacher and student.
+
+PSNR and SSIM work on numpy or torch images, uint8 (range 255) or float (range 1). LPIPS is only reported
+when its AlexNet backbone weights exist locally; otherwise :func:`load_lpips` returns ``None`` and says so
+once, because a randomly initialised backbone would invent scores.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("tinybeauty")
+
+ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # torchvision's file name in the torch hub cache
+LPIPS_ENV = "TINYBEAUTY_LPIPS_WEIGHTS"
+
+
+def _as_nhwc_float(x, data_range: float | None) -> tuple[np.ndarray, float]:
+    if hasattr(x, "detach"):
+        arr = x.detach().float().cpu().numpy()
+        if arr.ndim == 3:
+            arr = arr[None]
+        arr = arr.transpose(0, 2, 3, 1)  # torch images are (N, C, H, W)
+    else:
+        arr = np.asarray(x)
+        if data_range is None and arr.dtype == np.uint8:
+            data_range = 255.0
+        arr = arr.astype(np.float64)
+        if arr.ndim == 2:
+            arr = arr[None, ..., None]
+        elif arr.ndim == 3:
+            arr = arr[None]
+    return arr.astype(np.float64), float(data_range if data_range is not None else 1.0)
+
+
+def psnr_per_image(pred, target, data_range: float | None = None) -> np.ndarray:
+    """PSNR in dB of each image in a batch; identical images give ``inf``."""
+    a, rng = _as_nhwc_float(pred, data_range)
+    b, _ = _as_nhwc_float(target, data_range)
+    if a.shape != b.shape:
+        raise ValueError(f"psnr: shapes differ {a.shape} vs {b.shape}")
+    mse = ((a - b) ** 2).reshape(a.shape[0], -1).mean(axis=1)
+    with np.errstate(divide="ignore"):
+        return 10.0 * np.log10(rng**2 / mse)
+
+
+def psnr(pred, target, data_range: float | None = None) -> float:
+    """Mean per-image PSNR (dB)."""
+    return float(np.mean(psnr_per_image(pred, target, data_range)))
+
+
+def ssim_per_image(pred, target, data_range: float | None = None) -> np.ndarray:
+    from skimage.metrics import structural_similarity
+
+    a, rng = _as_nhwc_float(pred, data_range)
+    b, _ = _as_nhwc_float(target, data_range)
+    if a.shape != b.shape:
+        raise ValueError(f"ssim: shapes differ {a.shape} vs {b.shape}")
+    win = min(7, a.shape[1], a.shape[2])
+    win -= 1 - win % 2
+    return np.array([structural_similarity(x, y, data_range=rng, channel_axis=-1, win_size=win)
+                     for x, y in zip(a, b)])
+
+
+def ssim(pred, target, data_range: float | None = None) -> float:
+    return float(np.mean(ssim_per_image(pred, target, data_range)))
+
+
+def find_lpips_weights(path: str | os.PathLike | None = None) -> Path | None:
+    """The AlexNet backbone file: ``path`` (file or folder), ``$TINYBEAUTY_LPIPS_WEIGHTS``, or the torch hub cache."""
+    candidates = []
+    for p in (path, os.environ.get(LPIPS_ENV)):
+        if p:
+            p = Path(p)
+            candidates.append(p / ALEXNET_FILE if p.is_dir() else p)
+    try:
+        import torch
+
+        candidates.append(Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE)
+    except Exception:  # torch missing: no LPIPS either
+        pass
+    return next((c for c in candidates if c.is_file()), None)
+
+
+class LPIPSMetric:
+    """LPIPS (AlexNet) built offline: the lpips package's linear heads + a local AlexNet backbone file."""
+
+    def __init__(self, weights: Path):
+        import lpips
+        import torch
+
+        self.net = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        features = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+        if not features:
+            raise ValueError(f"{weights}: not an AlexNet state dict (no 'features.*' keys)")
+        # lpips splits torchvision's alexnet.features into slices that share its module indices.
+        own = self.net.net
+        mapped = {}
+        for name, _ in own.named_parameters():
+            idx_name = name.split(".", 1)[1]  # sliceK.<idx>.<weight|bias>
+            mapped[name] = features[idx_name]
+        own.load_state_dict(mapped, strict=True)
+        self.net.eval()
+        self.weights = weights
+
+    def __call__(self, pred, target) -> float:
+        """Mean LPIPS of torch (N, 3, H, W) images in [0, 1]."""
+        import torch
+
+        with torch.no_grad():
+            d = self.net(pred.float() * 2 - 1, target.float() * 2 - 1)
+        return float(d.mean())
+
+
+_LPIPS_WARNED = False
+
+
+def load_lpips(path: str | os.PathLike | None = None) -> LPIPSMetric | None:
+    """LPIPS when its backbone weights are local, else ``None`` with one log line naming what to set."""
+    global _LPIPS_WARNED
+    weights = find_lpips_weights(path)
+    if weights is None:
+        if not _LPIPS_WARNED:
+            log.warning("LPIPS unavailable: put %s in the torch hub cache or set %s (reported as null)",
+                        ALEXNET_FILE, LPIPS_ENV)
+            _LPIPS_WARNED = True
+        return None
+    return LPIPSMetric(weights)
+
+
+# --- Sobel edges and the eyeliner loss (one definition, used by teacher and student) -------------------
+
+def sobel_edges(img):
+    """Gradient magnitude of the luma of torch images (N, 3, H, W) -> (N, 1, H, W); zero padding."""
+    import torch
+    import torch.nn.functional as F
+
+    luma = (0.299 * img[:, 0:1] + 0.587 * img[:, 1:2] + 0.114 * img[:, 2:3])
+    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=img.dtype, device=img.device)
+    k = torch.stack([kx, kx.t()]).unsqueeze(1)  # (2, 1, 3, 3): d/dx, d/dy
+    g = F.conv2d(F.pad(luma, (1, 1, 1, 1), mode="replicate"), k)
+    return torch.sqrt(g.pow(2).sum(dim=1, keepdim=True) + 1e-6)
+
+
+def eyeliner_loss(pred, target, eye_mask=None):
+    """L1 between Sobel edge maps of ``pred`` and ``target``, averaged inside ``eye_mask`` (N, H, W or N, 1, H, W).
+
+    Without a mask it averages over the whole image; an empty mask gives 0 (nothing to sharpen).
+    """
+    diff = (sobel_edges(pred) - sobel_edges(target)).abs()
+    if eye_mask is None:
+        return diff.mean()
+    m = eye_mask.float()
+    if m.dim() == 3:
+        m = m.unsqueeze(1)
+    return (diff * m).sum() / m.sum().clamp_min(1.0)

@@ -1,0 +1,5 @@
+import sys
+
+from tinybeauty.cli import main
+
+sys.exit(main())
