@@ -134,27 +134,34 @@ def load_lpips(path: str | os.PathLike | None = None) -> LPIPSMetric | None:
 
 # --- Sobel edges and the eyeliner loss (one definition, used by teacher and student) -------------------
 
-def sobel_edges(img):
-    """Gradient magnitude of the luma of torch images (N, 3, H, W) -> (N, 1, H, W); zero padding."""
+def sobel_gradients(img):
+    """Sobel d/dx and d/dy of the luma of torch images (N, 3, H, W) -> (N, 2, H, W); replicate padding."""
     import torch
     import torch.nn.functional as F
 
     luma = (0.299 * img[:, 0:1] + 0.587 * img[:, 1:2] + 0.114 * img[:, 2:3])
     kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=img.dtype, device=img.device)
-    k = torch.stack([kx, kx.t()]).unsqueeze(1)  # (2, 1, 3, 3): d/dx, d/dy
-    g = F.conv2d(F.pad(luma, (1, 1, 1, 1), mode="replicate"), k)
-    return torch.sqrt(g.pow(2).sum(dim=1, keepdim=True) + 1e-6)
+    k = torch.stack([kx, kx.t()]).unsqueeze(1)  # (2, 1, 3, 3)
+    return F.conv2d(F.pad(luma, (1, 1, 1, 1), mode="replicate"), k)
+
+
+def sobel_edges(img):
+    """Edge magnitude (N, 1, H, W) of torch images (N, 3, H, W), for visualisation and edge statistics."""
+    return sobel_gradients(img).pow(2).sum(dim=1, keepdim=True).sqrt()
 
 
 def eyeliner_loss(pred, target, eye_mask=None):
-    """L1 between Sobel edge maps of ``pred`` and ``target``, averaged inside ``eye_mask`` (N, H, W or N, 1, H, W).
+    """L1 between the Sobel gradients of ``pred`` and ``target``, averaged inside ``eye_mask`` (N, H, W or
+    N, 1, H, W).
 
-    Without a mask it averages over the whole image; an empty mask gives 0 (nothing to sharpen).
+    Gradient components rather than magnitudes: the magnitude's derivative vanishes where the prediction is
+    flat, exactly where a missing liner edge must be drawn. Without a mask it averages over the whole image;
+    an empty mask gives 0.
     """
-    diff = (sobel_edges(pred) - sobel_edges(target)).abs()
+    diff = (sobel_gradients(pred) - sobel_gradients(target)).abs().sum(dim=1, keepdim=True)
     if eye_mask is None:
         return diff.mean()
-    m = eye_mask.float()
+    m = eye_mask.to(diff.dtype)
     if m.dim() == 3:
         m = m.unsqueeze(1)
     return (diff * m).sum() / m.sum().clamp_min(1.0)
