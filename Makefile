@@ -5,10 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 WORK ?= work
-STYLE ?= natural
+STYLE ?= glamorous
 PROFILE ?= demo
 BACKEND ?= tiny-ddpm
-COUNT ?=
+COUNT ?= $(if $(filter paper,$(PROFILE)),4000,300)
 STYLE_NAME := $(basename $(notdir $(STYLE)))
 OUT := $(WORK)/$(STYLE_NAME)
 TB := $(BIN)/tinybeauty
@@ -38,11 +38,23 @@ bench: setup
 		--benchmark-json=$(WORK)/bench.json
 
 seeds: setup
-	$(TB) synth-faces --out $(WORK)/faces --count 24 --seed 0
+	$(TB) synth-faces --out $(WORK)/faces --count 24 --seed 0 --size 256
 	$(TB) render --faces $(WORK)/faces --style $(STYLE) --out $(OUT)/seeds --count 5
 
 demo: setup
-	$(TB) demo --work $(WORK) --profile $(PROFILE)
+	$(TB) demo --work $(WORK) --style $(STYLE) --profile $(PROFILE)
+
+teacher: seeds
+	$(TB) teacher train --seeds $(OUT)/seeds --out $(OUT)/teacher --backend $(BACKEND) --profile $(PROFILE)
+
+amplify: setup
+	$(TB) amplify --teacher $(OUT)/teacher --faces synthetic --count $(COUNT) --out $(OUT)/pairs
+
+student: setup
+	$(TB) student train --pairs $(OUT)/pairs --out $(OUT)/student --profile $(PROFILE)
+
+export: setup
+	$(TB) export --checkpoint $(OUT)/student/tinybeauty_final.pt --out $(OUT)/export --calib $(OUT)/pairs
 
 android-assets: export
 	mkdir -p android_demo/app/src/main/assets

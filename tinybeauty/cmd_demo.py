@@ -1,5 +1,156 @@
-"""Placeholder: this command group is being built (see the open issues)."""
+"""`tinybeauty demo`: the whole chain on the built-in default, offline, resumable.
+
+It runs the same contract subcommands a user would (`synth-faces`, `render`, `teacher train`, `amplify`,
+`student train`, `export`, `eval`, `apply`) in-process, skipping a step whose output is already complete, so
+a rerun after an interruption picks up where it stopped. Timings and headline figures go to
+``WORK/demo_summary.json``; ``WORK/seeds_grid.png`` shows every built-in look.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+
+@dataclass
+class Step:
+    name: str
+    done: Callable[[], bool]
+    argv: list[str]
 
 
 def register(sub) -> None:
-    pass
+    p = sub.add_parser("demo", help="run the whole chain on the built-in synthetic default (offline)",
+                       description="faces -> seed pairs per built-in look -> teacher -> amplify -> student "
+                                   "-> export -> eval/apply, under WORK/.")
+    p.add_argument("--work", default="work", help="output folder (default: work)")
+    p.add_argument("--style", default=None, help="the look the chain trains (default: the profile's demo.style)")
+    p.add_argument("--profile", default="demo", help="demo (2-core CPU, minutes) or paper (one GPU)")
+    p.add_argument("--only-seeds", action="store_true", help="stop after the seed pairs and their grid")
+    p.set_defaults(func=run_demo)
+
+
+def _seed_grid(work: Path, styles: list[str], per_style: int) -> Path:
+    from makeup.grid import save_grid
+    from makeup.pairs import PairDataset
+    from makeup.regions import overlay
+
+    rows, titles = [], []
+    for style in styles:
+        ds = PairDataset(work / style / "seeds")
+        row = []
+        for pair in list(ds)[:per_style]:
+            row += [pair.source, pair.target, overlay(pair.source, pair.mask)]
+        rows.append(row)
+    for _ in range(per_style):
+        titles += ["before", "after", "regions"]
+    out = work / "seeds_grid.png"
+    save_grid(out, rows, titles=titles, tile=128)
+    return out
+
+
+def _manifest_count(folder: Path) -> int:
+    m = folder / "manifest.jsonl"
+    return sum(1 for line in m.read_text().splitlines() if line.strip()) if m.exists() else 0
+
+
+def run_demo(args) -> int:
+    from makeup.config import load_profile, section
+    from makeup.errors import TinyBeautyError
+    from makeup.styles import BUILTIN_STYLES
+
+    from .cli import main as cli_main
+
+    profile = load_profile(args.profile)
+    cfg = section(profile, "demo")
+    work = Path(args.work)
+    if work.exists() and not work.is_dir():
+        raise TinyBeautyError(f"{work}: exists and is not a folder")
+    style = args.style or cfg.get("style", "glamorous")
+    styles = list(cfg.get("seed_styles") or BUILTIN_STYLES)
+    if style not in styles and Path(style).suffix not in (".yaml", ".yml"):
+        styles.append(style)
+    style_name = Path(style).stem
+    n_faces = int(cfg.get("faces", 24))
+    n_seeds = int(cfg.get("seeds", 5))
+    n_pairs = int(cfg.get("pairs", 300))
+    faces, out = work / "faces", work / style_name
+    steps = [Step("synth-faces", lambda: len(list(faces.glob("face_*.png"))) >= n_faces,
+                  ["synth-faces", "--out", str(faces), "--count", str(n_faces), "--seed", "0"])]
+    for s in dict.fromkeys(styles + [style]):
+        name = Path(s).stem
+        steps.append(Step(f"render {name}", lambda n=name: _manifest_count(work / n / "seeds") >= n_seeds,
+                          ["render", "--faces", str(faces), "--style", s, "--out", str(work / name / "seeds"),
+                           "--count", str(n_seeds)]))
+    if not args.only_seeds:
+        ckpt = out / "student" / "tinybeauty_final.pt"
+        steps += [
+            Step("teacher train", lambda: (out / "teacher" / "dda_final.pt").exists(),
+                 ["teacher", "train", "--seeds", str(out / "seeds"), "--out", str(out / "teacher"),
+                  "--profile", args.profile]),
+            Step("amplify", lambda: (out / "pairs" / "quality.json").exists(),
+                 ["amplify", "--teacher", str(out / "teacher"), "--faces", "synthetic", "--count", str(n_pairs),
+                  "--out", str(out / "pairs")]),
+            Step("student train", lambda: ckpt.exists(),
+                 ["student", "train", "--pairs", str(out / "pairs"), "--out", str(out / "student"),
+                  "--profile", args.profile]),
+            Step("export", lambda: (out / "export" / "report.json").exists(),
+                 ["export", "--checkpoint", str(ckpt), "--out", str(out / "export"), "--calib", str(out / "pairs")]),
+            Step("eval tflite", lambda: (out / "eval_tflite.json").exists(),
+                 ["eval", "--model", str(out / "export" / "tinybeauty.tflite"), "--pairs", str(out / "pairs"),
+                  "--json", str(out / "eval_tflite.json")]),
+        ]
+    timings: dict[str, float] = {}
+    t_all = time.perf_counter()
+    for i, step in enumerate(steps, 1):
+        if step.done():
+            print(f"[{i}/{len(steps)}] {step.name}: already done, skipped")
+            continue
+        print(f"[{i}/{len(steps)}] {step.name}: tinybeauty {' '.join(step.argv)}", flush=True)
+        t0 = time.perf_counter()
+        rc = cli_main(step.argv)
+        timings[step.name] = round(time.perf_counter() - t0, 1)
+        if rc:
+            raise TinyBeautyError(f"demo stopped at step '{step.name}' (exit {rc}); rerun `make demo` to resume")
+    grid = _seed_grid(work, [Path(s).stem for s in styles], per_style=2)
+    print(f"seed pairs grid: {grid}")
+    summary = {"profile": args.profile, "style": style_name, "timings_s": timings,
+               "total_s": round(time.perf_counter() - t_all, 1), "seeds_grid": str(grid)}
+    if not args.only_seeds:
+        summary.update(_chain_figures(out))
+        _apply_astronaut(out, cli_main)
+    from makeup.io import write_text_atomic
+
+    write_text_atomic(work / "demo_summary.json", json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _chain_figures(out: Path) -> dict:
+    figs: dict = {}
+    for name, path in (("amplify_quality", out / "pairs" / "quality.json"),
+                       ("export_report", out / "export" / "report.json"),
+                       ("eval_tflite", out / "eval_tflite.json")):
+        if path.exists():
+            figs[name] = json.loads(path.read_text())
+    return figs
+
+
+def _apply_astronaut(out: Path, cli_main) -> None:
+    """A real photo through the phone artifact: skimage's astronaut, full size in, full size out."""
+    from skimage import data
+
+    from makeup.grid import save_grid
+    from makeup.io import load_image, save_image
+
+    photo = out / "astronaut.png"
+    if not photo.exists():
+        save_image(photo, data.astronaut())
+    result = out / "astronaut_tflite.png"
+    if cli_main(["apply", "--model", str(out / "export" / "tinybeauty.tflite"), "--input", str(photo),
+                 "--out", str(result)]) == 0:
+        save_grid(out / "astronaut_before_after.png", [[load_image(photo), load_image(result)]],
+                  titles=["photo", "tinybeauty.tflite"], tile=384)
+        print(f"real photo through the .tflite: {out / 'astronaut_before_after.png'}")
