@@ -59,7 +59,7 @@ class AlignedFace:
     def key_points(self) -> np.ndarray:
         """(3, 2) image-left eye centre, image-right eye centre, mouth centre in crop pixels."""
         if self.landmarks is None:
-            return TEMPLATE * self.size
+            return template_points(self.size)
         return key_points(self.landmarks)
 
 
@@ -89,7 +89,9 @@ class _FaceMesh:
         with self._lock:
             result = self._mesh.process(np.ascontiguousarray(image[..., :3], dtype=np.uint8))
         faces = result.multi_face_landmarks or []
-        return [np.array([[p.x * w, p.y * h] for p in face.landmark], dtype=np.float64) for face in faces]
+        # mediapipe's normalised coordinates span the image edge to edge; pixel centres sit at +0.5.
+        return [np.array([[p.x * w - 0.5, p.y * h - 0.5] for p in face.landmark], dtype=np.float64)
+                for face in faces]
 
 
 def _check_photo(image: np.ndarray) -> np.ndarray:
@@ -124,6 +126,12 @@ def five_points(landmarks: np.ndarray) -> np.ndarray:
     k = key_points(lm)
     mouth = sorted([lm[MOUTH_CORNERS[0]], lm[MOUTH_CORNERS[1]]], key=lambda p: p[0])
     return np.stack([k[0], k[1], lm[NOSE_TIP], mouth[0], mouth[1]])
+
+
+def template_points(size: int) -> np.ndarray:
+    """The template in pixel coordinates of a ``size`` crop (pixel centres at integers), so crops of
+    different sizes frame the face identically."""
+    return TEMPLATE * size - 0.5
 
 
 def similarity_matrix(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -175,7 +183,7 @@ def align_face(image: np.ndarray, size: int = 256, name: str = "image",
         raise TinyBeautyError(f"crop size must be at least 16, got {size}")
     photo = _check_photo(image)
     lm = detect_landmarks(photo, name) if landmarks is None else np.asarray(landmarks, np.float64)
-    matrix = similarity_matrix(key_points(lm), TEMPLATE * size)
+    matrix = similarity_matrix(key_points(lm), template_points(size))
     crop = warp_to_crop(photo, matrix, size)
     crop_lm = lm @ matrix[:, :2].T + matrix[:, 2]
     return AlignedFace(crop=crop, matrix=matrix, size=size, landmarks=crop_lm, photo_shape=photo.shape[:2])

@@ -149,11 +149,20 @@ class FacerParser:
                                   f"or set {FACER_WEIGHTS_ENV} (face_parsing.farl.lapa.*.pt)")
         if not path.is_file():
             raise TinyBeautyError(f"--facer-weights {path}: no such file")
-        import torch
-        from facer.face_parsing import FaRLFaceParser
+        import contextlib
+        import io
+        import warnings
 
+        import torch
+
+        # pyfacer prints "failed downloading from <path>" on any load failure and imports deprecated timm
+        # paths; the user gets our one line instead.
         try:
-            self._model = FaRLFaceParser("lapa/448", model_path=str(path), device=torch.device(device))
+            with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+                warnings.simplefilter("ignore", FutureWarning)
+                from facer.face_parsing import FaRLFaceParser
+
+                self._model = FaRLFaceParser("lapa/448", model_path=str(path), device=torch.device(device))
         except Exception as exc:  # a wrong file: one line, not a TorchScript traceback
             raise TinyBeautyError(f"--facer-weights {path}: not a FaRL LaPa TorchScript model "
                                   f"({exc.__class__.__name__})") from None
