@@ -1,0 +1,342 @@
+"""The makeup renderer: a :class:`~makeup.styles.Style` applied to a photo through its region label map.
+
+It authors seed pairs and is the ground truth of the built-in default data, so each product behaves like the
+real one: foundation evens the skin's colour and smooths it edge-preservingly, blush tints the cheekbones,
+eyeshadow paints the lid skin from the upper lash line up toward the brow (optionally smudged under the eye),
+eyeliner follows the upper lash line and may end in a wing, brow tint recolours the brows, lipstick recolours
+the lips and gloss adds a specular highlight on the lower lip.
+
+Every product is an opacity map (``alpha``, float in [0, 1]) restricted to the labels it may paint (skin,
+lips or brows; the eyeballs and everything labelled "other" are never painted), with soft edges inside that
+region. Colours are mixed in CIELAB: chroma moves toward the product's colour while the lightness keeps the
+photo's own shading and texture, which is what keeps a painted lip looking like a lip. The union of the maps
+is :func:`touched_mask`; every pixel outside it is copied from the input unchanged, bit for bit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from .errors import TinyBeautyError
+from .regions import BROWS, EYES, LIPS, OTHER, SKIN
+from .styles import Product, Style, load_style
+
+
+@dataclass(frozen=True)
+class EyeGeometry:
+    """One eye opening read from the label map (pixel units)."""
+
+    cols: np.ndarray      # column indices x0..x1
+    top: np.ndarray       # y of the upper lash line (top edge of the first eye pixel) per column
+    bottom: np.ndarray    # y of the lower lash line (bottom edge of the last eye pixel) per column
+    cx: float
+    cy: float
+    outward: int          # +1 if the outer corner is to the right in the image, else -1
+    lid: float            # height of the lid skin between the lash line and the brow
+
+    @property
+    def width(self) -> float:
+        return float(self.cols[-1] - self.cols[0] + 1)
+
+    @property
+    def outer_index(self) -> int:
+        return len(self.cols) - 1 if self.outward > 0 else 0
+
+
+@dataclass(frozen=True)
+class FaceGeometry:
+    """What the products need from a label map: region masks, the eyes, the lips' box."""
+
+    labels: np.ndarray
+    skin: np.ndarray                 # bool
+    skin_inner: np.ndarray           # float: skin fading to 0 at the face outline (not at the features)
+    eyes: tuple[EyeGeometry, ...]
+    lips_box: tuple[float, float, float, float] | None  # cx, cy, width, height
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.labels.shape  # type: ignore[return-value]
+
+    @classmethod
+    def from_labels(cls, labels: np.ndarray) -> "FaceGeometry":
+        lab = np.asarray(labels, dtype=np.uint8)
+        h, w = lab.shape
+        skin = lab == SKIN
+        face = (lab != OTHER).astype(np.float32)
+        skin_inner = skin * _smoothstep(0.5, 0.95, _blur(face, max(1.5, 0.012 * max(h, w))))
+        lips_box = None
+        ys, xs = np.nonzero(lab == LIPS)
+        if len(xs) >= 4:
+            lips_box = (float(xs.mean()), float(ys.mean()), float(np.ptp(xs) + 1), float(np.ptp(ys) + 1))
+        return cls(lab, skin, skin_inner.astype(np.float32), _find_eyes(lab, lips_box), lips_box)
+
+
+def _find_eyes(lab: np.ndarray, lips_box) -> tuple[EyeGeometry, ...]:
+    """The two largest eye components, each with its lash lines, outer side and lid height."""
+    count, comp, stats, cents = cv2.connectedComponentsWithStats((lab == EYES).astype(np.uint8), connectivity=8)
+    min_area = max(4, int(2e-5 * lab.size))
+    order = sorted((i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= min_area),
+                   key=lambda i: -stats[i, cv2.CC_STAT_AREA])[:2]
+    if not order:
+        return ()
+    centres = [cents[i] for i in order]
+    if len(centres) == 2:
+        face_cx = (centres[0][0] + centres[1][0]) / 2
+    elif lips_box is not None:
+        face_cx = lips_box[0]
+    else:
+        face_cx = lab.shape[1] / 2
+    brows = lab == BROWS
+    eyes = []
+    for i, (cx, cy) in zip(order, centres):
+        x0, y0 = stats[i, cv2.CC_STAT_LEFT], stats[i, cv2.CC_STAT_TOP]
+        bw, bh = stats[i, cv2.CC_STAT_WIDTH], stats[i, cv2.CC_STAT_HEIGHT]
+        m = comp[y0:y0 + bh, x0:x0 + bw] == i
+        has = m.any(axis=0)
+        cols = np.arange(x0, x0 + bw)[has]
+        top = (np.argmax(m, axis=0) + y0)[has].astype(np.float32)
+        bottom = (y0 + bh - np.argmax(m[::-1], axis=0))[has].astype(np.float32)
+        # Lid height: from the lash line up to the lowest brow pixel above this eye.
+        above = brows[: int(top.min()), cols[0]:cols[-1] + 1]
+        rows = np.nonzero(above.any(axis=1))[0]
+        width = float(bw)
+        lid = float(top.mean() - rows.max() - 1) if len(rows) else 0.6 * width
+        lid = float(np.clip(lid, 0.25 * width, 1.2 * width))
+        eyes.append(EyeGeometry(cols, top, bottom, float(cx), float(cy), 1 if cx >= face_cx else -1, lid))
+    return tuple(eyes)
+
+
+def _smoothstep(lo: float, hi: float, x: np.ndarray) -> np.ndarray:
+    t = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
+    return t * t * (3 - 2 * t)
+
+
+def _blur(mask: np.ndarray, sigma: float) -> np.ndarray:
+    return cv2.GaussianBlur(mask.astype(np.float32), (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+
+
+def _inner_soft(mask: np.ndarray, sigma: float, lo: float, hi: float) -> np.ndarray:
+    """A region with a soft edge that stays inside it (0 outside, rising to 1 a few pixels in)."""
+    return (mask * _smoothstep(lo, hi, _blur(mask, sigma))).astype(np.float32)
+
+
+# --- opacity maps, one per product ------------------------------------------------------------------------
+
+def _foundation_alpha(g: FaceGeometry, p: Product) -> np.ndarray:
+    return g.skin_inner
+
+
+def _blush_alpha(g: FaceGeometry, p: Product) -> np.ndarray:
+    alpha = np.zeros(g.shape, np.float32)
+    yy, xx = np.mgrid[0:g.shape[0], 0:g.shape[1]].astype(np.float32)
+    for eye in g.eyes:
+        drop = 0.45 * (g.lips_box[1] - eye.cy) if g.lips_box is not None else 0.8 * eye.width
+        cx = eye.cx + eye.outward * 0.3 * eye.width
+        cy = float(eye.bottom.max()) + max(drop, 0.3 * eye.width)
+        rx = (0.45 + 0.5 * p.size) * eye.width
+        ry = 0.75 * rx
+        r2 = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2
+        np.maximum(alpha, np.clip(1 - r2, 0, 1) ** 2, out=alpha)
+    return alpha * g.skin_inner
+
+
+def _eye_window(g: FaceGeometry, eye: EyeGeometry, pad_x: float, up: float, down: float):
+    h, w = g.shape
+    y0 = max(int(eye.top.min() - up) - 1, 0)
+    y1 = min(int(eye.bottom.max() + down) + 2, h)
+    x0 = max(int(eye.cols[0] - pad_x) - 1, 0)
+    x1 = min(int(eye.cols[-1] + pad_x) + 2, w)
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    return (slice(y0, y1), slice(x0, x1)), xx + 0.5, yy + 0.5
+
+
+def _eyeshadow_alpha(g: FaceGeometry, p: Product) -> np.ndarray:
+    """Lid skin from the upper lash line up toward the brow, wider on the outer side; ``lower`` smudges it
+    under the lower lash line."""
+    alpha = np.zeros(g.shape, np.float32)
+    for eye in g.eyes:
+        ew = eye.width
+        reach = max(eye.lid * (0.35 + 0.65 * p.extent), 2.0)
+        outer_hw, inner_hw = 0.5 * ew * (1.1 + 0.6 * p.extent), 0.5 * ew * 0.95
+        win, xx, yy = _eye_window(g, eye, outer_hw, reach, 0.4 * ew)
+        xc = eye.cols.astype(np.float32) + 0.5
+        top = np.interp(xx, xc, eye.top)
+        bottom = np.interp(xx, xc, eye.bottom)
+        cx = eye.cx + 0.5 + eye.outward * 0.1 * ew * p.extent
+        side = (xx - cx) * eye.outward
+        h = np.abs(side) / np.where(side > 0, outer_hw, inner_hw)
+        up = np.clip((top - yy) / reach, 0, None)
+        above = 1 - _smoothstep(0.45, 1.0, np.hypot(up, h))
+        below = p.lower * (1 - _smoothstep(0.0, 1.0, (yy - bottom) / (0.22 * ew + 1))) \
+            * (1 - _smoothstep(0.55, 1.0, h))
+        a = np.where(yy > bottom, below, above).astype(np.float32)
+        np.maximum(alpha[win], a, out=alpha[win])
+    return alpha * g.skin
+
+
+def _eyeliner_alpha(g: FaceGeometry, p: Product) -> np.ndarray:
+    """A band along the upper lash line, thickening toward the outer corner, with an optional wing."""
+    canvas = np.zeros(g.shape, np.uint8)
+    for eye in g.eyes:
+        ew = eye.width
+        idx = np.arange(len(eye.cols)) if eye.outward > 0 else np.arange(len(eye.cols))[::-1]
+        pos = np.linspace(0.0, 1.0, len(idx))  # 0 inner corner -> 1 outer corner
+        x = eye.cols[idx].astype(np.float32) + 0.5
+        top = eye.top[idx]
+        thick = p.thickness * 0.14 * ew * (0.3 + 0.7 * pos)
+        o = eye.outer_index
+        outer_x = float(eye.cols[o]) + (1.0 if eye.outward > 0 else 0.0)
+        corner_y = float(eye.top[o] + eye.bottom[o]) / 2
+        wing = p.wing * 0.5 * ew
+        tip = [(outer_x + eye.outward * wing, float(eye.top[o]) - 0.45 * wing)] if wing >= 0.5 else []
+        upper = list(zip(x, top - thick))
+        lower = list(zip(x[::-1], top[::-1] + 1.0))
+        poly = np.array(upper + [(outer_x, float(top[-1] - thick[-1]))] + tip + [(outer_x, corner_y)] + lower,
+                        np.float32)
+        pts = np.round((poly - 0.5) * 16).astype(np.int32)  # OpenCV puts integer coordinates on pixel centres
+        cv2.fillPoly(canvas, [pts], 255, lineType=cv2.LINE_AA, shift=4)
+    return canvas.astype(np.float32) / 255.0 * g.skin
+
+
+def _brow_alpha(g: FaceGeometry, p: Product) -> np.ndarray:
+    return _inner_soft((g.labels == BROWS).astype(np.float32), 1.0, 0.25, 0.75)
+
+
+def _lip_alpha(g: FaceGeometry, p: Product) -> np.ndarray:
+    sigma = max(1.0, 0.006 * max(g.shape))
+    return _inner_soft((g.labels == LIPS).astype(np.float32), sigma, 0.3, 0.7)
+
+
+PRODUCT_ALPHA: dict[str, Callable[[FaceGeometry, Product], np.ndarray]] = {
+    "foundation": _foundation_alpha,
+    "blush": _blush_alpha,
+    "eyeshadow": _eyeshadow_alpha,
+    "eyeliner": _eyeliner_alpha,
+    "brow_tint": _brow_alpha,
+    "lipstick": _lip_alpha,
+}
+RENDER_ORDER = tuple(PRODUCT_ALPHA)  # base first (foundation), lips last
+
+
+def _strength(p: Product) -> float:
+    if p.kind == "foundation":
+        return max(p.coverage, p.smoothing)
+    if p.kind == "lipstick":
+        return max(p.opacity, p.gloss)
+    return p.opacity
+
+
+def product_alphas(labels: np.ndarray, style: Style | str,
+                   geometry: FaceGeometry | None = None) -> dict[str, np.ndarray]:
+    """Opacity map of every product the style applies with a non-zero strength."""
+    style = load_style(style)
+    g = geometry or FaceGeometry.from_labels(labels)
+    out = {}
+    for kind in RENDER_ORDER:
+        prod = style.products.get(kind)
+        if prod is not None and _strength(prod) > 0:
+            out[kind] = PRODUCT_ALPHA[kind](g, prod)
+    return out
+
+
+def touched_mask(labels: np.ndarray, style: Style | str) -> np.ndarray:
+    """bool (H, W): where :func:`render_makeup` may change pixels for this label map and style."""
+    lab = np.asarray(labels)
+    mask = np.zeros(lab.shape, bool)
+    for alpha in product_alphas(lab, style).values():
+        mask |= alpha > 0
+    return mask
+
+
+# --- colour mixing in CIELAB ------------------------------------------------------------------------------
+
+def _lab_of(color) -> np.ndarray:
+    rgb = np.asarray(color, np.float32).reshape(1, 1, 3) / 255.0
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab).reshape(3)
+
+
+def _pigment(lab: np.ndarray, alpha: np.ndarray, color, amount: float, texture: float = 1.0) -> None:
+    """Move chroma toward ``color`` and lightness toward its lightness, keeping ``texture`` of the photo's own
+    lightness variation (1: all shading kept, 0: flat paint)."""
+    w = (alpha * amount)[..., None] if np.ndim(alpha) == 2 else alpha * amount
+    target = _lab_of(color)
+    weights = alpha.sum()
+    l_ref = float((lab[..., 0] * alpha).sum() / weights) if weights > 0 else 50.0
+    L = lab[..., 0]
+    new_l = target[0] + texture * (L - l_ref)
+    lab[..., 0] += w[..., 0] * (new_l - L)
+    lab[..., 1:] += w * (target[1:] - lab[..., 1:])
+
+
+def _apply_foundation(lab: np.ndarray, alpha: np.ndarray, p: Product, g: FaceGeometry) -> None:
+    if p.smoothing > 0:
+        sigma_space = max(1.5, 0.012 * max(g.shape))
+        smooth = cv2.bilateralFilter(lab, d=-1, sigmaColor=6.0 + 6.0 * p.smoothing, sigmaSpace=sigma_space)
+        lab += (alpha * p.smoothing)[..., None] * (smooth - lab)
+    if p.coverage > 0:
+        weights = alpha.sum()
+        if weights <= 0:
+            return
+        skin_ref = (lab * alpha[..., None]).reshape(-1, 3).sum(0) / weights
+        tone = _lab_of(p.tone)
+        # Evening: blotches (redness, sallowness) move toward one colour between the skin's mean and the tone.
+        even_ab = 0.5 * (skin_ref[1:] + tone[1:])
+        w = (alpha * p.coverage * 0.7)[..., None]
+        lab[..., 1:] += w * (even_ab - lab[..., 1:])
+        lab[..., 0] += alpha * p.coverage * 0.4 * (tone[0] - skin_ref[0])
+
+
+def _apply_gloss(lab: np.ndarray, alpha: np.ndarray, p: Product, g: FaceGeometry) -> None:
+    if p.gloss <= 0 or g.lips_box is None:
+        return
+    cx, cy, w, h = g.lips_box
+    yy, xx = np.mgrid[0:g.shape[0], 0:g.shape[1]].astype(np.float32)
+    blob = np.exp(-0.5 * (((xx - cx) / (0.2 * w)) ** 2 + ((yy - (cy + 0.18 * h)) / (0.12 * h + 0.5)) ** 2))
+    blob += 0.5 * np.exp(-0.5 * (((np.abs(xx - cx) - 0.2 * w) / (0.1 * w)) ** 2 + ((yy - (cy - 0.22 * h)) / (0.08 * h + 0.5)) ** 2))
+    L = lab[..., 0]
+    ref = float((L * alpha).sum() / max(alpha.sum(), 1e-6))
+    bright = np.clip(0.6 + (L - ref) / 25.0, 0.2, 1.4)  # the highlight follows the lip's own relief
+    spec = alpha * np.clip(blob, 0, 1) * bright * p.gloss
+    lab[..., 0] += spec * (100.0 - L) * 0.45
+    lab[..., 1:] *= (1 - 0.4 * spec)[..., None]
+
+
+def render_makeup(image: np.ndarray, labels: np.ndarray, style: Style | str) -> np.ndarray:
+    """Apply ``style`` to an RGB uint8 ``image`` given its label map; pixels outside the style's
+    :func:`touched_mask` are returned unchanged."""
+    img = np.asarray(image)
+    lab_map = np.asarray(labels)
+    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        raise TinyBeautyError(f"render_makeup needs an RGB uint8 image (H, W, 3), got {img.dtype} {img.shape}")
+    if lab_map.shape != img.shape[:2]:
+        raise TinyBeautyError(f"label map {lab_map.shape} does not match the image {img.shape[:2]}")
+    style = load_style(style)
+    g = FaceGeometry.from_labels(lab_map)
+    alphas = product_alphas(lab_map, style, g)
+    if not alphas:
+        return img.copy()
+    lab = cv2.cvtColor(img.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+    for kind, alpha in alphas.items():
+        p = style.products[kind]
+        if kind == "foundation":
+            _apply_foundation(lab, alpha, p, g)
+        elif kind == "blush":
+            _pigment(lab, alpha, p.color, p.opacity, texture=1.0)
+        elif kind == "eyeshadow":
+            _pigment(lab, alpha, p.color, p.opacity, texture=0.8)
+        elif kind == "eyeliner":
+            _pigment(lab, alpha, p.color, p.opacity, texture=0.25)
+        elif kind == "brow_tint":
+            _pigment(lab, alpha, p.color, p.opacity, texture=0.9)
+        elif kind == "lipstick":
+            _pigment(lab, alpha, p.color, p.opacity, texture=0.9)
+            _apply_gloss(lab, alpha, p, g)
+    rgb = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
+    out = np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)
+    touched = np.zeros(lab_map.shape, bool)
+    for alpha in alphas.values():
+        touched |= alpha > 0
+    return np.where(touched[..., None], out, img)
