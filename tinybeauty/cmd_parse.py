@@ -68,9 +68,9 @@ def run_parse(args: argparse.Namespace) -> int:
         if args.overlay:
             save_image(args.out / "overlay" / f"{photo.stem}.png", overlay(image, labels))
     done = len(photos) - len(skipped)
+    if done == 0:
+        raise TinyBeautyError(f"--input {args.input}: no photo could be parsed: " + ", ".join(skipped))
     if skipped:
         print(f"skipped {len(skipped)} of {len(photos)}: " + ", ".join(skipped), file=sys.stderr)
-    if done == 0:
-        raise TinyBeautyError(f"--input {args.input}: no photo could be parsed")
     print(f"parsed {done} photo(s) with {parser.name} -> {args.out}")
     return 0
