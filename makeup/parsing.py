@@ -33,10 +33,10 @@ FACER_WEIGHTS_ENV = "TINYBEAUTY_FACER_WEIGHTS"
 PARSER_NAMES = ("auto", "mediapipe", "facer", "synthetic")
 
 # Face-mesh polygons (mediapipe 478-point topology; "right" = the subject's right = image left).
-# The eye polygons are the ring around the eye a look paints (lids up to the crease, lash line, the
-# outer corner), not just the eyeball opening.
-RIGHT_EYE_AREA = (113, 225, 224, 223, 222, 221, 189, 244, 233, 232, 231, 230, 229, 228, 31, 226)
-LEFT_EYE_AREA = (342, 445, 444, 443, 442, 441, 413, 464, 453, 452, 451, 450, 449, 448, 261, 446)
+# "Eyes" is the eye opening up to the lash lines, as in the synthetic maps and LaPa; the lids are skin
+# (the renderer finds the lid above the opening and never paints the eyeball itself).
+RIGHT_EYE = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
+LEFT_EYE = (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466)
 RIGHT_BROW = (70, 63, 105, 66, 107, 55, 65, 52, 53, 46)
 LEFT_BROW = (300, 293, 334, 296, 336, 285, 295, 282, 283, 276)
 LIPS_OUTER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
@@ -101,8 +101,8 @@ def landmarks_to_labels(landmarks: np.ndarray, shape: tuple[int, int]) -> np.nda
     pts = np.asarray(landmarks, np.float64)
     labels = np.zeros(shape, np.uint8)
     _fill(labels, pts, FACE_OVAL, SKIN)
-    _fill(labels, pts, RIGHT_EYE_AREA, EYES)
-    _fill(labels, pts, LEFT_EYE_AREA, EYES)
+    _fill(labels, pts, RIGHT_EYE, EYES)
+    _fill(labels, pts, LEFT_EYE, EYES)
     _fill(labels, pts, RIGHT_BROW, BROWS)
     _fill(labels, pts, LEFT_BROW, BROWS)
     _fill(labels, pts, LIPS_OUTER, LIPS)

@@ -220,3 +220,15 @@ def test_facer_loads_local_torchscript_and_maps_labels(astronaut, tiny_lapa_mode
     face = prepare_face(astronaut, size=128, parser=auto)
     assert auto.name == "facer" and face.labels.shape == (128, 128)
     assert _centroid_y(face.labels, BROWS) < _centroid_y(face.labels, LIPS)
+
+
+def test_mediapipe_agrees_with_exact_synthetic_maps():
+    """The two backends share one convention (eyes = the opening, lids = skin, inner mouth = other)."""
+    synth = pytest.importorskip("makeup.synth")
+    face = synth.generate_face(1, 256)
+    ours = get_parser("mediapipe").parse(face.image)
+
+    def iou(k: int) -> float:
+        return ((ours == k) & (face.labels == k)).sum() / max(((ours == k) | (face.labels == k)).sum(), 1)
+
+    assert iou(EYES) > 0.5 and iou(LIPS) > 0.6 and iou(SKIN) > 0.75
