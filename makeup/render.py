@@ -160,19 +160,23 @@ def _eyeshadow_alpha(g: FaceGeometry, p: Product) -> np.ndarray:
     for eye in g.eyes:
         ew = eye.width
         reach = max(eye.lid * (0.35 + 0.65 * p.extent), 2.0)
-        outer_hw, inner_hw = 0.5 * ew * (1.1 + 0.6 * p.extent), 0.5 * ew * 0.95
+        # Full strength over the central lid, fading past the corners (further on the outer side).
+        core, outer_hw, inner_hw = 0.3 * ew, 0.5 * ew * (1.25 + 0.6 * p.extent), 0.5 * ew * 1.05
         win, xx, yy = _eye_window(g, eye, outer_hw, reach, 0.4 * ew)
         xc = eye.cols.astype(np.float32) + 0.5
         top = np.interp(xx, xc, eye.top)
         bottom = np.interp(xx, xc, eye.bottom)
         cx = eye.cx + 0.5 + eye.outward * 0.1 * ew * p.extent
         side = (xx - cx) * eye.outward
-        h = np.abs(side) / np.where(side > 0, outer_hw, inner_hw)
+        h = np.clip(np.abs(side) - core, 0, None) / (np.where(side > 0, outer_hw, inner_hw) - core)
         up = np.clip((top - yy) / reach, 0, None)
-        above = 1 - _smoothstep(0.45, 1.0, np.hypot(up, h))
-        below = p.lower * (1 - _smoothstep(0.0, 1.0, (yy - bottom) / (0.22 * ew + 1))) \
-            * (1 - _smoothstep(0.55, 1.0, h))
-        a = np.where(yy > bottom, below, above).astype(np.float32)
+        above = 1 - _smoothstep(0.3, 1.0, np.hypot(up, h))
+        under = (1 - _smoothstep(0.0, 1.0, np.clip(yy - bottom, 0, None) / (0.25 * ew + 1))) \
+            * (1 - _smoothstep(0.5, 1.0, h)) * p.lower
+        # Beside the corners (between the two lash lines) fade from the lid value to the under-eye value,
+        # so the field has no seam at either line.
+        t = np.clip((yy - top) / np.maximum(bottom - top, 1.0), 0, 1)
+        a = (above + t * (under - above)).astype(np.float32)
         np.maximum(alpha[win], a, out=alpha[win])
     return alpha * g.skin
 
@@ -185,13 +189,13 @@ def _eyeliner_alpha(g: FaceGeometry, p: Product) -> np.ndarray:
         idx = np.arange(len(eye.cols)) if eye.outward > 0 else np.arange(len(eye.cols))[::-1]
         pos = np.linspace(0.0, 1.0, len(idx))  # 0 inner corner -> 1 outer corner
         x = eye.cols[idx].astype(np.float32) + 0.5
-        top = eye.top[idx]
-        thick = p.thickness * 0.14 * ew * (0.3 + 0.7 * pos)
+        top = _smooth_line(eye.top)[idx]
+        thick = p.thickness * 0.14 * ew * (0.3 + 0.7 * pos) + 0.3 * (p.thickness > 0)
         o = eye.outer_index
         outer_x = float(eye.cols[o]) + (1.0 if eye.outward > 0 else 0.0)
         corner_y = float(eye.top[o] + eye.bottom[o]) / 2
-        wing = p.wing * 0.5 * ew
-        tip = [(outer_x + eye.outward * wing, float(eye.top[o]) - 0.45 * wing)] if wing >= 0.5 else []
+        wing = p.wing * 0.38 * ew
+        tip = [(outer_x + eye.outward * wing, float(top[-1]) - 0.6 * wing)] if wing >= 0.5 else []
         upper = list(zip(x, top - thick))
         lower = list(zip(x[::-1], top[::-1] + 1.0))
         poly = np.array(upper + [(outer_x, float(top[-1] - thick[-1]))] + tip + [(outer_x, corner_y)] + lower,
@@ -199,6 +203,15 @@ def _eyeliner_alpha(g: FaceGeometry, p: Product) -> np.ndarray:
         pts = np.round((poly - 0.5) * 16).astype(np.int32)  # OpenCV puts integer coordinates on pixel centres
         cv2.fillPoly(canvas, [pts], 255, lineType=cv2.LINE_AA, shift=4)
     return canvas.astype(np.float32) / 255.0 * g.skin
+
+
+def _smooth_line(y: np.ndarray) -> np.ndarray:
+    """The lash line of a label map is a staircase; a short moving average makes the liner's edge clean."""
+    if len(y) < 5:
+        return y
+    k = np.array([1, 2, 3, 2, 1], np.float32) / 9
+    padded = np.pad(y, 2, mode="edge")
+    return np.minimum(np.convolve(padded, k, mode="valid"), y).astype(np.float32)
 
 
 def _brow_alpha(g: FaceGeometry, p: Product) -> np.ndarray:
@@ -210,15 +223,6 @@ def _lip_alpha(g: FaceGeometry, p: Product) -> np.ndarray:
     return _inner_soft((g.labels == LIPS).astype(np.float32), sigma, 0.3, 0.7)
 
 
-PRODUCT_ALPHA: dict[str, Callable[[FaceGeometry, Product], np.ndarray]] = {
-    "foundation": _foundation_alpha,
-    "blush": _blush_alpha,
-    "eyeshadow": _eyeshadow_alpha,
-    "eyeliner": _eyeliner_alpha,
-    "brow_tint": _brow_alpha,
-    "lipstick": _lip_alpha,
-}
-RENDER_ORDER = tuple(PRODUCT_ALPHA)  # base first (foundation), lips last
 
 
 def _strength(p: Product) -> float:
@@ -235,10 +239,10 @@ def product_alphas(labels: np.ndarray, style: Style | str,
     style = load_style(style)
     g = geometry or FaceGeometry.from_labels(labels)
     out = {}
-    for kind in RENDER_ORDER:
+    for kind in PRODUCT_RENDERERS:
         prod = style.products.get(kind)
         if prod is not None and _strength(prod) > 0:
-            out[kind] = PRODUCT_ALPHA[kind](g, prod)
+            out[kind] = PRODUCT_RENDERERS[kind][0](g, prod)
     return out
 
 
@@ -261,7 +265,7 @@ def _lab_of(color) -> np.ndarray:
 def _pigment(lab: np.ndarray, alpha: np.ndarray, color, amount: float, texture: float = 1.0) -> None:
     """Move chroma toward ``color`` and lightness toward its lightness, keeping ``texture`` of the photo's own
     lightness variation (1: all shading kept, 0: flat paint)."""
-    w = (alpha * amount)[..., None] if np.ndim(alpha) == 2 else alpha * amount
+    w = (alpha * amount)[..., None]
     target = _lab_of(color)
     weights = alpha.sum()
     l_ref = float((lab[..., 0] * alpha).sum() / weights) if weights > 0 else 50.0
@@ -304,6 +308,31 @@ def _apply_gloss(lab: np.ndarray, alpha: np.ndarray, p: Product, g: FaceGeometry
     lab[..., 1:] *= (1 - 0.4 * spec)[..., None]
 
 
+def _apply_lipstick(lab: np.ndarray, alpha: np.ndarray, p: Product, g: FaceGeometry) -> None:
+    _pigment(lab, alpha, p.color, p.opacity, texture=0.9)
+    _apply_gloss(lab, alpha, p, g)
+
+
+def _pigment_with(texture: float):
+    """A product that is only pigment; ``texture`` = how much of the photo's lightness detail shows through."""
+    def apply(lab: np.ndarray, alpha: np.ndarray, p: Product, g: FaceGeometry) -> None:
+        _pigment(lab, alpha, p.color, p.opacity, texture=texture)
+    return apply
+
+
+AlphaFn = Callable[[FaceGeometry, Product], np.ndarray]
+ApplyFn = Callable[[np.ndarray, np.ndarray, Product, FaceGeometry], None]
+# kind -> (opacity map, how it changes the CIELAB image); the order is the painting order: base first, lips last.
+PRODUCT_RENDERERS: dict[str, tuple[AlphaFn, ApplyFn]] = {
+    "foundation": (_foundation_alpha, _apply_foundation),
+    "blush": (_blush_alpha, _pigment_with(1.0)),
+    "eyeshadow": (_eyeshadow_alpha, _pigment_with(0.8)),
+    "eyeliner": (_eyeliner_alpha, _pigment_with(0.25)),
+    "brow_tint": (_brow_alpha, _pigment_with(0.9)),
+    "lipstick": (_lip_alpha, _apply_lipstick),
+}
+
+
 def render_makeup(image: np.ndarray, labels: np.ndarray, style: Style | str) -> np.ndarray:
     """Apply ``style`` to an RGB uint8 ``image`` given its label map; pixels outside the style's
     :func:`touched_mask` are returned unchanged."""
@@ -320,20 +349,7 @@ def render_makeup(image: np.ndarray, labels: np.ndarray, style: Style | str) -> 
         return img.copy()
     lab = cv2.cvtColor(img.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
     for kind, alpha in alphas.items():
-        p = style.products[kind]
-        if kind == "foundation":
-            _apply_foundation(lab, alpha, p, g)
-        elif kind == "blush":
-            _pigment(lab, alpha, p.color, p.opacity, texture=1.0)
-        elif kind == "eyeshadow":
-            _pigment(lab, alpha, p.color, p.opacity, texture=0.8)
-        elif kind == "eyeliner":
-            _pigment(lab, alpha, p.color, p.opacity, texture=0.25)
-        elif kind == "brow_tint":
-            _pigment(lab, alpha, p.color, p.opacity, texture=0.9)
-        elif kind == "lipstick":
-            _pigment(lab, alpha, p.color, p.opacity, texture=0.9)
-            _apply_gloss(lab, alpha, p, g)
+        PRODUCT_RENDERERS[kind][1](lab, alpha, style.products[kind], g)
     rgb = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
     out = np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)
     touched = np.zeros(lab_map.shape, bool)
