@@ -1,0 +1,357 @@
+"""Student trainer: float epochs, then PT2E QAT epochs; validation, checkpoints, sample grids, metrics.
+
+OUT/tinybeauty_best_loss.pt   lowest val loss          OUT/metrics.jsonl        one record per epoch + events
+OUT/tinybeauty_best_psnr.pt   highest val PSNR         OUT/samples_epoch_N.png  source | prediction | target | |residual|
+OUT/tinybeauty_final.pt       last epoch (QAT when qat_epochs > 0; this is what export converts)
+OUT/tinybeauty_last.pt        last epoch + optimizer/scheduler state (``--resume`` continues from it)
+OUT/summary.json              params, MACs, float vs QAT val PSNR, wall time
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from makeup.config import merge
+from makeup.errors import TinyBeautyError
+from makeup.grid import heatmap, save_grid
+from makeup.io import write_text_atomic
+from makeup.metrics import psnr_per_image, ssim_per_image
+from makeup.pairs import PairDataset, PairTorchDataset, split_ids
+from makeup.runtime import pick_device, seed_everything
+
+from .checkpoint import load_student, save_checkpoint
+from .losses import LossWeights, StudentLoss
+from .model import DEFAULT_CONFIG, StudentConfig, build_model, count_macs, count_params
+from .qat import float_state_from_prepared, prepare_qat, restore_qat, set_qat_mode
+
+log = logging.getLogger("tinybeauty")
+
+# The paper schedule; profiles override (configs/<profile>.yaml, section ``student``).
+TRAIN_DEFAULTS: dict = {
+    "model": {},             # StudentConfig overrides on top of student.model.DEFAULT_CONFIG
+    "epochs": 50,            # float epochs
+    "qat_epochs": 5,         # PT2E QAT epochs after the float warm-up (0: float only)
+    "batch_size": 32,
+    "lr": 2e-4,
+    "qat_lr": 5e-5,
+    "plateau_factor": 0.5,   # ReduceLROnPlateau on val loss
+    "plateau_patience": 3,
+    "train_crop": None,      # random square crop side for training (None: whole images); the net is convolutional
+    "val_fraction": 0.1,
+    "max_val": None,         # cap on val pairs scored per epoch (None: all)
+    "sample_every": 5,       # epochs between sample grids
+    "sample_count": 4,
+    "loss": {"l1": 1.0, "eyeliner": 0.5, "lpips": 0.0},
+    "lpips_weights": None,
+    "amp": True,             # mixed precision on CUDA (float phase)
+    "seed": 0,
+}
+
+CKPT_BEST_LOSS = "tinybeauty_best_loss.pt"
+CKPT_BEST_PSNR = "tinybeauty_best_psnr.pt"
+CKPT_FINAL = "tinybeauty_final.pt"
+CKPT_LAST = "tinybeauty_last.pt"
+METRICS = "metrics.jsonl"
+SUMMARY = "summary.json"
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0
+    best_loss: float = math.inf
+    best_psnr: float = -math.inf
+    float_val_psnr: float | None = None  # val PSNR when the float warm-up ended
+    seconds: float = 0.0  # training wall time so far (summed across resumes)
+
+    def to_dict(self) -> dict:
+        return dict(vars(self))
+
+
+def student_settings(section: dict | None = None, **overrides) -> dict:
+    """TRAIN_DEFAULTS <- profile section <- CLI overrides (None values ignored)."""
+    return merge(merge(TRAIN_DEFAULTS, section or {}), overrides)
+
+
+class MetricsLog:
+    """Append-only ``metrics.jsonl`` plus wandb when installed and asked for (offline mode is fine)."""
+
+    def __init__(self, path: Path, use_wandb: bool, config: dict):
+        self.path = path
+        self.wandb = None
+        if use_wandb and not os.environ.get("TINYBEAUTY_NO_WANDB"):
+            try:
+                import wandb  # type: ignore
+
+                self.wandb = wandb.init(project="tinybeauty", config=config, dir=str(path.parent),
+                                        mode=os.environ.get("WANDB_MODE", "offline"))
+            except ImportError:
+                log.warning("wandb is not installed: metrics go to %s only", path)
+        elif use_wandb:
+            log.warning("wandb disabled (TINYBEAUTY_NO_WANDB): metrics go to %s only", path)
+
+    def write(self, record: dict) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+        if self.wandb is not None:
+            self.wandb.log({k: v for k, v in record.items() if isinstance(v, (int, float))})
+
+    def close(self) -> None:
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+def read_metrics(out_dir: str | os.PathLike) -> list[dict]:
+    path = Path(out_dir) / METRICS
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def random_crop(batch: dict, side: int | None, rng: np.random.Generator) -> dict:
+    """The same random ``side`` crop of source, target and mask, drawn per sample."""
+    h, w = batch["source"].shape[-2:]
+    if not side or (side >= h and side >= w):
+        return batch
+    side = min(side, h, w)
+    out = {k: [] for k in ("source", "target", "mask")}
+    for i in range(batch["source"].shape[0]):
+        y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        for k in out:
+            out[k].append(batch[k][i, ..., y:y + side, x:x + side])
+    return {k: torch.stack(v) for k, v in out.items()}
+
+
+class StudentTrainer:
+    def __init__(self, pairs_dir: str | os.PathLike, out_dir: str | os.PathLike, settings: dict,
+                 device: str = "auto", use_wandb: bool = False, progress: bool = True):
+        self.settings = settings
+        self.out = Path(out_dir)
+        self.progress = progress
+        self.device = pick_device(device)
+        self.pairs = PairDataset(pairs_dir)
+        if len(self.pairs) < 2:
+            raise TinyBeautyError(f"{self.pairs.root}: {len(self.pairs)} pairs; the student needs at least 2 "
+                                  "(one for training, one for validation)")
+        train_ids, val_ids = split_ids(self.pairs.ids, settings["val_fraction"])
+        if settings.get("max_val"):
+            val_ids = val_ids[: int(settings["max_val"])]
+        self.train_set = PairTorchDataset(self.pairs, train_ids, augment=True, seed=settings["seed"])
+        self.val_set = PairTorchDataset(self.pairs, val_ids, augment=False)
+        self.config = StudentConfig.from_dict({**DEFAULT_CONFIG.to_dict(), **(settings.get("model") or {})})
+        self.loss_fn = StudentLoss(LossWeights.from_dict(settings["loss"]), settings.get("lpips_weights"))
+        self.float_epochs = int(settings["epochs"])
+        self.total_epochs = self.float_epochs + int(settings["qat_epochs"])
+
+    # --- model/optimizer phases ------------------------------------------------------------------------
+    def _float_phase(self, model):
+        model.to(self.device).train()
+        opt = torch.optim.Adam(model.parameters(), lr=self.settings["lr"])
+        return model, opt, self._scheduler(opt)
+
+    def _qat_phase(self, model, qat_state: dict | None = None):
+        """Prepare the float model for QAT (on CPU: PT2E export), then train it on the device."""
+        example = self.val_set[0]["source"][None]
+        prepared, _ = prepare_qat(model.cpu(), example, dynamic_batch=True, dynamic_size=True)
+        if qat_state is not None:
+            prepared.load_state_dict(qat_state, strict=True)
+        prepared.to(self.device)
+        set_qat_mode(prepared, train=True)
+        opt = torch.optim.Adam(prepared.parameters(), lr=self.settings["qat_lr"])
+        return prepared, opt, self._scheduler(opt)
+
+    def _scheduler(self, opt):
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=self.settings["plateau_factor"],
+                                                          patience=self.settings["plateau_patience"])
+
+    # --- one epoch -------------------------------------------------------------------------------------
+    def _train_epoch(self, net, opt, epoch: int, qat: bool, scaler) -> float:
+        from torch.utils.data import DataLoader
+        from tqdm import tqdm
+
+        self.train_set.set_epoch(epoch)
+        gen = torch.Generator().manual_seed(self.settings["seed"] * 100_003 + epoch)
+        loader = DataLoader(self.train_set, batch_size=self.settings["batch_size"], shuffle=True, generator=gen,
+                            num_workers=0, drop_last=len(self.train_set) > self.settings["batch_size"])
+        rng = np.random.default_rng([self.settings["seed"], epoch])
+        if qat:
+            set_qat_mode(net, train=True)
+        else:
+            net.train()
+        use_amp = scaler is not None and not qat
+        total, count = 0.0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch}/{self.total_epochs}{' qat' if qat else ''}", unit="batch",
+                   disable=not self.progress, leave=False)
+        for batch in bar:
+            batch = random_crop(batch, self.settings.get("train_crop"), rng)
+            src, tgt, mask = (batch[k].to(self.device) for k in ("source", "target", "mask"))
+            with torch.autocast(self.device.type, enabled=use_amp):
+                pred = net(src)
+            loss, _ = self.loss_fn(pred.float(), tgt, mask)
+            opt.zero_grad(set_to_none=True)
+            if use_amp:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
+            total += float(loss) * src.shape[0]
+            count += src.shape[0]
+            bar.set_postfix(loss=f"{float(loss):.4f}")
+        return total / max(count, 1)
+
+    @torch.no_grad()
+    def _validate(self, net, qat: bool) -> tuple[dict, list]:
+        if qat:
+            set_qat_mode(net, train=False)
+        else:
+            net.eval()
+        losses, psnrs, ssims, samples = [], [], [], []
+        for i in range(0, len(self.val_set), 8):
+            items = [self.val_set[j] for j in range(i, min(i + 8, len(self.val_set)))]
+            src = torch.stack([it["source"] for it in items]).to(self.device)
+            tgt = torch.stack([it["target"] for it in items]).to(self.device)
+            mask = torch.stack([it["mask"] for it in items]).to(self.device)
+            pred = net(src).float()
+            losses.append(float(self.loss_fn(pred, tgt, mask)[0]) * len(items))
+            p, t = pred.cpu().numpy().transpose(0, 2, 3, 1), tgt.cpu().numpy().transpose(0, 2, 3, 1)
+            psnrs += list(np.minimum(psnr_per_image(p, t, 1.0), 100.0))
+            ssims += list(ssim_per_image(p, t, 1.0))
+            if len(samples) < self.settings["sample_count"]:
+                for s, q, g in zip(src.cpu().numpy(), pred.cpu().numpy(), tgt.cpu().numpy()):
+                    samples.append((s.transpose(1, 2, 0), q.transpose(1, 2, 0), g.transpose(1, 2, 0)))
+        n = len(self.val_set)
+        return ({"val_loss": sum(losses) / n, "val_psnr": float(np.mean(psnrs)), "val_ssim": float(np.mean(ssims))},
+                samples[: self.settings["sample_count"]])
+
+    def _save_samples(self, epoch: int, samples: list) -> None:
+        rows = [[s, q, g, heatmap(q - s, scale=0.25)] for s, q, g in samples]
+        save_grid(self.out / f"samples_epoch_{epoch}.png", rows,
+                  titles=["source", "prediction", "target", "|residual|"])
+
+    # --- checkpoints -----------------------------------------------------------------------------------
+    def _float_model_of(self, net, qat: bool):
+        if not qat:
+            return net
+        model = build_model(self.config)
+        model.load_state_dict(float_state_from_prepared(net.cpu(), model))
+        net.to(self.device)
+        return model
+
+    def _save(self, name: str, net, qat: bool, meta: dict, trainer: dict | None = None) -> None:
+        model = self._float_model_of(net, qat)
+        qat_state = {k: v.detach().cpu() for k, v in net.state_dict().items()} if qat else None
+        save_checkpoint(self.out / name, model.cpu() if not qat else model, config=self.config,
+                        qat_state=qat_state, meta=meta, trainer=trainer)
+        if not qat:
+            net.to(self.device)
+
+    # --- the loop --------------------------------------------------------------------------------------
+    def run(self, resume: bool = False, use_wandb: bool = False) -> dict:
+        self.out.mkdir(parents=True, exist_ok=True)
+        seed_everything(self.settings["seed"])
+        state = TrainState()
+        model = build_model(self.config)
+        qat = self.float_epochs == 0 and self.total_epochs > 0
+        net, opt, sched = (self._qat_phase(model) if qat else self._float_phase(model))
+        if resume:
+            state, net, opt, sched, qat = self._resume(model)
+        else:
+            for stale in (METRICS, SUMMARY):
+                (self.out / stale).unlink(missing_ok=True)
+        metrics = MetricsLog(self.out / METRICS, use_wandb, self.settings)
+        scaler = torch.amp.GradScaler("cuda") if self.device.type == "cuda" and self.settings["amp"] else None
+        if state.epoch == 0:
+            log.info("student: %d params, %.3f GMAC at 256, %d train / %d val pairs, device %s",
+                     count_params(model), count_macs(model) / 1e9, len(self.train_set), len(self.val_set),
+                     self.device)
+        from tqdm import tqdm
+
+        epochs = tqdm(range(state.epoch + 1, self.total_epochs + 1), desc="student", unit="epoch",
+                      disable=not self.progress)
+        for epoch in epochs:
+            if not qat and epoch > self.float_epochs:  # float warm-up done: switch to QAT
+                state.float_val_psnr = self._validate(net, qat=False)[0]["val_psnr"]
+                metrics.write({"event": "qat_start", "epoch": epoch, "float_val_psnr": state.float_val_psnr})
+                net, opt, sched = self._qat_phase(net.cpu())
+                qat = True
+            t0 = time.perf_counter()
+            train_loss = self._train_epoch(net, opt, epoch, qat, scaler)
+            scores, samples = self._validate(net, qat)
+            sched.step(scores["val_loss"])
+            state.seconds += time.perf_counter() - t0
+            state.epoch = epoch
+            record = {"epoch": epoch, "phase": "qat" if qat else "float", "train_loss": train_loss, **scores,
+                      "lr": opt.param_groups[0]["lr"], "seconds": round(state.seconds, 2)}
+            metrics.write(record)
+            epochs.set_postfix(loss=f"{train_loss:.4f}", psnr=f"{scores['val_psnr']:.2f}")
+            meta = {"epoch": epoch, "phase": record["phase"], **scores, "pairs": str(self.pairs.root)}
+            if scores["val_loss"] < state.best_loss:
+                state.best_loss = scores["val_loss"]
+                self._save(CKPT_BEST_LOSS, net, qat, meta)
+            if scores["val_psnr"] > state.best_psnr:
+                state.best_psnr = scores["val_psnr"]
+                self._save(CKPT_BEST_PSNR, net, qat, meta)
+            if epoch % self.settings["sample_every"] == 0 or epoch == self.total_epochs:
+                self._save_samples(epoch, samples)
+            trainer = {"state": state.to_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                       "settings_epochs": [self.float_epochs, self.total_epochs]}
+            self._save(CKPT_LAST, net, qat, meta, trainer=trainer)
+        summary = self._finish(net, qat, state, metrics)
+        metrics.close()
+        return summary
+
+    def _resume(self, model):
+        last = self.out / CKPT_LAST
+        if not last.exists():
+            raise TinyBeautyError(f"{self.out}: nothing to resume ({CKPT_LAST} missing); run without --resume")
+        ckpt = load_student(last)
+        if ckpt.config != self.config:
+            raise TinyBeautyError(f"{last}: saved for model {ckpt.config}, but the settings ask for {self.config}")
+        trainer = ckpt.trainer or {}
+        state = TrainState(**trainer.get("state", {}))
+        model.load_state_dict(ckpt.model.state_dict())
+        if ckpt.qat:
+            net, opt, sched = self._qat_phase(model, ckpt.qat_state)
+        else:
+            net, opt, sched = self._float_phase(model)
+        if "optimizer" in trainer:
+            opt.load_state_dict(trainer["optimizer"])
+            sched.load_state_dict(trainer["scheduler"])
+        log.info("resuming %s at epoch %d of %d", self.out, state.epoch + 1, self.total_epochs)
+        return state, net, opt, sched, ckpt.qat
+
+    def _finish(self, net, qat: bool, state: TrainState, metrics: MetricsLog) -> dict:
+        scores, _ = self._validate(net, qat)
+        final_meta = {"epoch": state.epoch, "phase": "qat" if qat else "float", **scores,
+                      "pairs": str(self.pairs.root)}
+        self._save(CKPT_FINAL, net, qat, final_meta)
+        model = build_model(self.config)
+        summary = {
+            "params": count_params(model), "macs_256": count_macs(model), "config": self.config.to_dict(),
+            "train_pairs": len(self.train_set), "val_pairs": len(self.val_set), "epochs": state.epoch,
+            "float_epochs": self.float_epochs, "qat_epochs": self.total_epochs - self.float_epochs,
+            "float_val_psnr": state.float_val_psnr if qat else scores["val_psnr"],
+            "qat_val_psnr": scores["val_psnr"] if qat else None,
+            "final_val_ssim": scores["val_ssim"], "best_val_psnr": state.best_psnr,
+            "train_seconds": round(state.seconds, 1), "device": str(self.device),
+        }
+        metrics.write({"event": "summary", **{k: v for k, v in summary.items() if k != "config"}})
+        write_text_atomic(self.out / SUMMARY, json.dumps(summary, indent=2) + "\n")
+        return summary
+
+
+def train_student(pairs_dir, out_dir, settings: dict | None = None, *, resume: bool = False,
+                  device: str = "auto", use_wandb: bool = False, progress: bool = True) -> dict:
+    """Train (or resume) a student; returns the summary dict also written to ``OUT/summary.json``."""
+    settings = student_settings(settings)
+    trainer = StudentTrainer(pairs_dir, out_dir, settings, device=device, progress=progress)
+    return trainer.run(resume=resume, use_wandb=use_wandb)
