@@ -247,8 +247,30 @@ def paste_back(photo: np.ndarray, crop: np.ndarray, aligned: AlignedFace, feathe
         raise TinyBeautyError(f"photo is {base.shape[:2]}, but the face was aligned on {aligned.photo_shape}")
     weight = face_mask(aligned, feather) if mask is None else np.asarray(mask, np.float32)
     delta = (out_crop.astype(np.float32) - aligned.crop.astype(np.float32)) * weight[..., None]
-    h, w = base.shape[:2]
-    # Zero border: photo pixels the crop does not cover get no change.
-    delta_photo = cv2.warpAffine(delta, aligned.matrix, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+    out = base.copy()
+    box = _crop_box_in_photo(aligned)
+    if box is None:
+        return out
+    x0, y0, x1, y1 = box
+    # Warp only the photo window the crop covers (a 12 MP photo stays cheap); the zero border means
+    # photo pixels outside the crop get no change.
+    m = aligned.matrix.copy()
+    m[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)
+    delta_photo = cv2.warpAffine(delta, m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                  borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    return np.clip(np.round(base.astype(np.float32) + delta_photo), 0, 255).astype(np.uint8)
+    window = base[y0:y1, x0:x1].astype(np.float32) + delta_photo
+    out[y0:y1, x0:x1] = np.clip(np.round(window), 0, 255).astype(np.uint8)
+    return out
+
+
+def _crop_box_in_photo(aligned: AlignedFace) -> Optional[tuple[int, int, int, int]]:
+    """Photo window (x0, y0, x1, y1) holding the crop's footprint (plus a pixel of bilinear reach)."""
+    n = aligned.size
+    corners = np.array([[-1, -1], [n, -1], [-1, n], [n, n]], np.float64)
+    inv = aligned.inverse_matrix
+    pts = corners @ inv[:, :2].T + inv[:, 2]
+    h, w = aligned.photo_shape
+    x0, y0 = np.floor(pts.min(axis=0)).astype(int) - 1
+    x1, y1 = np.ceil(pts.max(axis=0)).astype(int) + 2
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None

@@ -161,3 +161,17 @@ def test_paste_back_properties(photo_landmarks, astronaut, angle, scale, tx, ty,
     processed = np.clip(face.crop.astype(int) + delta, 0, 255).astype(np.uint8)
     changed = np.any(paste_back(photo, processed, face) != photo, axis=2)
     assert not (changed & ~_photo_face_region(face)).any()
+
+
+def test_large_photo_frames_the_same_face(astronaut, aligned):
+    """A 4x larger photo of the same scene gives (nearly) the same crop and still pastes back exactly."""
+    big = cv2.resize(astronaut, (2048, 2048), interpolation=cv2.INTER_CUBIC)
+    face = align_face(big, 256)
+    np.testing.assert_allclose(face.key_points(), aligned.key_points(), atol=3.0)
+    diff = face.crop.astype(float) - aligned.crop.astype(float)
+    assert 10 * np.log10(255.0 ** 2 / np.mean(diff ** 2)) > 25
+    processed = np.clip(face.crop.astype(int) - 30, 0, 255).astype(np.uint8)
+    out = paste_back(big, processed, face)
+    np.testing.assert_array_equal(paste_back(big, face.crop, face), big)
+    changed = np.any(out != big, axis=2)
+    assert not (changed & ~_photo_face_region(face)).any() and changed.sum() > 100_000
