@@ -12,9 +12,12 @@ no pixel outside the face region can change.
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import threading
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 
@@ -63,6 +66,30 @@ class AlignedFace:
         return key_points(self.landmarks)
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence the C++ side's stderr chatter (TFLite "Created XNNPACK delegate", absl warnings) that would
+    otherwise surround the CLI's single error line; mediapipe has no switch for it. Kept with
+    ``TINYBEAUTY_DEBUG=1``."""
+    if os.environ.get("TINYBEAUTY_DEBUG"):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (embedded interpreters): nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 class _FaceMesh:
     """One mediapipe FaceMesh per process (creating it costs about a second); calls are serialised."""
 
@@ -72,8 +99,9 @@ class _FaceMesh:
     def __init__(self) -> None:
         import mediapipe as mp
 
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=True, max_num_faces=4, refine_landmarks=True, min_detection_confidence=0.5)
+        with _quiet_native_stderr():
+            self._mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=True, max_num_faces=4, refine_landmarks=True, min_detection_confidence=0.5)
         self._lock = threading.Lock()
 
     @classmethod
@@ -86,7 +114,7 @@ class _FaceMesh:
     def landmarks(self, image: np.ndarray) -> list[np.ndarray]:
         """All faces' landmarks (478, 2) in pixel coordinates of ``image``."""
         h, w = image.shape[:2]
-        with self._lock:
+        with self._lock, _quiet_native_stderr():
             result = self._mesh.process(np.ascontiguousarray(image[..., :3], dtype=np.uint8))
         faces = result.multi_face_landmarks or []
         # mediapipe's normalised coordinates span the image edge to edge; pixel centres sit at +0.5.

@@ -99,11 +99,17 @@ def test_bad_input_is_one_error_line(tmp_path, capsys, photos, monkeypatch, case
     assert not out.exists() or not any(out.glob("*.png"))  # nothing written
 
 
-def test_entry_point_help_and_error_exit():
+def test_entry_point_help_and_error_exit(tmp_path, photos):
     cmd = [sys.executable, "-m", "tinybeauty", "parse", "--input", "/nonexistent/x.png", "--out", "/tmp/unused"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: --input /nonexistent/x.png: no such file or folder"]
+    # After mediapipe ran, stderr still holds only our line (its native log chatter is silenced).
+    cmd = [sys.executable, "-m", "tinybeauty", "parse", "--input", str(photos / "coffee.png"), "--out",
+           str(tmp_path / "out")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"error: {photos / 'coffee.png'}: no face found"]
     helped = subprocess.run([sys.executable, "-m", "tinybeauty", "parse", "--help"], capture_output=True,
                             text=True, timeout=120)
     assert helped.returncode == 0 and "--facer-weights" in helped.stdout and "--overlay" in helped.stdout
