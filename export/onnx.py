@@ -1,0 +1,112 @@
+"""int8 QDQ ONNX (one self-contained file) and its ORT-format twin for ONNX Runtime Mobile."""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from pathlib import Path
+
+from makeup.errors import TinyBeautyError
+
+log = logging.getLogger("tinybeauty")
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "made_up"
+LAYOUT = "NCHW"
+
+
+def strip_onnx(model) -> dict:
+    """Drop what the runtime never reads: per-node ``metadata_props`` (the dynamo exporter's source
+    locations, ~40% of a tiny model's file), ``doc_string``s and ``value_info`` shape annotations.
+
+    Works in place on an ``onnx.ModelProto``; returns counts of what was removed.
+    """
+    removed = {"metadata_props": 0, "doc_string": 0, "value_info": 0}
+
+    def strip_graph(graph) -> None:
+        removed["value_info"] += len(graph.value_info)
+        del graph.value_info[:]
+        if graph.doc_string:
+            removed["doc_string"] += 1
+            graph.doc_string = ""
+        del graph.metadata_props[:]
+        for node in graph.node:
+            removed["metadata_props"] += len(node.metadata_props)
+            del node.metadata_props[:]
+            if node.doc_string:
+                removed["doc_string"] += 1
+                node.doc_string = ""
+            for attr in node.attribute:  # subgraphs (If/Loop) carry their own nodes
+                if attr.g.node:
+                    strip_graph(attr.g)
+                for g in attr.graphs:
+                    strip_graph(g)
+
+    strip_graph(model.graph)
+    for fn in model.functions:
+        for node in fn.node:
+            removed["metadata_props"] += len(node.metadata_props)
+            del node.metadata_props[:]
+            node.doc_string = ""
+        del fn.metadata_props[:]
+    model.doc_string = ""
+    return removed
+
+
+def export_onnx(qs, path: Path, cfg: dict, staged: dict | None = None) -> dict:
+    """Folded int8 graph -> QDQ ONNX with a dynamic batch dimension, stripped and checked."""
+    import onnx
+    import torch
+
+    opset = int(cfg.get("onnx_opset", 18))
+    with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints a line per phase
+        program = torch.onnx.export(qs.folded, (qs.example(),), dynamo=True, external_data=False,
+                                    input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                    dynamic_shapes=({0: "batch"},), opset_version=opset, verbose=False)
+    model = program.model_proto
+    removed = strip_onnx(model)
+    data = model.SerializeToString()
+    if len(data) >= 2**31:  # cannot happen for a tiny model; a guard against an external-data surprise
+        raise TinyBeautyError("ONNX model exceeds 2 GB")
+    onnx.checker.check_model(model, full_check=True)
+    path.write_bytes(data)
+    ops = sorted({n.op_type for n in model.graph.node})
+    return {"layout": LAYOUT, "batch": "dynamic", "weights": "int8 (QDQ)", "activations": "int8 (QDQ)",
+            "io_dtype": "float32", "opset": opset, "ops": ops, "stripped": removed,
+            "converter": f"torch.onnx (dynamo) {torch.__version__}"}
+
+
+def export_ort(qs, path: Path, cfg: dict, staged: dict | None = None) -> dict:
+    """ORT format for ONNX Runtime Mobile, from the exported ONNX file (basic optimizations only, so the
+    file stays valid for every execution provider, NNAPI and CoreML included)."""
+    import onnxruntime as ort
+
+    onnx_path = (staged or {}).get("onnx")
+    if onnx_path is None or not Path(onnx_path).exists():
+        raise TinyBeautyError("the ORT file is made from the ONNX export: include onnx in --formats")
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    so.optimized_model_filepath = str(path)
+    so.add_session_config_entry("session.save_model_format", "ORT")
+    so.log_severity_level = 3
+    ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    return {"layout": LAYOUT, "batch": "dynamic", "weights": "int8 (QDQ)", "activations": "int8 (QDQ)",
+            "io_dtype": "float32", "converter": f"onnxruntime {ort.__version__}", "optimization": "basic"}
+
+
+def validate_ort(path: Path, size: int) -> dict:
+    """The ORT file loads in ONNX Runtime with the ONNX file's I/O (a dynamic batch of 3 x size x size)."""
+    import onnxruntime as ort
+
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        return {"ok": False, "problems": [f"does not load ({exc.__class__.__name__})"]}
+    inputs = {i.name: list(i.shape) for i in session.get_inputs()}
+    outputs = [o.name for o in session.get_outputs()]
+    problems = []
+    if list(inputs) != [INPUT_NAME] or inputs[INPUT_NAME][1:] != [3, size, size]:
+        problems.append(f"inputs {inputs}, expected {INPUT_NAME!r} [batch, 3, {size}, {size}]")
+    if outputs != [OUTPUT_NAME]:
+        problems.append(f"outputs {outputs}, expected [{OUTPUT_NAME!r}]")
+    return {"ok": not problems, "problems": problems, "inputs": inputs, "outputs": outputs}

@@ -1,0 +1,98 @@
+"""Parity: does the exported file compute what the PyTorch graph it came from computes?
+
+Images are the validation split of a pair dataset (deterministic by id, the same split the student trainer
+holds out), resized to the artifact's input size. For each format the exported runtime's output is compared
+with its PyTorch reference (the converted int8 graph) and both are scored against the makeup target.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from makeup.errors import TinyBeautyError
+
+PSNR_CAP_DB = 100.0  # identical outputs give infinite PSNR; JSON has no inf and 100 dB already means "same"
+
+
+@dataclass
+class ParitySet:
+    ids: list[str]
+    sources: np.ndarray            # float32 (N, 3, S, S) in [0, 1]
+    targets: np.ndarray | None     # same shape, or None when only sources are known
+
+
+@dataclass
+class Parity:
+    psnr_vs_torch: float           # exported output vs the PyTorch reference output
+    max_abs_diff: float            # worst pixel difference, in [0, 1] units
+    psnr_vs_target: float | None   # exported output vs the makeup target
+    torch_psnr_vs_target: float | None
+    images: int
+
+    def to_dict(self) -> dict:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def load_parity_set(pairs_dir: str | Path, size: int, limit: int = 16, split: str = "val") -> ParitySet:
+    """Up to ``limit`` pairs of the validation split (or every pair with ``split='all'``), at ``size``."""
+    from makeup.pairs import PairDataset, PairTorchDataset, split_ids
+
+    ds = PairDataset(pairs_dir)
+    if len(ds) == 0:
+        raise TinyBeautyError(f"{pairs_dir}: the manifest lists no pairs")
+    ids = ds.ids if split == "all" or len(ds) == 1 else split_ids(ds.ids)[1]
+    items = PairTorchDataset(ds, ids[:limit], size=size, augment=False)
+    batch = [items[i] for i in range(len(items))]
+    return ParitySet([b["id"] for b in batch],
+                     np.stack([b["source"].numpy() for b in batch]).astype(np.float32),
+                     np.stack([b["target"].numpy() for b in batch]).astype(np.float32))
+
+
+def run_torch(module, sources: np.ndarray) -> np.ndarray:
+    """One image at a time: a graph exported for batch 1 (PTQ) accepts nothing else."""
+    import torch
+
+    with torch.no_grad():
+        return np.concatenate([module(torch.from_numpy(np.ascontiguousarray(x[None]))).numpy()
+                               for x in sources], axis=0).astype(np.float32)
+
+
+def run_batched(runner: Callable, sources: np.ndarray) -> np.ndarray:
+    return np.concatenate([np.asarray(runner(np.ascontiguousarray(x[None]))) for x in sources],
+                          axis=0).astype(np.float32)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    from makeup.metrics import psnr_per_image
+
+    per = psnr_per_image(np.clip(a, 0, 1).transpose(0, 2, 3, 1), np.clip(b, 0, 1).transpose(0, 2, 3, 1),
+                         data_range=1.0)
+    return float(np.mean(np.minimum(per, PSNR_CAP_DB)))
+
+
+def compare(exported: np.ndarray, reference: np.ndarray, targets: np.ndarray | None) -> Parity:
+    if exported.shape != reference.shape:
+        raise TinyBeautyError(f"exported output shape {exported.shape} != PyTorch output {reference.shape}")
+    return Parity(
+        psnr_vs_torch=_psnr(exported, reference),
+        max_abs_diff=float(np.abs(exported - reference).max()),
+        psnr_vs_target=None if targets is None else _psnr(exported, targets),
+        torch_psnr_vs_target=None if targets is None else _psnr(reference, targets),
+        images=len(exported),
+    )
+
+
+def parity_failures(p: Parity, min_psnr_db: float, max_target_drop_db: float) -> list[str]:
+    """Why a parity result fails the export (empty list: it passes)."""
+    out = []
+    if p.psnr_vs_torch < min_psnr_db:
+        out.append(f"PSNR vs PyTorch {p.psnr_vs_torch:.2f} dB < {min_psnr_db:g} dB")
+    if p.psnr_vs_target is not None and p.torch_psnr_vs_target is not None:
+        drop = p.torch_psnr_vs_target - p.psnr_vs_target
+        if drop > max_target_drop_db:
+            out.append(f"loses {drop:.3f} dB vs target (PyTorch {p.torch_psnr_vs_target:.2f}, exported "
+                       f"{p.psnr_vs_target:.2f}; allowed {max_target_drop_db:g})")
+    return out

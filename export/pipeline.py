@@ -1,0 +1,229 @@
+"""``tinybeauty export``: checkpoint -> int8 graphs -> one artifact per format -> budget + parity gate -> report.
+
+Every artifact is built in a staging folder beside EXPORT and measured and run there. Only when every
+required format passes the gate are the artifacts moved into EXPORT (each by rename, a package folder
+replaced whole), then ``model_card.json``, ``report.md`` and ``report.json`` (last, so its presence means a
+complete export). A refused export changes no artifact: it writes ``report.failed.json`` with every size and
+PSNR and fails with one line naming each failing format.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from makeup.errors import TinyBeautyError
+
+from .formats import BUDGET_BYTES, DEPENDS_ON, FORMATS, ExportFormat, artifact_bytes, parse_formats
+from .parity import ParitySet, compare, load_parity_set, parity_failures, run_batched, run_torch
+
+log = logging.getLogger("tinybeauty")
+
+DEFAULTS = {
+    "size": 256,                       # artifacts are specialised to one square input size
+    "budget_bytes": BUDGET_BYTES,
+    "min_psnr_vs_torch_db": 45.0,      # exported vs its PyTorch reference
+    "max_target_psnr_drop_db": 0.1,    # exported may lose at most this vs target, compared with PyTorch
+    "parity_images": 16,               # validation pairs run through every runtime
+    "calib_images": 64,                # training-split pairs for post-training calibration
+    "onnx_opset": 18,
+    "coreml_modes": ["qat", "int8", "palettize6"],
+}
+REPORT, FAILED_REPORT, CARD, REPORT_MD = "report.json", "report.failed.json", "model_card.json", "report.md"
+
+
+class ExportRefused(TinyBeautyError):
+    """The gate refused the export (over budget, parity below threshold, or an exporter failed)."""
+
+
+@dataclass
+class ExportRequest:
+    checkpoint: Path
+    out: Path
+    formats: list[ExportFormat]
+    calib: Path | None = None
+    pairs: Path | None = None
+    config: dict = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, checkpoint, out, formats: str | None = None, calib=None, pairs=None,
+              config: dict | None = None) -> "ExportRequest":
+        """Validate everything cheap before any conversion starts."""
+        out = Path(out)
+        if out.exists() and not out.is_dir():
+            raise TinyBeautyError(f"{out}: exists and is not a folder (--out names the export folder)")
+        selected = parse_formats(formats)
+        names = {f.name for f in selected}
+        for fmt, needs in DEPENDS_ON.items():
+            if fmt in names and needs not in names:
+                selected = parse_formats(",".join(sorted(names | {needs})))
+        for flag, p in (("--calib", calib), ("--pairs", pairs)):
+            if p is not None and not Path(p).is_dir():
+                raise TinyBeautyError(f"{flag} {p}: no such pair dataset folder")
+        cfg = {**DEFAULTS, **(config or {})}
+        return cls(Path(checkpoint), out, selected, Path(calib) if calib else None,
+                   Path(pairs) if pairs else None, cfg)
+
+
+def _synthetic_inputs(size: int, count: int) -> ParitySet:
+    """Parity inputs when no pairs are given: synthetic faces (no targets), or smooth noise without them."""
+    try:
+        from makeup.synth import generate_face
+
+        imgs = [generate_face(seed=1000 + i, size=size).image for i in range(count)]
+        sources = np.stack(imgs).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+    except ImportError:
+        rng = np.random.default_rng(0)
+        sources = rng.random((count, 3, size, size), dtype=np.float32)
+    return ParitySet([f"synthetic_{i}" for i in range(count)], sources, None)
+
+
+def _calibration_images(calib: Path, size: int, limit: int) -> np.ndarray:
+    from makeup.pairs import PairDataset, PairTorchDataset, split_ids
+
+    ds = PairDataset(calib)
+    if len(ds) == 0:
+        raise TinyBeautyError(f"--calib {calib}: the manifest lists no pairs")
+    train_ids = split_ids(ds.ids)[0] or ds.ids
+    items = PairTorchDataset(ds, train_ids[:limit], size=size)
+    return np.stack([items[i]["source"].numpy() for i in range(len(items))]).astype(np.float32)
+
+
+def _reference(qs, fmt: ExportFormat, details: dict):
+    return qs.float_model if details.get("reference") == "float" else qs.graph(fmt.reference)
+
+
+def _verify(fmt: ExportFormat, path: Path, qs, parity_set: ParitySet, cfg: dict, details: dict) -> dict:
+    """Run the artifact where a runtime exists here; otherwise validate what can be validated."""
+    ok, why_not = fmt.runs_here()
+    if not ok:
+        check = fmt.validator_fn()(path, qs.size)
+        reason = why_not if check["ok"] else "validation failed: " + "; ".join(check["problems"])
+        return {"verified": False, "reason": reason, "spec_check": check, "psnr_vs_torch": None,
+                "psnr_vs_target": None, "torch_psnr_vs_target": None, "max_abs_diff": None,
+                "failures": [] if check["ok"] else [f"{fmt.name}: {reason}"]}
+    if fmt.name == "coreml":
+        from .coreml import coreml_runner
+
+        runner = coreml_runner(path)
+    else:
+        from student.runtime import load_runner
+
+        runner = load_runner(path)
+    exported = run_batched(runner, parity_set.sources)
+    reference = run_torch(_reference(qs, fmt, details), parity_set.sources)
+    p = compare(exported, reference, parity_set.targets)
+    fails = parity_failures(p, cfg["min_psnr_vs_torch_db"], cfg["max_target_psnr_drop_db"])
+    return {**p.to_dict(), "verified": not fails, "reason": "; ".join(fails) or None,
+            "failures": [f"{fmt.name}: {f}" for f in fails]}
+
+
+def _export_one(fmt: ExportFormat, qs, staging: Path, staged: dict, parity_set: ParitySet, cfg: dict) -> dict:
+    path = staging / fmt.filename
+    t0 = time.perf_counter()
+    try:
+        details = fmt.exporter_fn()(qs, path, cfg, staged)
+    except TinyBeautyError:
+        raise
+    except Exception as exc:  # a converter bug is a refused format, not a traceback
+        log.debug("exporter %s failed", fmt.name, exc_info=True)
+        return {"path": fmt.filename, "bytes": 0, "within_budget": False, "psnr_vs_torch": None,
+                "psnr_vs_target": None, "max_abs_diff": None, "verified": False, "shipped": False,
+                "reason": f"export failed: {exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}",
+                "failures": [f"{fmt.name}: export failed ({exc.__class__.__name__})"]}
+    staged[fmt.name] = path
+    size = artifact_bytes(path)
+    budget = int(cfg["budget_bytes"])
+    entry = {"path": fmt.filename, "bytes": size, "within_budget": size <= budget, "runtime": fmt.runtime,
+             "seconds": round(time.perf_counter() - t0, 2), **details}
+    entry.update(_verify(fmt, path, qs, parity_set, cfg, details))
+    if size > budget:
+        if fmt.required:
+            entry["failures"].insert(0, f"{fmt.name}: {size:,} bytes > budget {budget:,}")
+        else:  # optional extra (ORT): simply not shipped
+            entry["reason"] = f"over budget ({size:,} > {budget:,} bytes), not shipped"
+            entry["failures"] = []
+    entry["shipped"] = size <= budget and not entry["failures"]
+    return entry
+
+
+def _promote(staged_path: Path, target: Path) -> None:
+    """Move a staged artifact over ``target`` atomically (a package folder is replaced whole)."""
+    from makeup.io import atomic_path
+
+    with atomic_path(target) as tmp:
+        os.replace(staged_path, tmp)
+
+
+def run_export(req: ExportRequest, progress: bool = True) -> dict:
+    """Export, gate and report; returns the report. Raises :class:`ExportRefused` when the gate refuses."""
+    from tqdm import tqdm
+
+    from makeup.io import write_text_atomic
+
+    from .quantize import load_checkpoint, quantize_student
+    from .report import model_card, report_markdown
+
+    cfg = req.config
+    t_start = time.perf_counter()
+    size = int(cfg["size"])
+    ckpt = load_checkpoint(req.checkpoint)
+    calib = None
+    if req.calib is not None and not getattr(ckpt, "qat", False):
+        calib = _calibration_images(req.calib, size, int(cfg["calib_images"]))
+    parity_pairs = req.pairs or req.calib
+    parity_set = (load_parity_set(parity_pairs, size, int(cfg["parity_images"])) if parity_pairs
+                  else _synthetic_inputs(size, min(4, int(cfg["parity_images"]))))
+    qs = quantize_student(ckpt, size, calib)
+
+    req.out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{req.out.name}.staging-", dir=req.out.parent))
+    try:
+        entries: dict[str, dict] = {}
+        staged: dict[str, Path] = {}
+        bar = tqdm(req.formats, desc="export", unit="format", disable=not progress)
+        for fmt in bar:
+            bar.set_postfix_str(fmt.name)
+            entries[fmt.name] = _export_one(fmt, qs, staging, staged, parity_set, cfg)
+        failures = [f for e in entries.values() for f in e.pop("failures")]
+        report = {
+            "formats": entries,
+            "passed": not failures,
+            "failures": failures,
+            "checkpoint": str(req.checkpoint),
+            "quantization": qs.quantization,
+            "calibration_images": qs.calib_images,
+            "size": size,
+            "budget_bytes": int(cfg["budget_bytes"]),
+            "thresholds": {"min_psnr_vs_torch_db": cfg["min_psnr_vs_torch_db"],
+                           "max_target_psnr_drop_db": cfg["max_target_psnr_drop_db"]},
+            "parity_set": {"pairs": str(parity_pairs) if parity_pairs else None,
+                           "split": "validation" if parity_pairs else "synthetic", "images": len(parity_set.ids)},
+            "platform": platform.system(),
+            "export_seconds": round(time.perf_counter() - t_start, 1),
+        }
+        if failures:
+            write_text_atomic(req.out / FAILED_REPORT, json.dumps(report, indent=2) + "\n")
+            raise ExportRefused("export refused, nothing shipped: " + "; ".join(failures)
+                                + f" (details: {req.out / FAILED_REPORT})")
+        for name, entry in entries.items():
+            if entry["shipped"]:
+                _promote(staged[name], req.out / entry["path"])
+        student_config = getattr(ckpt, "config", None)
+        if hasattr(student_config, "to_dict"):
+            student_config = student_config.to_dict()
+        write_text_atomic(req.out / CARD, json.dumps(model_card(qs, report, student_config), indent=2) + "\n")
+        write_text_atomic(req.out / REPORT_MD, report_markdown(report))
+        write_text_atomic(req.out / REPORT, json.dumps(report, indent=2) + "\n")
+        (req.out / FAILED_REPORT).unlink(missing_ok=True)
+        return report
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,75 @@
+"""``report.json`` (machine-readable), ``report.md`` (a person's table) and ``model_card.json`` (what an app
+needs to feed the model)."""
+from __future__ import annotations
+
+from .formats import FORMATS
+from .onnx import INPUT_NAME, OUTPUT_NAME
+
+
+def _fmt(v, spec: str = ".2f") -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    return format(v, spec) if isinstance(v, (int, float)) else str(v)
+
+
+def report_markdown(report: dict) -> str:
+    budget = report["budget_bytes"]
+    lines = [
+        f"# TinyBeauty export — {'PASSED' if report['passed'] else 'FAILED'}",
+        "",
+        f"checkpoint `{report['checkpoint']}`, quantization **{report['quantization']}**, "
+        f"input {report['size']}x{report['size']}, budget {budget:,} B, parity on "
+        f"{report['parity_set']['images']} {report['parity_set']['split']} images of "
+        f"`{report['parity_set']['pairs'] or 'synthetic inputs'}`",
+        "",
+        "| format | file | bytes | % budget | PSNR vs PyTorch (dB) | PSNR vs target (dB) | PyTorch vs target (dB) "
+        "| max abs diff | verified | note |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for name, r in report["formats"].items():
+        note = r.get("reason") or ""
+        lines.append(
+            f"| {name} | `{r['path']}` | {r['bytes']:,} | {100 * r['bytes'] / budget:.1f} | "
+            f"{_fmt(r['psnr_vs_torch'])} | {_fmt(r['psnr_vs_target'])} | {_fmt(r.get('torch_psnr_vs_target'))} | "
+            f"{_fmt(r['max_abs_diff'], '.4f')} | {_fmt(r['verified'])} | {note} |")
+    if report["failures"]:
+        lines += ["", "## Failures", ""] + [f"- {f}" for f in report["failures"]]
+    th = report["thresholds"]
+    lines += ["", f"Gate: every shipped file ≤ {budget:,} B; PSNR vs PyTorch ≥ {th['min_psnr_vs_torch_db']} dB; "
+              f"at most {th['max_target_psnr_drop_db']} dB lost vs target. Export took {report['export_seconds']} s.", ""]
+    return "\n".join(lines)
+
+
+def model_card(qs, report: dict, student_config: dict | None) -> dict:
+    """I/O contract per artifact plus what the model is (style, size, cost)."""
+    from student.model import count_macs, count_params
+
+    size = qs.size
+    shapes = {"NCHW": [1, 3, size, size], "NHWC": [1, size, size, 3]}
+    artifacts = {}
+    for name, r in report["formats"].items():
+        if not r.get("shipped"):
+            continue
+        layout = r.get("layout", "NCHW")
+        shape = list(shapes[layout])
+        if r.get("batch") == "dynamic":
+            shape[0] = "batch"
+        artifacts[name] = {"file": r["path"], "layout": layout, "input": r.get("input_name", INPUT_NAME),
+                           "output": r.get("output_name", OUTPUT_NAME), "shape": shape,
+                           "weights": r.get("weights"), "activations": r.get("activations"),
+                           "runtime": FORMATS[name].runtime}
+    return {
+        "name": "tinybeauty",
+        "style": qs.meta.get("style"),
+        "task": "face makeup transfer on an aligned face crop (output = clamp(input + residual, 0, 1))",
+        "io": {"dtype": "float32", "value_range": [0.0, 1.0], "color": "RGB", "height": size, "width": size,
+               "input": "aligned face crop (makeup.align.align_face), RGB / 255",
+               "output": "made-up crop, same layout, multiply by 255 and round"},
+        "artifacts": artifacts,
+        "params": count_params(qs.float_model),
+        "macs": int(count_macs(qs.float_model, size)),
+        "quantization": report["quantization"],
+        "student_config": student_config,
+    }

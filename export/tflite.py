@@ -1,0 +1,44 @@
+"""int8 TFLite through litert-torch, with NHWC float I/O (the layout an Android ``Bitmap`` buffer has)."""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from pathlib import Path
+
+log = logging.getLogger("tinybeauty")
+
+LAYOUT = "NHWC"
+
+
+@contextlib.contextmanager
+def quiet_litert(verbose: bool):
+    """litert-torch prints a progress line per conversion pass; keep the CLI's own progress bar readable."""
+    import litert_torch
+
+    before = litert_torch.config.show_progress
+    litert_torch.config.show_progress = verbose
+    sink = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(sink) if not verbose else contextlib.nullcontext():
+            yield
+    finally:
+        litert_torch.config.show_progress = before
+
+
+def export_tflite(qs, path: Path, cfg: dict, staged: dict | None = None) -> dict:
+    """Convert the unfolded QAT/PTQ graph: int8 weights and activations, float32 NHWC in and out.
+
+    The channel-last wrapper adds the transposes inside the graph, so an app feeds its RGB buffer as is.
+    """
+    import litert_torch
+    from litert_torch.quantize.quant_config import QuantConfig
+
+    graph = litert_torch.to_channel_last_io(qs.unfolded, args=[0], outputs=[0])
+    graph.training = False  # the wrapper is a plain nn.Module; .eval() would recurse into the exported graph
+    example = qs.example().permute(0, 2, 3, 1).contiguous()
+    with quiet_litert(log.isEnabledFor(logging.DEBUG)):
+        edge = litert_torch.convert(graph, (example,), quant_config=QuantConfig(pt2e_quantizer=qs.quantizer))
+        edge.export(str(path))
+    return {"layout": LAYOUT, "batch": 1, "weights": "int8", "activations": "int8",
+            "io_dtype": "float32", "converter": f"litert-torch {litert_torch.__version__}"}
