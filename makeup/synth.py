@@ -25,7 +25,7 @@ from .regions import BROWS, EYES, LIPS, OTHER, SKIN
 
 # Skin tones from very light to very dark (sRGB); a face interpolates between two neighbours.
 SKIN_TONES = np.array([
-    [255, 226, 204], [246, 206, 180], [234, 189, 157], [222, 170, 134], [200, 145, 108],
+    [246, 216, 196], [240, 200, 176], [234, 189, 157], [222, 170, 134], [200, 145, 108],
     [170, 114, 80], [135, 88, 60], [100, 64, 44], [72, 46, 34],
 ], dtype=np.float32)
 HAIR_COLORS = np.array([
@@ -326,21 +326,29 @@ def _hair_back(canvas: _Canvas, rng, U, V, px, p, hair) -> None:
 
 
 def _hair_front(canvas: _Canvas, rng, U, V, px, p, hair, face_d) -> None:
-    """The hair cap over the skull; it hides the face above the hairline (label other)."""
+    """Hair over the skull and framing the face (label other): above the hairline it hides the forehead;
+    beside the face it falls to a style-dependent length; long styles may curtain the face's edges."""
     style = p["hair_style"]
-    if style == 3:
-        puff = 0.008
-    else:
-        puff = p["hair_puff"]
+    puff = 0.008 if style == 3 else p["hair_puff"]
     cw, ch, cdy = p["face_w"] + puff, p["face_h"] + puff, p["face_dy"]
-    cap = (np.sqrt((U / cw) ** 2 + ((V - cdy) / ch) ** 2) - 1) * cw
-    hairline = -p["hairline"] + 0.9 * U ** 2
+    body = (np.sqrt((U / cw) ** 2 + ((V - cdy) / ch) ** 2) - 1) * cw
+    drop = {0: rng.uniform(-0.06, 0.0), 1: rng.uniform(0.35, 0.6), 2: rng.uniform(0.12, 0.3),
+            3: rng.uniform(-0.12, -0.06)}[style]
+    if style in (1, 2):  # hair hanging beside the face down to ``drop`` (wavy ends)
+        width = p["face_w"] + rng.uniform(0.04, 0.1)
+        ends = V - drop - 0.012 * np.sin(U * rng.uniform(25, 60) + rng.uniform(0, 6))
+        body = np.minimum(body, np.maximum.reduce([np.abs(U) - width, ends, cdy - 0.1 - V]))
+    part = rng.uniform(-0.25, 0.25)  # a side parting tilts the hairline
+    hairline = -p["hairline"] + 0.9 * U ** 2 + part * U * 0.3
     if style == 2:  # bangs: a lower fringe that still leaves the brows visible
         brow_top = p["eye_dy"] - p["brow_dy"] - p["brow_arch"] - p["brow_th"] - 0.025
         hairline = np.minimum(brow_top, -p["hairline"] + 0.09) + 0.5 * U ** 2 + 0.006 * np.sin(U * 90)
-    # Above the hairline the cap covers; below it, the hair only frames the face down to the ears.
-    sides = np.maximum(-face_d / px, V - (0.02 if style != 1 else 0.3))
-    front = np.maximum(cap, np.minimum(V - hairline, sides)) * px
+    covers = np.minimum(V - hairline, np.maximum(-face_d / px, V - drop))
+    if style in (1, 2):  # strands falling over the cheeks' outer edge, never over brows or eyes
+        cover = rng.uniform(0.0, max(p["face_w"] - 0.23, 0.0))
+        curtain = np.maximum(p["face_w"] - cover - np.abs(U), V - drop)
+        covers = np.minimum(covers, curtain)
+    front = np.maximum(body, covers) * px
     canvas.paint(front, _hair_texture(rng, front.shape[0], hair), OTHER)
 
 
@@ -357,10 +365,10 @@ def _camera(canvas: _Canvas, rng, U, V, p) -> np.ndarray:
     nu, nv = U / 0.42, (V - 0.05) / 0.5
     nz = np.sqrt(np.clip(1 - nu ** 2 - nv ** 2, 0, 1))
     normal_dot = (nu * lx + nv * ly + nz) / np.sqrt(lx ** 2 + ly ** 2 + 1)
-    light = p["ambient"] + (1 - p["ambient"]) * np.clip(normal_dot, 0, 1) * 1.3
+    light = p["ambient"] + (1 - p["ambient"]) * np.clip(normal_dot, 0, 1) * 1.15
     light = 1 + canvas.subject * (light - 1)
     out = canvas.rgb * light[..., None].astype(np.float32)
-    out *= rng.uniform(0.92, 1.08, 3).astype(np.float32) * rng.uniform(0.9, 1.1)
+    out *= rng.uniform(0.92, 1.08, 3).astype(np.float32) * rng.uniform(0.88, 1.05)
     if rng.random() < 0.5:
         out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.3, 0.7))
     out += rng.standard_normal(out.shape, dtype=np.float32) * np.float32(rng.uniform(0.003, 0.015))
