@@ -1,10 +1,17 @@
-"""int8 TFLite through litert-torch, with NHWC float I/O (the layout an Android ``Bitmap`` buffer has)."""
+"""int8 TFLite through litert-torch, with NHWC float I/O (the layout an Android ``Bitmap`` buffer has).
+
+Imported only when TFLite is exported (the format table resolves exporters lazily).
+"""
 from __future__ import annotations
 
 import contextlib
 import io
 import logging
 from pathlib import Path
+
+from torch import nn
+
+from .onnx import INPUT_NAME, OUTPUT_NAME
 
 log = logging.getLogger("tinybeauty")
 
@@ -34,11 +41,25 @@ def export_tflite(qs, path: Path, cfg: dict, staged: dict | None = None) -> dict
     import litert_torch
     from litert_torch.quantize.quant_config import QuantConfig
 
-    graph = litert_torch.to_channel_last_io(qs.unfolded, args=[0], outputs=[0])
-    graph.training = False  # the wrapper is a plain nn.Module; .eval() would recurse into the exported graph
+    graph = NamedIO(litert_torch.to_channel_last_io(qs.unfolded, args=[0], outputs=[0]))
+    graph.training = False  # plain wrappers; .eval() would recurse into the exported graph, which refuses it
     example = qs.example().permute(0, 2, 3, 1).contiguous()
     with quiet_litert(log.isEnabledFor(logging.DEBUG)):
-        edge = litert_torch.convert(graph, (example,), quant_config=QuantConfig(pt2e_quantizer=qs.quantizer))
+        edge = litert_torch.convert(graph, sample_kwargs={INPUT_NAME: example},
+                                    quant_config=QuantConfig(pt2e_quantizer=qs.quantizer))
         edge.export(str(path))
-    return {"layout": LAYOUT, "batch": 1, "weights": "int8", "activations": "int8",
-            "io_dtype": "float32", "converter": f"litert-torch {litert_torch.__version__}"}
+    return {"layout": LAYOUT, "batch": 1, "weights": "int8", "activations": "int8", "io_dtype": "float32",
+            "input_name": INPUT_NAME, "output_name": OUTPUT_NAME,
+            "converter": f"litert-torch {litert_torch.__version__}"}
+
+
+class NamedIO(nn.Module):
+    """Signature names an app can read (``image`` -> ``made_up``) instead of ``args_0`` -> ``output_0``:
+    litert-torch names inputs after keyword arguments and outputs after the keys of a returned dict."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, image):
+        return {OUTPUT_NAME: self.inner(image)}
