@@ -136,9 +136,12 @@ def _blush_alpha(g: FaceGeometry, p: Product) -> np.ndarray:
         drop = 0.45 * (g.lips_box[1] - eye.cy) if g.lips_box is not None else 0.8 * eye.width
         cx = eye.cx + eye.outward * 0.3 * eye.width
         cy = float(eye.bottom.max()) + max(drop, 0.3 * eye.width)
-        rx = (0.45 + 0.5 * p.size) * eye.width
-        ry = 0.75 * rx
-        r2 = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2
+        rx = (0.5 + 0.55 * p.size) * eye.width
+        ry = 0.68 * rx
+        # Along the cheekbone: the long axis rises toward the temple.
+        c, s = np.cos(0.35), np.sin(0.35) * eye.outward
+        du, dv = (xx - cx) * c - (yy - cy) * s, (xx - cx) * s + (yy - cy) * c
+        r2 = (du / rx) ** 2 + (dv / ry) ** 2
         np.maximum(alpha, np.clip(1 - r2, 0, 1) ** 2, out=alpha)
     return alpha * g.skin_inner
 
@@ -262,9 +265,21 @@ def _lab_of(color) -> np.ndarray:
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab).reshape(3)
 
 
+def _support(alpha: np.ndarray) -> tuple[slice, slice] | None:
+    """Bounding box of the non-zero part of an opacity map (products are small: work only there)."""
+    rows, cols = np.nonzero(alpha.any(axis=1))[0], np.nonzero(alpha.any(axis=0))[0]
+    if not len(rows):
+        return None
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
 def _pigment(lab: np.ndarray, alpha: np.ndarray, color, amount: float, texture: float = 1.0) -> None:
     """Move chroma toward ``color`` and lightness toward its lightness, keeping ``texture`` of the photo's own
     lightness variation (1: all shading kept, 0: flat paint)."""
+    box = _support(alpha)
+    if box is None:
+        return
+    lab, alpha = lab[box], alpha[box]
     w = (alpha * amount)[..., None]
     target = _lab_of(color)
     weights = alpha.sum()
@@ -278,7 +293,8 @@ def _pigment(lab: np.ndarray, alpha: np.ndarray, color, amount: float, texture: 
 def _apply_foundation(lab: np.ndarray, alpha: np.ndarray, p: Product, g: FaceGeometry) -> None:
     if p.smoothing > 0:
         sigma_space = max(1.5, 0.012 * max(g.shape))
-        smooth = cv2.bilateralFilter(lab, d=-1, sigmaColor=6.0 + 6.0 * p.smoothing, sigmaSpace=sigma_space)
+        diameter = int(min(2 * round(2 * sigma_space) + 1, 11))  # bounded: cost grows with its square
+        smooth = cv2.bilateralFilter(lab, d=diameter, sigmaColor=6.0 + 6.0 * p.smoothing, sigmaSpace=sigma_space)
         lab += (alpha * p.smoothing)[..., None] * (smooth - lab)
     if p.coverage > 0:
         weights = alpha.sum()
