@@ -64,10 +64,19 @@ def prepare_qat(model: nn.Module, example: torch.Tensor, dynamic_batch: bool = T
 
 
 def set_qat_mode(prepared, train: bool):
-    """PT2E graphs ignore ``.train()``/``.eval()``; this switches fake-quant/observer behaviour properly."""
+    """Train or eval mode for a prepared graph.
+
+    PT2E graphs ignore ``.train()``/``.eval()`` (``move_exported_model_to_*`` swaps their dropout/BN ops), and
+    fake quantizers keep updating their range observers in either mode; evaluation must freeze them, or
+    validating would move the int8 ranges towards the validation images.
+    """
     from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train
 
     (move_exported_model_to_train if train else move_exported_model_to_eval)(prepared)
+    for module in prepared.modules():
+        toggle = getattr(module, "enable_observer" if train else "disable_observer", None)
+        if callable(toggle) and hasattr(module, "observer_enabled"):
+            toggle()
     return prepared
 
 

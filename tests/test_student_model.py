@@ -1,0 +1,204 @@
+"""TinyBeauty model, checkpoints and PT2E QAT: shapes, residual identity, budget, round trips."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from makeup.errors import TinyBeautyError
+from student.checkpoint import load_student, save_checkpoint
+from student.model import (DEFAULT_CONFIG, StudentConfig, TinyBeauty, build_model, check_input_size,
+                           count_macs, count_params)
+
+SMALL = StudentConfig(widths=(4, 6, 8, 8))
+
+
+@pytest.mark.parametrize("hw", [(8, 8), (16, 40), (64, 64), (256, 256)])
+def test_output_shape_matches_input_for_multiples_of_8(hw):
+    model = build_model(SMALL).eval()
+    x = torch.rand(2, 3, *hw)
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == x.shape
+    assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+
+
+@settings(max_examples=15, deadline=None)
+@given(h=st.integers(1, 12), w=st.integers(1, 12), skip=st.sampled_from(["add", "concat"]))
+def test_any_multiple_of_8_works_and_others_are_refused(h, w, skip):
+    model = build_model(StudentConfig(widths=(2, 3, 4, 4), skip=skip, convs_per_level=1)).eval()
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 8 * h, 8 * w)).shape == (1, 3, 8 * h, 8 * w)
+    with pytest.raises(TinyBeautyError):
+        check_input_size(8 * h + 4, 8 * w)
+
+
+def test_zero_final_conv_makes_the_net_the_identity():
+    model = build_model(SMALL).eval()
+    torch.nn.init.zeros_(model.head.weight)
+    torch.nn.init.zeros_(model.head.bias)
+    x = torch.rand(3, 3, 32, 48)
+    with torch.no_grad():
+        assert torch.equal(model(x), x)
+    # and a non-zero head really changes the output (the residual path is live)
+    torch.nn.init.constant_(model.head.bias, 0.1)
+    with torch.no_grad():
+        assert not torch.equal(model(x * 0.5), x * 0.5)
+
+
+def test_default_config_is_within_the_budget():
+    model = TinyBeauty()
+    params, macs = count_params(model), count_macs(model, 256)
+    assert model.config == DEFAULT_CONFIG
+    assert 40_000 <= params <= 65_000, params  # ~60K params keep every int8 artifact under 100 KB
+    assert macs <= 0.7e9, macs
+    # no normalisation layers and no reflect padding: they do not travel to int8 TFLite/ONNX/CoreML
+    for m in model.modules():
+        assert not isinstance(m, (torch.nn.BatchNorm2d, torch.nn.InstanceNorm2d, torch.nn.GroupNorm))
+        if isinstance(m, torch.nn.Conv2d):
+            assert m.padding_mode == "zeros"
+    pools = [m for m in model.modules() if isinstance(m, torch.nn.MaxPool2d)]
+    assert len(pools) == len({id(p) for p in pools}) == 3
+
+
+def test_mac_count_scales_with_area():
+    model = build_model(SMALL)
+    assert count_macs(model, 128) * 4 == count_macs(model, 256)
+
+
+def test_config_round_trip_and_validation():
+    cfg = StudentConfig(widths=(8, 16, 24, 32), skip="concat", act="relu6", decoder_convs=2)
+    assert StudentConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(TinyBeautyError, match="unknown student model options"):
+        StudentConfig.from_dict({"width": [1, 2, 3, 4]})
+    with pytest.raises(TinyBeautyError):
+        StudentConfig(widths=(8, 16, 24))
+    with pytest.raises(TinyBeautyError):
+        StudentConfig(skip="mul")
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = build_model(SMALL)
+    path = save_checkpoint(tmp_path / "s.pt", model, meta={"epoch": 7})
+    ckpt = load_student(path)
+    assert ckpt.config == SMALL and not ckpt.qat and ckpt.meta == {"epoch": 7}
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(ckpt.model(x), model.eval()(x))
+    assert not list(tmp_path.glob(".*tmp*"))  # atomic write leaves no temp file
+
+
+def test_bad_checkpoints_are_one_clear_error(tmp_path):
+    with pytest.raises(TinyBeautyError, match="no such student checkpoint"):
+        load_student(tmp_path / "missing.pt")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(TinyBeautyError, match="not a readable student checkpoint"):
+        load_student(garbage)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(TinyBeautyError, match="not a TinyBeauty student checkpoint"):
+        load_student(foreign)
+
+
+@pytest.fixture(scope="module")
+def qat_trained(tmp_path_factory):
+    """A small model, QAT-prepared with dynamic batch and size, trained a few steps, saved."""
+    from student.qat import float_state_from_prepared, prepare_qat, set_qat_mode
+
+    torch.manual_seed(0)
+    model = build_model(SMALL)
+    x = torch.rand(4, 3, 32, 32)
+    prepared, _ = prepare_qat(model, x, dynamic_batch=True, dynamic_size=True)
+    opt = torch.optim.Adam(prepared.parameters(), lr=1e-3)
+    for _ in range(5):
+        loss = (prepared(x) - x).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    set_qat_mode(prepared, train=False)
+    model.load_state_dict(float_state_from_prepared(prepared, model))
+    path = save_checkpoint(tmp_path_factory.mktemp("qat") / "q.pt", model, qat_state=prepared.state_dict())
+    return prepared, model.eval(), path
+
+
+def test_qat_trains_in_batches_of_any_size(qat_trained):
+    prepared, _, _ = qat_trained
+    for shape in [(1, 3, 32, 32), (3, 3, 64, 40)]:
+        with torch.no_grad():
+            assert prepared(torch.rand(*shape)).shape == shape
+
+
+def test_qat_converted_graph_stays_close_to_float(qat_trained):
+    from student.qat import convert_qat
+
+    prepared, model, _ = qat_trained
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+        for fold in (True, False):
+            q = convert_qat(prepared, fold_quantize=fold)(x)
+            assert q.shape == ref.shape
+            assert float((q - ref).abs().mean()) < 0.02
+            assert float((q - ref).abs().max()) < 0.15
+
+
+def test_restore_qat_reproduces_the_prepared_graph(qat_trained):
+    from student.qat import restore_qat
+
+    prepared, _, path = qat_trained
+    ckpt = load_student(path)
+    assert ckpt.qat and ckpt.qat_state is not None
+    restored = restore_qat(ckpt, example=torch.rand(1, 3, 32, 32), dynamic_size=True)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(restored(x), prepared(x), atol=1e-6)
+    with pytest.raises(TinyBeautyError, match="not a QAT checkpoint"):
+        restore_qat(load_student(save_checkpoint(path.parent / "f.pt", build_model(SMALL))))
+
+
+def test_runtime_runs_float_and_qat_checkpoints(qat_trained, tmp_path):
+    from student.runtime import load_runner
+
+    prepared, model, path = qat_trained
+    x = np.random.default_rng(0).random((2, 3, 32, 32), dtype=np.float32)
+    qat_runner = load_runner(path)
+    assert qat_runner.qat and qat_runner(x).shape == x.shape
+    float_path = save_checkpoint(tmp_path / "f.pt", model)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    assert np.allclose(load_runner(float_path)(x), ref, atol=1e-6)
+    assert np.abs(qat_runner(x) - ref).mean() < 0.02
+    with pytest.raises(TinyBeautyError, match="unsupported model type"):
+        load_runner(tmp_path / "model.bin")
+
+
+def test_runtime_runs_onnx_in_both_layouts(tmp_path):
+    from student.runtime import load_runner
+
+    model = build_model(SMALL).eval()
+    x = torch.rand(1, 3, 32, 32)
+
+    class NHWC(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, t):
+            return self.net(t.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+    torch.onnx.export(model, (x,), tmp_path / "nchw.onnx", dynamo=False, input_names=["image"])
+    torch.onnx.export(NHWC(model), (x.permute(0, 2, 3, 1),), tmp_path / "nhwc.onnx", dynamo=False)
+    with torch.no_grad():
+        ref = model(x).numpy()
+    for name, layout in (("nchw.onnx", "NCHW"), ("nhwc.onnx", "NHWC")):
+        runner = load_runner(tmp_path / name)
+        assert runner.layout == layout and runner.size == (32, 32)
+        batch = np.concatenate([x.numpy(), x.numpy()])
+        assert np.allclose(runner(batch), np.concatenate([ref, ref]), atol=1e-5)
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\x00junk")
+    with pytest.raises(TinyBeautyError, match="not a loadable ONNX model"):
+        load_runner(garbage)

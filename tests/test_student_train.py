@@ -1,0 +1,159 @@
+"""Student losses and trainer: loss goes down, checkpoints/metrics/grids, best-PSNR bookkeeping, resume, eval."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from makeup.errors import TinyBeautyError
+from makeup.pairs import PairDataset, PairTorchDataset, PairWriter, split_ids
+from makeup.regions import EYES, LIPS, SKIN
+from student.checkpoint import load_student
+from student.losses import LossWeights, StudentLoss
+from student.model import build_model
+
+TINY_MODEL = {"widths": [4, 8, 8, 8]}
+
+
+def write_tiny_pairs(root, count: int = 8, size: int = 64, seed: int = 0) -> None:
+    """Faces-ish pairs: a target with darker 'eyes' and redder 'lips' than the source."""
+    rng = np.random.default_rng(seed)
+    writer = PairWriter(root)
+    for i in range(count):
+        src = np.clip(rng.normal(150, 20, (size, size, 3)), 0, 255).astype(np.uint8)
+        labels = np.zeros((size, size), np.uint8)
+        labels[size // 4: 3 * size // 4, size // 4: 3 * size // 4] = SKIN
+        labels[size // 3: size // 3 + 4, size // 3: size // 2] = EYES
+        labels[2 * size // 3: 2 * size // 3 + 5, size // 3: 2 * size // 3] = LIPS
+        tgt = src.astype(np.int16)
+        tgt[labels == EYES] -= 60
+        tgt[labels == LIPS] += np.array([50, -30, -30], np.int16)
+        writer.write(f"p{i:03d}", src, np.clip(tgt, 0, 255).astype(np.uint8), labels, style="test", origin="test")
+
+
+@pytest.fixture(scope="module")
+def tiny_pairs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pairs") / "pairs"
+    write_tiny_pairs(root)
+    return root
+
+
+def tiny_settings(**overrides) -> dict:
+    from student.train import student_settings
+
+    return student_settings({"model": TINY_MODEL, "epochs": 3, "qat_epochs": 1, "batch_size": 4, "lr": 5e-3,
+                             "qat_lr": 1e-3, "sample_every": 2, "train_crop": 48}, **overrides)
+
+
+def test_a_few_steps_reduce_the_loss(tiny_pairs):
+    torch.manual_seed(0)
+    data = PairTorchDataset(PairDataset(tiny_pairs))
+    batch = {k: torch.stack([data[i][k] for i in range(len(data))]) for k in ("source", "target", "mask")}
+    model = build_model(TINY_MODEL)
+    loss_fn = StudentLoss(LossWeights(l1=1.0, eyeliner=0.5))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(25):
+        loss, parts = loss_fn(model(batch["source"]), batch["target"], batch["mask"])
+        assert set(parts) == {"l1", "eyeliner"}
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_eyeliner_term_only_sees_the_eyes():
+    loss_fn = StudentLoss(LossWeights(l1=0.0, eyeliner=1.0))
+    target = torch.zeros(1, 3, 32, 32)
+    pred = target.clone()
+    pred[..., 20:30, 20:30] = 1.0  # an edge far from the eyes
+    labels = torch.zeros(1, 32, 32, dtype=torch.long)
+    labels[0, 2:8, 2:8] = EYES
+    assert float(loss_fn(pred, target, labels)[0]) == 0.0
+    labels[0, 18:24, 18:24] = EYES
+    assert float(loss_fn(pred, target, labels)[0]) > 0.0
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_pairs, tmp_path_factory):
+    from student.train import train_student
+
+    out = tmp_path_factory.mktemp("student") / "run"
+    summary = train_student(tiny_pairs, out, tiny_settings(), device="cpu", progress=False)
+    return out, summary
+
+
+def test_trainer_writes_checkpoints_metrics_grids_and_summary(trained):
+    from student.train import read_metrics
+
+    out, summary = trained
+    for name in ("tinybeauty_best_loss.pt", "tinybeauty_best_psnr.pt", "tinybeauty_final.pt",
+                 "tinybeauty_last.pt", "summary.json", "samples_epoch_2.png", "samples_epoch_4.png"):
+        assert (out / name).is_file(), name
+    epochs = [r for r in read_metrics(out) if "epoch" in r and "event" not in r]
+    assert [r["epoch"] for r in epochs] == [1, 2, 3, 4]
+    assert [r["phase"] for r in epochs] == ["float"] * 3 + ["qat"]
+    assert all(np.isfinite(r["val_psnr"]) and 0 < r["val_ssim"] <= 1 for r in epochs)
+    events = {r["event"]: r for r in read_metrics(out) if "event" in r}
+    assert events["qat_start"]["float_val_psnr"] == pytest.approx(summary["float_val_psnr"])
+    assert summary["qat_val_psnr"] is not None and summary["params"] > 0
+    final = load_student(out / "tinybeauty_final.pt")
+    assert final.qat and final.meta["epoch"] == 4
+    assert json.loads((out / "summary.json").read_text())["epochs"] == 4
+
+
+def test_best_psnr_checkpoint_holds_the_best_val_epoch(trained, tiny_pairs):
+    from student.evaluate import evaluate
+    from student.train import read_metrics
+
+    out, _ = trained
+    epochs = [r for r in read_metrics(out) if "epoch" in r and "event" not in r]
+    best = max(epochs, key=lambda r: r["val_psnr"])
+    ckpt = load_student(out / "tinybeauty_best_psnr.pt")
+    assert ckpt.meta["epoch"] == best["epoch"]
+    assert ckpt.meta["val_psnr"] == pytest.approx(best["val_psnr"])
+    lowest = min(epochs, key=lambda r: r["val_loss"])
+    assert load_student(out / "tinybeauty_best_loss.pt").meta["epoch"] == lowest["epoch"]
+    # re-scoring the checkpoint on the same val split gives the logged number
+    result = evaluate(out / "tinybeauty_best_psnr.pt", tiny_pairs, split="val")
+    assert result["count"] == len(split_ids(PairDataset(tiny_pairs).ids)[1])
+    assert result["psnr"] == pytest.approx(best["val_psnr"], abs=0.01 if not ckpt.qat else 0.5)
+
+
+def test_resume_continues_from_the_saved_epoch(tiny_pairs, tmp_path):
+    from student.train import read_metrics, train_student
+
+    out = tmp_path / "run"
+    train_student(tiny_pairs, out, tiny_settings(epochs=2, qat_epochs=0), device="cpu", progress=False)
+    first = load_student(out / "tinybeauty_last.pt")
+    assert first.trainer["state"]["epoch"] == 2 and "optimizer" in first.trainer
+    summary = train_student(tiny_pairs, out, tiny_settings(epochs=2, qat_epochs=1), resume=True, device="cpu",
+                            progress=False)
+    epochs = [r["epoch"] for r in read_metrics(out) if "epoch" in r and "event" not in r]
+    assert epochs == [1, 2, 3]  # epochs 1-2 not redone, epoch 3 (QAT) added
+    assert load_student(out / "tinybeauty_final.pt").qat and summary["epochs"] == 3
+    # resuming a finished run trains nothing more
+    train_student(tiny_pairs, out, tiny_settings(epochs=2, qat_epochs=1), resume=True, device="cpu", progress=False)
+    assert [r["epoch"] for r in read_metrics(out) if "epoch" in r and "event" not in r] == [1, 2, 3]
+
+
+def test_resume_without_a_run_and_missing_pairs_are_errors(tiny_pairs, tmp_path):
+    from student.train import train_student
+
+    with pytest.raises(TinyBeautyError, match="nothing to resume"):
+        train_student(tiny_pairs, tmp_path / "fresh", tiny_settings(), resume=True, progress=False)
+    with pytest.raises(TinyBeautyError, match="no such pair dataset"):
+        train_student(tmp_path / "nope", tmp_path / "out", tiny_settings(), progress=False)
+
+
+def test_eval_of_a_float_checkpoint_on_all_pairs(trained, tiny_pairs):
+    from student.evaluate import evaluate
+
+    out, _ = trained
+    result = evaluate(out / "tinybeauty_best_loss.pt", tiny_pairs, split="all")
+    assert set(result) == {"psnr", "ssim", "lpips", "count"}
+    assert result["count"] == 8 and result["lpips"] is None  # no LPIPS weights offline
+    assert 10 < result["psnr"] < 100 and 0 < result["ssim"] <= 1
