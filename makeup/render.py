@@ -273,19 +273,22 @@ def _support(alpha: np.ndarray) -> tuple[slice, slice] | None:
     return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
 
 
-def _pigment(lab: np.ndarray, alpha: np.ndarray, color, amount: float, texture: float = 1.0) -> None:
-    """Move chroma toward ``color`` and lightness toward its lightness, keeping ``texture`` of the photo's own
-    lightness variation (1: all shading kept, 0: flat paint)."""
+def _pigment(lab: np.ndarray, alpha: np.ndarray, color, amount: float, texture: float = 1.0,
+             lightness: float = 1.0, follow_dark: bool = False) -> None:
+    """Move chroma toward ``color`` and lightness toward its lightness (by ``lightness`` of the way), keeping
+    ``texture`` of the photo's own lightness variation (1: all shading kept, 0: flat paint). ``follow_dark``
+    puts the pigment on the darker pixels (brow hairs rather than the skin between them)."""
     box = _support(alpha)
     if box is None:
         return
     lab, alpha = lab[box], alpha[box]
-    w = (alpha * amount)[..., None]
     target = _lab_of(color)
-    weights = alpha.sum()
-    l_ref = float((lab[..., 0] * alpha).sum() / weights) if weights > 0 else 50.0
     L = lab[..., 0]
-    new_l = target[0] + texture * (L - l_ref)
+    l_ref = float((L * alpha).sum() / alpha.sum())
+    if follow_dark:
+        alpha = alpha * np.clip(0.35 + (l_ref - L) / 15.0, 0.15, 1.0)
+    w = (alpha * amount)[..., None]
+    new_l = L + lightness * (target[0] - l_ref) + (texture - 1.0) * (L - l_ref)
     lab[..., 0] += w[..., 0] * (new_l - L)
     lab[..., 1:] += w * (target[1:] - lab[..., 1:])
 
@@ -329,10 +332,10 @@ def _apply_lipstick(lab: np.ndarray, alpha: np.ndarray, p: Product, g: FaceGeome
     _apply_gloss(lab, alpha, p, g)
 
 
-def _pigment_with(texture: float):
-    """A product that is only pigment; ``texture`` = how much of the photo's lightness detail shows through."""
+def _pigment_with(texture: float, lightness: float = 1.0, follow_dark: bool = False):
+    """A product that is only pigment (see :func:`_pigment` for the knobs)."""
     def apply(lab: np.ndarray, alpha: np.ndarray, p: Product, g: FaceGeometry) -> None:
-        _pigment(lab, alpha, p.color, p.opacity, texture=texture)
+        _pigment(lab, alpha, p.color, p.opacity, texture=texture, lightness=lightness, follow_dark=follow_dark)
     return apply
 
 
@@ -341,10 +344,10 @@ ApplyFn = Callable[[np.ndarray, np.ndarray, Product, FaceGeometry], None]
 # kind -> (opacity map, how it changes the CIELAB image); the order is the painting order: base first, lips last.
 PRODUCT_RENDERERS: dict[str, tuple[AlphaFn, ApplyFn]] = {
     "foundation": (_foundation_alpha, _apply_foundation),
-    "blush": (_blush_alpha, _pigment_with(1.0)),
+    "blush": (_blush_alpha, _pigment_with(1.0, lightness=0.35)),  # a flush of colour, hardly darker
     "eyeshadow": (_eyeshadow_alpha, _pigment_with(0.8)),
     "eyeliner": (_eyeliner_alpha, _pigment_with(0.25)),
-    "brow_tint": (_brow_alpha, _pigment_with(0.9)),
+    "brow_tint": (_brow_alpha, _pigment_with(0.9, follow_dark=True)),
     "lipstick": (_lip_alpha, _apply_lipstick),
 }
 
