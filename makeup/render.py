@@ -227,37 +227,6 @@ def _lip_alpha(g: FaceGeometry, p: Product) -> np.ndarray:
 
 
 
-
-def _strength(p: Product) -> float:
-    if p.kind == "foundation":
-        return max(p.coverage, p.smoothing)
-    if p.kind == "lipstick":
-        return max(p.opacity, p.gloss)
-    return p.opacity
-
-
-def product_alphas(labels: np.ndarray, style: Style | str,
-                   geometry: FaceGeometry | None = None) -> dict[str, np.ndarray]:
-    """Opacity map of every product the style applies with a non-zero strength."""
-    style = load_style(style)
-    g = geometry or FaceGeometry.from_labels(labels)
-    out = {}
-    for kind in PRODUCT_RENDERERS:
-        prod = style.products.get(kind)
-        if prod is not None and _strength(prod) > 0:
-            out[kind] = PRODUCT_RENDERERS[kind][0](g, prod)
-    return out
-
-
-def touched_mask(labels: np.ndarray, style: Style | str) -> np.ndarray:
-    """bool (H, W): where :func:`render_makeup` may change pixels for this label map and style."""
-    lab = np.asarray(labels)
-    mask = np.zeros(lab.shape, bool)
-    for alpha in product_alphas(lab, style).values():
-        mask |= alpha > 0
-    return mask
-
-
 # --- colour mixing in CIELAB ------------------------------------------------------------------------------
 
 def _lab_of(color) -> np.ndarray:
@@ -352,6 +321,40 @@ PRODUCT_RENDERERS: dict[str, tuple[AlphaFn, ApplyFn]] = {
 }
 
 
+def _strength(p: Product) -> float:
+    if p.kind == "foundation":
+        return max(p.coverage, p.smoothing)
+    if p.kind == "lipstick":
+        return max(p.opacity, p.gloss)
+    return p.opacity
+
+
+def product_alphas(labels: np.ndarray, style: Style | str,
+                   geometry: FaceGeometry | None = None) -> dict[str, np.ndarray]:
+    """Opacity map of every product the style applies with a non-zero strength."""
+    style = load_style(style)
+    g = geometry or FaceGeometry.from_labels(labels)
+    out = {}
+    for kind in PRODUCT_RENDERERS:
+        prod = style.products.get(kind)
+        if prod is not None and _strength(prod) > 0:
+            out[kind] = PRODUCT_RENDERERS[kind][0](g, prod)
+    return out
+
+
+def touched_mask(labels: np.ndarray, style: Style | str) -> np.ndarray:
+    """bool (H, W): where :func:`render_makeup` may change pixels for this label map and style."""
+    lab = np.asarray(labels)
+    return _union(product_alphas(lab, style), lab.shape)
+
+
+def _union(alphas: dict[str, np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    mask = np.zeros(shape, bool)
+    for alpha in alphas.values():
+        mask |= alpha > 0
+    return mask
+
+
 def render_makeup(image: np.ndarray, labels: np.ndarray, style: Style | str) -> np.ndarray:
     """Apply ``style`` to an RGB uint8 ``image`` given its label map; pixels outside the style's
     :func:`touched_mask` are returned unchanged."""
@@ -371,7 +374,4 @@ def render_makeup(image: np.ndarray, labels: np.ndarray, style: Style | str) -> 
         PRODUCT_RENDERERS[kind][1](lab, alpha, style.products[kind], g)
     rgb = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
     out = np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)
-    touched = np.zeros(lab_map.shape, bool)
-    for alpha in alphas.values():
-        touched |= alpha > 0
-    return np.where(touched[..., None], out, img)
+    return np.where(_union(alphas, lab_map.shape)[..., None], out, img)
