@@ -117,6 +117,7 @@ def _sample_params(rng: np.random.Generator) -> dict:
         "hairline": u(0.17, 0.24), "hair_puff": u(0.02, 0.07),
         "light": (u(-0.7, 0.7), u(-0.6, 0.2)), "ambient": u(0.55, 0.8),
         "ears": bool(rng.random() < 0.6), "freckles": bool(rng.random() < 0.2),
+        "mouth_open": u(0.3, 0.9) if rng.random() < 0.3 else 0.0,  # a parted smile shows teeth
     }
 
 
@@ -305,18 +306,27 @@ def _brow(canvas: _Canvas, rng, U, V, px, p, side, color) -> None:
 
 
 def _lips(canvas: _Canvas, rng, U, V, px, p, color) -> None:
+    """Upper lip with a cupid's bow, fuller lower lip; a parted mouth shows teeth (label other, not lips)."""
     mx, my, lw = p["mouth_dx"], p["mouth_dy"], p["mouth_w"]
     t = np.clip((U - mx) / lw, -1, 1)
     line = my + p["smile"] * (t ** 2 - 0.3)
-    upper = line - p["lip_up"] * (1 - t ** 2) ** 0.6 * (1 - p["bow"] * np.exp(-((t / 0.16) ** 2)))
-    lower = line + p["lip_lo"] * (1 - t ** 2) ** 0.55
+    gap = p["mouth_open"] * (p["lip_up"] + p["lip_lo"]) * 0.6 * (1 - t ** 2) ** 0.8
+    upper_edge, lower_edge = line - 0.35 * gap, line + 0.65 * gap
+    upper = upper_edge - p["lip_up"] * (1 - t ** 2) ** 0.6 * (1 - p["bow"] * np.exp(-((t / 0.16) ** 2)))
+    lower = lower_edge + p["lip_lo"] * (1 - t ** 2) ** 0.55
     dist = np.maximum.reduce([upper - V, V - lower, np.abs(U - mx) - lw]) * px
-    shade = np.where(V < line, 0.82, 1.0) + 0.12 * np.exp(-(((U - mx) / (0.5 * lw)) ** 2 + ((V - line - p["lip_lo"] * 0.45) / (0.3 * p["lip_lo"])) ** 2))
+    shade = np.where(V < line, 0.82, 1.0) + 0.12 * np.exp(-(((U - mx) / (0.5 * lw)) ** 2 + ((V - lower_edge - p["lip_lo"] * 0.45) / (0.3 * p["lip_lo"])) ** 2))
     tex = 1 + 0.05 * _smooth_noise(rng, dist.shape, 0.6, sx=0.3)  # vertical lip lines
     canvas.paint(dist, np.clip(color[None, None, :] * (shade * tex)[..., None], 0, 1), LIPS)
-    seam = np.abs(V - line) * px - max(px * 0.0025, 0.5)
-    inside = (dist < 0).astype(np.float32)
-    canvas.rgb *= 1 - 0.55 * (np.clip(0.5 - seam, 0, 1) * inside)[..., None]
+    if p["mouth_open"] > 0:
+        opening = np.maximum.reduce([upper_edge - V, V - lower_edge, np.abs(U - mx) - 0.97 * lw]) * px
+        teeth = np.array([0.95, 0.9, 0.8], np.float32) * rng.uniform(0.85, 1.0)
+        depth = np.clip(1 - np.abs(t) ** 2, 0, 1) * np.clip((V - upper_edge) / (gap + 1e-6) * 1.5 + 0.3, 0, 1)
+        canvas.paint(opening, teeth * (0.25 + 0.75 * depth)[..., None], OTHER)
+    else:
+        seam = np.abs(V - line) * px - max(px * 0.0025, 0.5)
+        inside = (dist < 0).astype(np.float32)
+        canvas.rgb *= 1 - 0.55 * (np.clip(0.5 - seam, 0, 1) * inside)[..., None]
 
 
 def _hair_back(canvas: _Canvas, rng, U, V, px, p, hair) -> None:
