@@ -56,7 +56,9 @@ def test_builtin_looks_put_visible_makeup_inside(name):
         touched = touched_mask(f.labels, style)
         diff = np.abs(out.astype(int) - f.image.astype(int)).max(axis=2)
         assert touched.mean() > 0.02
-        assert diff[touched].mean() > 3, f"{name} seed {seed}: mean change {diff[touched].mean():.2f}"
+        # Foundation alone may be subtle on skin already near its tone; the coloured products are not.
+        assert diff[touched].mean() > 1.5, f"{name} seed {seed}: mean change {diff[touched].mean():.2f}"
+        assert np.percentile(diff[touched], 99) > 15
         if "lipstick" in style.products:
             assert diff[f.labels == LIPS].mean() > 8
 
