@@ -61,6 +61,9 @@ class Product:
         except KeyError:
             raise AttributeError(key) from None
 
+    def __hash__(self) -> int:
+        return hash((self.kind, tuple(sorted(self.params.items()))))
+
     def to_dict(self) -> dict[str, Any]:
         return {k: (_hex(v) if PRODUCTS[self.kind][k][0] == "color" else v) for k, v in self.params.items()}
 
@@ -77,6 +80,9 @@ class Style:
         if key in PRODUCTS:
             return self.__dict__["products"].get(key)
         raise AttributeError(key)
+
+    def __hash__(self) -> int:  # usable as a cache key although ``products`` is a dict
+        return hash((self.name, self.description, tuple(sorted(self.products.items()))))
 
     def touched_mask(self, labels: np.ndarray) -> np.ndarray:
         """bool (H, W): the pixels :func:`makeup.render.render_makeup` may change for this label map."""

@@ -1,6 +1,8 @@
 """Styles as data: built-in looks, YAML round trip, one clear error naming the key and the file."""
 from __future__ import annotations
 
+import pickle
+
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -42,8 +44,9 @@ def test_yaml_round_trip(tmp_path, data):
     path = tmp_path / "look.yaml"
     style.save(path)
     again = load_style(path)
-    assert again == style
+    assert again == style and hash(again) == hash(style)
     assert load_style(again) is again
+    assert pickle.loads(pickle.dumps(style)) == style  # travels to data-loader workers
 
 
 def _write(tmp_path, text: str):
