@@ -99,11 +99,13 @@ def _find_eyes(lab: np.ndarray, lips_box) -> tuple[EyeGeometry, ...]:
         cols = np.arange(x0, x0 + bw)[has]
         top = (np.argmax(m, axis=0) + y0)[has].astype(np.float32)
         bottom = (y0 + bh - np.argmax(m[::-1], axis=0))[has].astype(np.float32)
-        # Lid height: from the lash line up to the lowest brow pixel above this eye.
+        # Lid height: median over the eye's columns of the gap between the lash line and the brow above it
+        # (a brow tail dipping toward the outer corner must not shrink the whole lid).
         above = brows[: int(top.min()), cols[0]:cols[-1] + 1]
-        rows = np.nonzero(above.any(axis=1))[0]
+        has_brow = above.any(axis=0)
+        brow_bottom = above.shape[0] - 1 - np.argmax(above[::-1], axis=0)
         width = float(bw)
-        lid = float(top.mean() - rows.max() - 1) if len(rows) else 0.6 * width
+        lid = float(np.median(top[has_brow] - brow_bottom[has_brow] - 1)) if has_brow.any() else 0.6 * width
         lid = float(np.clip(lid, 0.25 * width, 1.2 * width))
         eyes.append(EyeGeometry(cols, top, bottom, float(cx), float(cy), 1 if cx >= face_cx else -1, lid))
     return tuple(eyes)
@@ -156,6 +158,14 @@ def _eye_window(g: FaceGeometry, eye: EyeGeometry, pad_x: float, up: float, down
     return (slice(y0, y1), slice(x0, x1)), xx + 0.5, yy + 0.5
 
 
+def _smooth_curve(eye: EyeGeometry, y: np.ndarray, xx: np.ndarray) -> np.ndarray:
+    """A lash line as a smooth polynomial of x (a label map's line is a staircase that would streak the
+    shadow), held constant beyond the eye's corners."""
+    xc = eye.cols.astype(np.float64) + 0.5
+    coef = np.polyfit(xc - eye.cx, y.astype(np.float64), deg=min(4, len(xc) - 1))
+    return np.polyval(coef, np.clip(xx, xc[0], xc[-1]) - eye.cx).astype(np.float32)
+
+
 def _eyeshadow_alpha(g: FaceGeometry, p: Product) -> np.ndarray:
     """Lid skin from the upper lash line up toward the brow, wider on the outer side; ``lower`` smudges it
     under the lower lash line."""
@@ -166,9 +176,7 @@ def _eyeshadow_alpha(g: FaceGeometry, p: Product) -> np.ndarray:
         # Full strength over the central lid, fading past the corners (further on the outer side).
         core, outer_hw, inner_hw = 0.3 * ew, 0.5 * ew * (1.25 + 0.6 * p.extent), 0.5 * ew * 1.05
         win, xx, yy = _eye_window(g, eye, outer_hw, reach, 0.4 * ew)
-        xc = eye.cols.astype(np.float32) + 0.5
-        top = np.interp(xx, xc, eye.top)
-        bottom = np.interp(xx, xc, eye.bottom)
+        top, bottom = _smooth_curve(eye, eye.top, xx), _smooth_curve(eye, eye.bottom, xx)
         cx = eye.cx + 0.5 + eye.outward * 0.1 * ew * p.extent
         side = (xx - cx) * eye.outward
         h = np.clip(np.abs(side) - core, 0, None) / (np.where(side > 0, outer_hw, inner_hw) - core)
