@@ -282,11 +282,12 @@ def _apply_foundation(lab: np.ndarray, alpha: np.ndarray, p: Product, g: FaceGeo
             return
         skin_ref = (lab * alpha[..., None]).reshape(-1, 3).sum(0) / weights
         tone = _lab_of(p.tone)
-        # Evening: blotches (redness, sallowness) move toward one colour between the skin's mean and the tone.
-        even_ab = 0.5 * (skin_ref[1:] + tone[1:])
+        # Evening: blotches (redness, sallowness) move toward one colour, the skin's own mean nudged toward
+        # the tone. Lightness moves only a little: foundation is matched to the skin, not a mask over it.
+        even_ab = skin_ref[1:] + 0.3 * (tone[1:] - skin_ref[1:])
         w = (alpha * p.coverage * 0.7)[..., None]
         lab[..., 1:] += w * (even_ab - lab[..., 1:])
-        lab[..., 0] += alpha * p.coverage * 0.4 * (tone[0] - skin_ref[0])
+        lab[..., 0] += alpha * p.coverage * 0.4 * float(np.clip(tone[0] - skin_ref[0], -6.0, 6.0))
 
 
 def _apply_gloss(lab: np.ndarray, alpha: np.ndarray, p: Product, g: FaceGeometry) -> None:
