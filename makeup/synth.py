@@ -118,6 +118,7 @@ def _sample_params(rng: np.random.Generator) -> dict:
         "light": (u(-0.7, 0.7), u(-0.6, 0.2)), "ambient": u(0.55, 0.8),
         "ears": bool(rng.random() < 0.6), "freckles": bool(rng.random() < 0.2),
         "mouth_open": u(0.3, 0.9) if rng.random() < 0.3 else 0.0,  # a parted smile shows teeth
+        "yaw": u(-0.35, 0.35),  # the nearer eye and brow look wider
     }
 
 
@@ -143,16 +144,18 @@ def generate_face(seed: int, size: int = 256) -> SynthFace:
     U = ((X - ex) * c + (Y - ey) * s) / k
     V = (-(X - ex) * s + (Y - ey) * c) / k
     px = S * k  # crop units of the face frame -> pixels
+    # A turned head: the crop stays aligned on the features while the outline, hair and neck slide sideways.
+    Uh = U + np.float32(p["yaw"] * 0.04)
 
     canvas = _Canvas(_background(rng, size, X, Y), np.zeros((size, size), np.uint8),
                      np.zeros((size, size), np.float32))
     win = _Windows(p, size)
-    _clothes(canvas, rng, U, V, px, size)
+    _clothes(canvas, rng, Uh, V, px, size)
     long_hair = p["hair_style"] == 1
     if long_hair:
-        _hair_back(canvas, rng, U, V, px, p, hair)
-    face_d = _face_dist(U, V, p) * px
-    _neck_and_ears(canvas, rng, U, V, px, p, skin, face_d)
+        _hair_back(canvas, rng, Uh, V, px, p, hair)
+    face_d = _face_dist(Uh, V, p) * px
+    _neck_and_ears(canvas, rng, Uh, V, px, p, skin, face_d)
     skin_tex = _skin_texture(rng, size)
     canvas.paint(face_d, skin[None, None, :] * skin_tex[..., None], SKIN)
     w = win(0.0, p["nose_len"] / 2, p["nose_len"] / 2 + 0.05)
@@ -166,8 +169,8 @@ def generate_face(seed: int, size: int = 256) -> SynthFace:
         _brow(canvas.sub(w), rng, U[w], V[w], px, p, side, brow)
     w = win(p["mouth_dx"], p["mouth_dy"], p["mouth_w"] + 0.05)
     _lips(canvas.sub(w), rng, U[w], V[w], px, p, lip)
-    _hair_front(canvas, rng, U, V, px, p, hair, face_d)
-    image = _camera(canvas, rng, U, V, p)
+    _hair_front(canvas, rng, Uh, V, px, p, hair, face_d)
+    image = _camera(canvas, rng, Uh, V, p)
     return SynthFace(image=image, labels=canvas.labels.copy(), seed=int(seed), params=p)
 
 
@@ -260,7 +263,7 @@ def _cheek(canvas: _Canvas, rng, U, V, side, p) -> None:
 def _eye(canvas: _Canvas, rng, U, V, px, p, side, iris_color) -> None:
     """Almond eye opening between two lid curves, with iris, pupil, catch-light and lash line."""
     ecx, ecy = side * p["eye_gap"] + rng.uniform(-0.003, 0.003), p["eye_dy"]
-    ew, hu, hl = p["eye_w"] * rng.uniform(0.97, 1.03), p["eye_up"], p["eye_lo"]
+    ew, hu, hl = p["eye_w"] * rng.uniform(0.97, 1.03) * (1 + 0.12 * side * p["yaw"]), p["eye_up"], p["eye_lo"]
     tilt = p["eye_tilt"] * side  # outer corner up
     du, dv = U - ecx, V - ecy
     cu, su = np.cos(tilt), np.sin(tilt)
@@ -296,7 +299,7 @@ def _eye(canvas: _Canvas, rng, U, V, px, p, side, iris_color) -> None:
 def _brow(canvas: _Canvas, rng, U, V, px, p, side, color) -> None:
     bcx = side * (p["eye_gap"] + p["brow_dx"])
     bcy = p["eye_dy"] - p["brow_dy"]
-    bw = p["brow_w"]
+    bw = p["brow_w"] * (1 + 0.12 * side * p["yaw"])
     t = (U - bcx) / bw * side  # -1 inner end, +1 tail
     centre = bcy - p["brow_arch"] * np.exp(-(((t - p["brow_peak"]) / 0.8) ** 2)) + 0.01 * np.clip(t - 0.5, 0, None) ** 2
     half = p["brow_th"] * (1.0 - 0.55 * np.clip((t + 1) / 2, 0, 1))
