@@ -76,6 +76,21 @@ def test_style_file_and_styles_listing(faces, tmp_path, capsys):
     assert rc == 0 and "lipstick" in out
 
 
+def test_photo_without_a_face_is_skipped_and_listed(faces, tmp_path, capsys):
+    import shutil
+
+    from makeup.io import save_image
+
+    mixed = tmp_path / "mixed"
+    shutil.copytree(faces, mixed)
+    save_image(mixed / "blank_wall.png", np.full((96, 96, 3), 128, np.uint8))
+    rc, out, err = run_cli(capsys, "render", "--faces", mixed, "--style", "natural", "--out", tmp_path / "p",
+                           "--size", "96")
+    assert rc == 0, err
+    assert "skipped 1 photo" in out and "blank_wall.png" in out
+    assert len(PairDataset(tmp_path / "p")) == 4
+
+
 def test_bad_inputs_are_one_error_line(faces, tmp_path, capsys):
     rc, _, err = run_cli(capsys, "render", "--faces", tmp_path / "missing", "--style", "natural",
                          "--out", tmp_path / "a")
