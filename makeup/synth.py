@@ -59,11 +59,18 @@ class _Canvas:
 
     def paint(self, dist: np.ndarray, color, label: int | None = None, opacity: float = 1.0) -> np.ndarray:
         cov = np.clip(0.5 - dist, 0.0, 1.0) * opacity
+        rows, cols = np.flatnonzero(cov.any(axis=1)), np.flatnonzero(cov.any(axis=0))
+        if not len(rows):
+            return cov
+        box = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)  # blend only where it covers
         col = np.asarray(color, np.float32)
-        self.rgb += cov[..., None] * (col - self.rgb)
-        np.maximum(self.subject, cov, out=self.subject)
+        if col.shape[:2] == cov.shape:
+            col = col[box]
+        c, rgb = cov[box], self.rgb[box]
+        rgb += c[..., None] * (col - rgb)
+        np.maximum(self.subject[box], c, out=self.subject[box])
         if label is not None:
-            self.labels[dist < 0] = label
+            self.labels[box][dist[box] < 0] = label
         return cov
 
 
