@@ -309,7 +309,7 @@ def _brow(canvas: _Canvas, rng, U, V, px, p, side, color) -> None:
     bw = p["brow_w"] * (1 + 0.12 * side * p["yaw"])
     t = (U - bcx) / bw * side  # -1 inner end, +1 tail
     centre = bcy - p["brow_arch"] * np.exp(-(((t - p["brow_peak"]) / 0.8) ** 2)) + 0.01 * np.clip(t - 0.5, 0, None) ** 2
-    half = p["brow_th"] * (1.0 - 0.55 * np.clip((t + 1) / 2, 0, 1))
+    half = np.maximum(p["brow_th"] * (1.0 - 0.55 * np.clip((t + 1) / 2, 0, 1)), 0.7 / px)  # >= ~1.4 px thick
     dist = np.maximum(np.abs(V - centre) - half, (np.abs(t) - 1) * bw * 0.5) * px
     hairs = 1 + 0.25 * _smooth_noise(rng, dist.shape, 0.5, sx=2.0)[..., None]
     canvas.paint(dist, np.clip(color[None, None, :] * hairs, 0, 1), BROWS, opacity=rng.uniform(0.85, 1.0))

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import itertools
 
+import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from makeup.errors import TinyBeautyError
 from makeup.io import load_image, load_label_map
@@ -46,6 +49,18 @@ def test_any_size_has_all_five_classes_with_face_geometry(size):
         # Eyes, lips and brows sit on the face: the skin surrounds them.
         skin_box = np.nonzero(lab == SKIN)
         assert skin_box[0].min() < left_brow[1] and lips[1] < skin_box[0].max()
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), size=st.integers(48, 112))
+def test_any_seed_two_eyes_two_brows_in_order(seed, size):
+    """Property: whatever the seed and size, both eyes and both brows exist, brows above eyes above lips."""
+    lab = generate_face(seed, size).labels
+    assert (np.bincount(lab.ravel(), minlength=NUM_LABELS) > 0).all()
+    assert cv2.connectedComponents((lab == EYES).astype(np.uint8))[0] - 1 == 2
+    lips_y = _centroid(lab, LIPS)[1]
+    for half in (slice(0, size // 2), slice(size // 2, None)):
+        assert _centroid(lab, BROWS, half)[1] < _centroid(lab, EYES, half)[1] < lips_y
 
 
 def test_faces_are_varied_not_one_template():
