@@ -170,6 +170,8 @@ def generate_face(seed: int, size: int = 256) -> SynthFace:
     for side in (-1.0, 1.0):
         w = win(side * 0.13, 0.14, 0.16)
         _cheek(canvas.sub(w), rng, U[w], V[w], side, p)
+        w = win(side * p["eye_gap"], p["eye_dy"], p["eye_w"] * 2.5 + 0.05)
+        _eye_socket(canvas.sub(w), U[w], V[w], p, side)
         w = win(side * p["eye_gap"], p["eye_dy"], p["eye_w"] * 1.3 + 0.02)
         _eye(canvas.sub(w), rng, U[w], V[w], px, p, side, iris)
         w = win(side * (p["eye_gap"] + p["brow_dx"]), p["eye_dy"] - p["brow_dy"], p["brow_w"] + 0.05)
@@ -256,9 +258,20 @@ def _nose(canvas: _Canvas, U, V, px, p) -> None:
         f *= 1 - 0.12 * ridge * (V < nl + 0.01)
         nostril = (np.sqrt(((U - side * nw * 0.55) / (0.32 * nw)) ** 2 + ((V - nl - 0.004) / 0.006) ** 2) - 1) * 0.006 * px
         f *= 1 - 0.45 * np.clip(0.5 - nostril, 0, 1)
-    f += 0.08 * np.exp(-((U / nw) ** 2 + ((V - nl + 0.02) / 0.02) ** 2))
+        # The alar wing: a soft crescent shadow around each nostril.
+        wing = np.sqrt(((U - side * nw * 0.95) / (0.45 * nw)) ** 2 + ((V - nl + 0.006) / 0.018) ** 2)
+        f *= 1 - 0.14 * np.exp(-(((wing - 1.0) / 0.25) ** 2))
+    f += 0.1 * np.exp(-((U / nw) ** 2 + ((V - nl + 0.02) / 0.02) ** 2))
+    f += 0.05 * np.exp(-((U / (0.3 * nw)) ** 2)) * np.clip((V - 0.02) / nl, 0, 1) * (V < nl - 0.01)  # bridge
     f *= 1 - 0.1 * np.exp(-((U / (1.2 * nw)) ** 2 + ((V - nl - 0.018) / 0.01) ** 2))
     _shade_skin(canvas, f)
+
+
+def _eye_socket(canvas: _Canvas, U, V, p, side) -> None:
+    """The socket between brow and cheek is a little darker, more so toward the nose."""
+    du, dv = (U - side * p["eye_gap"]) / (p["eye_w"] * 1.6), (V - p["eye_dy"] + 0.01) / 0.05
+    inner = np.clip(0.5 - side * du * 0.5, 0, 1)
+    _shade_skin(canvas, 1 - (0.05 + 0.06 * inner) * np.exp(-(du ** 2 + dv ** 2)))
 
 
 def _cheek(canvas: _Canvas, rng, U, V, side, p) -> None:
