@@ -306,7 +306,8 @@ def _apply_gloss(lab: np.ndarray, alpha: np.ndarray, p: Product, g: FaceGeometry
 
 
 def _apply_lipstick(lab: np.ndarray, alpha: np.ndarray, p: Product, g: FaceGeometry) -> None:
-    _pigment(lab, alpha, p.color, p.opacity, texture=0.9)
+    # Lightness moves 70% of the way: a sheer pale shade on dark lips tints them, it does not turn them pastel.
+    _pigment(lab, alpha, p.color, p.opacity, texture=0.9, lightness=0.7)
     _apply_gloss(lab, alpha, p, g)
 
 
