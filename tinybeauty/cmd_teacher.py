@@ -1,5 +1,90 @@
-"""Placeholder: this command group is being built (see the open issues)."""
+"""`tinybeauty teacher train|fidelity` and `tinybeauty amplify` (thin: the work is in teacher/)."""
+from __future__ import annotations
+
+import json
 
 
 def register(sub) -> None:
-    pass
+    t = sub.add_parser("teacher", help="train / score the diffusion teacher (DDA)")
+    tsub = t.add_subparsers(dest="teacher_command", metavar="SUBCOMMAND")
+    t.set_defaults(func=lambda a: (t.print_help(), 2)[1])
+
+    tr = tsub.add_parser("train", help="train the teacher on seed pairs",
+                         description="Conditional residual diffusion (RDM + FGMM + eyeliner loss) on seed pairs. "
+                                     "Writes TEACHER/{config.yaml, metrics.jsonl, dda_checkpoint_epoch_N.pt, "
+                                     "sample_epoch_N.png, dda_final.pt}.")
+    tr.add_argument("--seeds", required=True, help="seed pair dataset (tinybeauty render output or your pairs)")
+    tr.add_argument("--out", required=True, help="teacher folder")
+    tr.add_argument("--backend", default=None, help="tiny-ddpm (default) or sd15-lora")
+    tr.add_argument("--profile", default="demo", help="demo (2-core CPU) | paper (one GPU) | FILE.yaml")
+    tr.add_argument("--resume", action="store_true", help="continue from the newest epoch checkpoint")
+    tr.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
+    tr.add_argument("--sd-path", default=None, help="local Stable Diffusion 1.5 folder (sd15-lora backend)")
+    tr.add_argument("--device", default=None, help="auto | cpu | cuda | mps")
+    tr.set_defaults(func=run_train)
+
+    fi = tsub.add_parser("fidelity", help="PSNR of the teacher vs the renderer on held-out synthetic faces")
+    fi.add_argument("--teacher", required=True)
+    fi.add_argument("--style", default=None, help="look the renderer draws (default: the teacher's style)")
+    fi.add_argument("--count", type=int, default=50)
+    fi.add_argument("--batch", type=int, default=16)
+    fi.add_argument("--steps", type=int, default=None, help="sampler steps (default: the teacher's)")
+    fi.add_argument("--json", default=None, help="write the report here")
+    fi.add_argument("--grid", default=None, help="write a before|teacher|renderer grid here")
+    fi.add_argument("--device", default="auto")
+    fi.set_defaults(func=run_fidelity)
+
+    am = sub.add_parser("amplify", help="paint the teacher's look onto many faces -> pair dataset",
+                        description="Deterministic, resumable, shardable (accelerate launch) amplification "
+                                    "with a quality gate; writes pairs + quality.json + samples_visualization.png.")
+    am.add_argument("--teacher", required=True, help="teacher folder (tinybeauty teacher train --out)")
+    am.add_argument("--faces", required=True, help="a folder of face photos, or 'synthetic'")
+    am.add_argument("--count", type=int, required=True, help="number of pairs to write")
+    am.add_argument("--out", required=True, help="pair dataset folder")
+    am.add_argument("--batch", type=int, default=None)
+    am.add_argument("--seed", type=int, default=None)
+    am.add_argument("--steps", type=int, default=None, help="sampler steps (default: profile, then teacher)")
+    am.add_argument("--profile", default="demo", help="demo | paper | FILE.yaml (its amplify: section)")
+    am.add_argument("--parser", default=None, help="region parser for photo folders: auto|mediapipe|facer")
+    am.add_argument("--upscaler", default=None, help="local Real-ESRGAN/SwinIR weights for low-res outputs")
+    am.add_argument("--device", default=None)
+    am.set_defaults(func=run_amplify)
+
+
+def run_train(args) -> int:
+    from makeup.config import load_profile, merge, section
+    from teacher.train import train_teacher
+
+    cfg = section(load_profile(args.profile), "teacher")
+    over = {"backend": args.backend, "epochs": args.epochs, "device": args.device}
+    cfg = merge(cfg, over)
+    if args.sd_path:
+        cfg["model"] = {**(cfg.get("model") or {}), "sd_path": args.sd_path}
+    final = train_teacher(args.seeds, args.out, cfg, resume=args.resume)
+    print(f"teacher: {final}")
+    return 0
+
+
+def run_fidelity(args) -> int:
+    from teacher.fidelity import teacher_fidelity
+    from teacher.inference import load_teacher
+
+    teacher = load_teacher(args.teacher, args.device)
+    report = teacher_fidelity(teacher, args.style, args.count, args.batch, args.steps, args.json, args.grid)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def run_amplify(args) -> int:
+    from makeup.config import load_profile, merge, section
+    from teacher.amplify import amplify
+    from teacher.inference import load_teacher
+
+    cfg = merge(section(load_profile(args.profile), "amplify"),
+                {"batch": args.batch, "seed": args.seed, "steps": args.steps, "parser": args.parser,
+                 "device": args.device})
+    teacher = load_teacher(args.teacher, cfg.get("device", "auto"), upscaler=args.upscaler)
+    report = amplify(teacher, args.faces, args.count, args.out, cfg)
+    if report:
+        print(json.dumps(report, indent=2))
+    return 0

@@ -1,0 +1,267 @@
+"""`teacher train`: fit a DDA backend on the seed pairs (lr 1e-4 Adam, EMA, AMP + accumulation on GPU).
+
+TEACHER/ gets ``config.yaml`` (everything needed to rebuild and use the teacher), ``metrics.jsonl`` (one line
+per epoch), ``dda_checkpoint_epoch_{N}.pt`` and ``sample_epoch_{N}.png`` (seed before | teacher after | seed
+after, then held-out synthetic faces) every ``sample_every`` epochs, and ``dda_final.pt``. ``resume`` picks up
+the newest epoch checkpoint. wandb logs too when it is installed and ``wandb: true``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import yaml
+
+from makeup.errors import TinyBeautyError
+from makeup.io import atomic_path, write_text_atomic
+from makeup.pairs import PairDataset
+
+from .backends import DEFAULT_BACKEND, get_backend
+from .backends.tiny_ddpm import estimate_residual_scale
+from .formulation import make_condition
+from .inference import CONFIG, FINAL, translate
+
+log = logging.getLogger("tinybeauty")
+
+TRAIN_DEFAULTS: dict = {
+    "backend": DEFAULT_BACKEND,
+    "epochs": 500,            # one epoch = one pass over the seed pairs
+    "batch_size": 5,
+    "grad_accum": 1,
+    "lr": 1.0e-4,
+    "sample_every": 50,
+    "held_out_faces": 3,      # synthetic faces (never seeds) shown in the sample grids
+    "sample_steps": None,     # sampler steps for the grids (None: the model's sample_steps)
+    "augment": {"flip": True, "rotate_deg": 4.0, "scale": 0.04, "translate": 0.03},
+    "seed": 0,
+    "device": "auto",
+    "wandb": False,
+    "model": {},              # backend config (teacher/backends/tiny_ddpm.py DEFAULTS)
+}
+HELD_OUT_SEED = 900_000_000  # synthetic face seeds for held-out grids/fidelity (far from synth-faces seeds)
+CKPT_RE = re.compile(r"dda_checkpoint_epoch_(\d+)\.pt$")
+
+
+@dataclass
+class SeedPair:
+    id: str
+    before: np.ndarray
+    after: np.ndarray
+    labels: np.ndarray
+
+
+def load_seed_pairs(root: str | os.PathLike) -> tuple[list[SeedPair], str]:
+    """All pairs of a seed dataset and its (most common) style name; clear errors for bad folders."""
+    ds = PairDataset(root)
+    if len(ds) == 0:
+        raise TinyBeautyError(f"--seeds {ds.root}: the manifest lists no pairs")
+    pairs = [SeedPair(p.id, p.source, p.target, p.mask) for p in ds]
+    sizes = {p.before.shape for p in pairs}
+    if len(sizes) != 1 or pairs[0].before.shape[0] != pairs[0].before.shape[1]:
+        raise TinyBeautyError(f"--seeds {ds.root}: seed pairs must be square crops of one size, got {sorted(sizes)}")
+    style = Counter(r["style"] for r in ds.records).most_common(1)[0][0]
+    return pairs, style
+
+
+def augment_pair(p: SeedPair, rng: np.random.Generator, aug: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The same flip + small affine on before, after and the label map (nearest, so labels stay labels)."""
+    before, after, labels = p.before, p.after, p.labels
+    if aug.get("flip") and rng.random() < 0.5:
+        before, after, labels = before[:, ::-1], after[:, ::-1], labels[:, ::-1]
+    size = before.shape[0]
+    ang = rng.uniform(-1, 1) * float(aug.get("rotate_deg", 0))
+    scl = 1 + rng.uniform(-1, 1) * float(aug.get("scale", 0))
+    shift = rng.uniform(-1, 1, size=2) * float(aug.get("translate", 0)) * size
+    if ang == 0 and scl == 1 and not shift.any():
+        return np.ascontiguousarray(before), np.ascontiguousarray(after), np.ascontiguousarray(labels)
+    m = cv2.getRotationMatrix2D((size / 2 - 0.5, size / 2 - 0.5), ang, scl)
+    m[:, 2] += shift
+    warp = lambda a, flag: cv2.warpAffine(np.ascontiguousarray(a), m, (size, size), flags=flag,  # noqa: E731
+                                          borderMode=cv2.BORDER_REFLECT)
+    return warp(before, cv2.INTER_LINEAR), warp(after, cv2.INTER_LINEAR), warp(labels, cv2.INTER_NEAREST)
+
+
+def make_batch(items, res: int, radius: float, device) -> dict:
+    conds = [make_condition(b, lab, res, radius) for b, _, lab in items]
+    targets = [make_condition(a, lab, res, radius).source for _, a, lab in items]
+    return {"source": torch.stack([c.source for c in conds]).to(device),
+            "masks": torch.stack([c.masks for c in conds]).to(device),
+            "target": torch.stack(targets).to(device)}
+
+
+def region_energy(pairs: list[SeedPair]) -> float:
+    """Mean |after - before| (0..1) inside the makeup regions: the quality gate's 'makeup present' reference."""
+    vals = [np.abs(p.after.astype(np.float32) - p.before)[p.labels > 0].mean() / 255.0 for p in pairs]
+    return float(np.mean(vals))
+
+
+def _held_out_faces(count: int, size: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    if count <= 0:
+        return []
+    try:
+        from makeup.synth import generate_face
+    except ImportError:  # synthetic faces not available: grids show the seeds only
+        return []
+    faces = [generate_face(HELD_OUT_SEED + i, size) for i in range(count)]
+    return [(f.image, f.labels) for f in faces]
+
+
+def save_sample_grid(path: Path, backend, pairs: list[SeedPair], held_out, steps=None) -> None:
+    from makeup.grid import save_grid
+    from makeup.regions import overlay
+
+    faces = [p.before for p in pairs] + [f for f, _ in held_out]
+    labels = [p.labels for p in pairs] + [lab for _, lab in held_out]
+    outs = translate(backend, faces, labels, seeds=list(range(len(faces))), steps=steps)
+    rows = [[p.before, outs[i], p.after] for i, p in enumerate(pairs)]
+    rows += [[f, outs[len(pairs) + i], overlay(f, lab)] for i, (f, lab) in enumerate(held_out)]
+    save_grid(path, rows, titles=["before", "teacher after", "seed after / regions"], tile=128)
+
+
+def _latest_checkpoint(out: Path) -> tuple[int, Path] | None:
+    found = [(int(m.group(1)), p) for p in out.glob("dda_checkpoint_epoch_*.pt") if (m := CKPT_RE.search(p.name))]
+    return max(found) if found else None
+
+
+def _save(path: Path, obj: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+class _Logger:
+    """metrics.jsonl always; wandb as well when installed and enabled (not required: degrade to files)."""
+
+    def __init__(self, out: Path, cfg: dict, fresh: bool):
+        self.path = out / "metrics.jsonl"
+        if fresh and self.path.exists():
+            self.path.unlink()
+        self.run = None
+        if cfg.get("wandb"):
+            try:
+                import wandb
+
+                self.run = wandb.init(project="tinybeauty-teacher", config=cfg, dir=str(out))
+            except Exception as exc:  # not installed / offline: local files only
+                log.warning("wandb unavailable (%s); logging to %s only", exc.__class__.__name__, self.path)
+
+    def log(self, rec: dict) -> None:
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(rec) + "\n")
+        if self.run is not None:
+            self.run.log(rec)
+
+
+def train_teacher(seeds: str | os.PathLike, out: str | os.PathLike, config: dict, resume: bool = False,
+                  progress: bool = True) -> Path:
+    """Train and return the path of ``dda_final.pt``."""
+    from makeup.runtime import pick_device, seed_everything
+
+    cfg = {**TRAIN_DEFAULTS, **config, "augment": {**TRAIN_DEFAULTS["augment"], **(config.get("augment") or {})}}
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise TinyBeautyError(f"--out {out}: exists and is not a folder")
+    pairs, style = load_seed_pairs(seeds)
+    device = pick_device(cfg["device"])
+    seed_everything(int(cfg["seed"]))
+    factory = get_backend(cfg["backend"])
+    model_cfg = dict(cfg["model"] or {})
+    res = int(model_cfg.get("resolution", 64))
+    lows = [make_condition(p.after, p.labels, res).source - make_condition(p.before, p.labels, res).source
+            for p in pairs]
+    model_cfg.setdefault("residual_scale", estimate_residual_scale([r.numpy() for r in lows]))
+    backend = factory.from_config(model_cfg)
+    backend.enable_ema()
+    backend.to(device)
+    optimizer = torch.optim.Adam(backend.trainable(), lr=float(cfg["lr"]))
+    use_amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    start_epoch = 0
+    latest = _latest_checkpoint(out) if resume else None
+    if latest:
+        state = torch.load(latest[1], map_location="cpu", weights_only=False)
+        backend.load_state_dict(state["weights"])
+        backend.to(device)
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch = int(state["epoch"])
+        log.info("resuming from %s", latest[1])
+    out.mkdir(parents=True, exist_ok=True)
+    teacher_cfg = {"backend": backend.name, "style": style, "seeds": str(seeds), "seed_count": len(pairs),
+                   "size": int(pairs[0].before.shape[0]), "energy_ref": region_energy(pairs),
+                   "train": {k: v for k, v in cfg.items() if k != "model"}, "model": backend.config}
+    write_text_atomic(out / CONFIG, yaml.safe_dump(teacher_cfg, sort_keys=False))
+    logger = _Logger(out, cfg, fresh=start_epoch == 0)
+    held_out = _held_out_faces(int(cfg["held_out_faces"]), pairs[0].before.shape[0])
+    radius = float(backend.config["feather_radius"])
+    bs, accum = max(1, int(cfg["batch_size"])), max(1, int(cfg["grad_accum"]))
+    epochs = int(cfg["epochs"])
+    gen = torch.Generator(device=device).manual_seed(int(cfg["seed"]) + start_epoch)
+
+    def checkpoint(epoch: int) -> dict:
+        return {"backend": backend.name, "model_config": backend.config, "weights": backend.state_dict(),
+                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
+                "teacher_config": teacher_cfg}
+
+    it = range(start_epoch, epochs)
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, desc="teacher train", unit="epoch", initial=start_epoch, total=epochs)
+    t0 = time.perf_counter()
+    for epoch in it:
+        backend.model.train()
+        rng = np.random.default_rng([int(cfg["seed"]), epoch])
+        order = rng.permutation(len(pairs))
+        parts_sum: Counter = Counter()
+        n_batches = 0
+        optimizer.zero_grad(set_to_none=True)
+        for b, start in enumerate(range(0, len(order), bs)):
+            items = [augment_pair(pairs[i], rng, cfg["augment"]) for i in order[start:start + bs]]
+            batch = make_batch(items, res, radius, device)
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                loss, parts = backend.training_loss(batch, generator=gen)
+            scaler.scale(loss / accum).backward()
+            last = start + bs >= len(order)
+            if (b + 1) % accum == 0 or last:
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                backend.after_step()
+            parts_sum.update(parts)
+            n_batches += 1
+        rec = {"epoch": epoch + 1, **{k: v / n_batches for k, v in parts_sum.items()},
+               "alpha": float(backend.head.alpha.detach()),
+               "region_weights": [round(float(w), 4) for w in backend.head.fgmm.region_weights.detach()],
+               "elapsed_s": round(time.perf_counter() - t0, 2)}
+        logger.log(rec)
+        if progress:
+            it.set_postfix(loss=f"{rec['loss']:.4f}")
+        done = epoch + 1
+        if done % int(cfg["sample_every"]) == 0 or done == epochs:
+            _save(out / f"dda_checkpoint_epoch_{done}.pt", checkpoint(done))
+            _sample_with_ema(backend, out / f"sample_epoch_{done}.png", pairs, held_out, cfg["sample_steps"])
+    final = checkpoint(epochs)
+    final.pop("optimizer"), final.pop("scaler")
+    _save(out / FINAL, final)
+    return out / FINAL
+
+
+def _sample_with_ema(backend, path: Path, pairs, held_out, steps) -> None:
+    params = list(backend.model.parameters())
+    if backend.ema is not None:
+        backend.ema.store(params)
+        backend.ema.copy_to(params)
+    try:
+        save_sample_grid(path, backend, pairs, held_out, steps)
+    finally:
+        if backend.ema is not None:
+            backend.ema.restore(params)
