@@ -157,3 +157,25 @@ def test_eval_of_a_float_checkpoint_on_all_pairs(trained, tiny_pairs):
     assert set(result) == {"psnr", "ssim", "lpips", "count"}
     assert result["count"] == 8 and result["lpips"] is None  # no LPIPS weights offline
     assert 10 < result["psnr"] < 100 and 0 < result["ssim"] <= 1
+
+
+def test_wandb_requested_but_missing_degrades_to_local_metrics(tmp_path, monkeypatch, caplog):
+    import builtins
+
+    from student.train import MetricsLog, read_metrics
+
+    real_import = builtins.__import__
+
+    def no_wandb(name, *args, **kwargs):
+        if name == "wandb":
+            raise ImportError("no wandb here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delenv("TINYBEAUTY_NO_WANDB", raising=False)
+    monkeypatch.setattr(builtins, "__import__", no_wandb)
+    with caplog.at_level("WARNING", logger="tinybeauty"):
+        metrics = MetricsLog(tmp_path / "metrics.jsonl", use_wandb=True, config={})
+    assert metrics.wandb is None
+    assert len([r for r in caplog.records if "wandb" in r.getMessage()]) == 1
+    metrics.write({"epoch": 1, "val_psnr": 30.0})
+    assert read_metrics(tmp_path) == [{"epoch": 1, "val_psnr": 30.0}]
