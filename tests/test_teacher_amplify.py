@@ -1,0 +1,199 @@
+"""teacher train / amplify end to end on a tiny teacher: outputs, resume, determinism, sharding, bad input."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from makeup.pairs import PairDataset, PairWriter, check_pairs
+from tinybeauty.cli import main as cli_main
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_MODEL = {"resolution": 32, "base_channels": 8, "channel_mults": [1, 2], "attention_res": [16],
+              "norm_groups": 4, "sample_steps": 2}
+AMP_CFG = {"batch": 2, "seed": 3, "min_ssim": 0.0, "min_energy_ratio": 0.0, "visualize": 2}
+
+
+def write_seed_pairs(root: Path, count: int = 5, size: int = 64) -> Path:
+    from makeup.render import render_makeup
+    from makeup.synth import generate_face
+
+    writer = PairWriter(root)
+    for i in range(count):
+        f = generate_face(100 + i, size)
+        writer.write(f"seed_{i}", f.image, render_makeup(f.image, f.labels, "glamorous"), f.labels,
+                     style="glamorous", origin="render")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher(tmp_path_factory) -> Path:
+    from teacher.train import train_teacher
+
+    base = tmp_path_factory.mktemp("teacher")
+    seeds = write_seed_pairs(base / "seeds")
+    out = base / "teacher"
+    cfg = {"epochs": 2, "sample_every": 1, "batch_size": 5, "held_out_faces": 1, "lr": 1e-3,
+           "device": "cpu", "model": TINY_MODEL}
+    train_teacher(seeds, out, cfg, progress=False)
+    cfg["epochs"] = 3
+    train_teacher(seeds, out, cfg, resume=True, progress=False)  # continues at epoch 3
+    return out
+
+
+def test_train_writes_checkpoints_samples_and_resumes(tiny_teacher):
+    names = {p.name for p in tiny_teacher.iterdir()}
+    assert {"config.yaml", "metrics.jsonl", "dda_final.pt", "dda_checkpoint_epoch_3.pt",
+            "sample_epoch_1.png", "sample_epoch_3.png"} <= names
+    epochs = [json.loads(x)["epoch"] for x in (tiny_teacher / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3]
+    cfg = yaml.safe_load((tiny_teacher / "config.yaml").read_text())
+    assert cfg["style"] == "glamorous" and cfg["size"] == 64 and cfg["energy_ref"] > 0
+
+
+def _amplify(teacher_dir, out, count=5, **over):
+    from teacher.amplify import amplify
+    from teacher.inference import load_teacher
+
+    return amplify(load_teacher(teacher_dir, "cpu"), "synthetic", count, out, {**AMP_CFG, **over}, progress=False)
+
+
+def _images(root: Path) -> dict[str, tuple]:
+    ds = PairDataset(root)
+    return {p.id: (p.source, p.target, p.mask) for p in ds}
+
+
+@pytest.fixture(scope="module")
+def fresh_run(tiny_teacher, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("fresh") / "pairs"
+    report = _amplify(tiny_teacher, out)
+    assert report["count"] == 5 and report["lpips"] is None or isinstance(report["lpips"], float)
+    return out
+
+
+def test_amplify_outputs(fresh_run):
+    assert check_pairs(fresh_run).count == 5
+    q = json.loads((fresh_run / "quality.json").read_text())
+    assert {"ssim", "psnr", "lpips", "rejection_rate", "pairs_per_second"} <= set(q)
+    assert (fresh_run / "samples_visualization.png").exists()
+    rec = PairDataset(fresh_run).records[0]
+    assert rec["origin"] == "amplify" and rec["style"] == "glamorous" and "ssim_outside" in rec
+
+
+def test_amplify_kill_and_resume_is_exact(tiny_teacher, fresh_run, tmp_path, monkeypatch):
+    out = tmp_path / "pairs"
+    real_write = PairWriter.write
+    calls = {"n": 0}
+
+    def dying_write(self, *a, **k):
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # killed between two pairs
+        calls["n"] += 1
+        return real_write(self, *a, **k)
+
+    monkeypatch.setattr(PairWriter, "write", dying_write)
+    with pytest.raises(KeyboardInterrupt):
+        _amplify(tiny_teacher, out)
+    monkeypatch.setattr(PairWriter, "write", real_write)
+    with open(out / "manifest.jsonl", "a") as fh:
+        fh.write('{"id": "amp_0000')  # and a torn manifest line, as a kill mid-append leaves
+    _amplify(tiny_teacher, out)
+    resumed, fresh = _images(out), _images(fresh_run)
+    assert sorted(resumed) == sorted(fresh) and len(resumed) == 5
+    for pid in fresh:
+        for a, b in zip(resumed[pid], fresh[pid]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_amplify_rejects_and_replaces(tiny_teacher, tmp_path):
+    # An impossible energy floor: every candidate is rejected, replaced, and finally kept as "forced".
+    report = _amplify(tiny_teacher, tmp_path / "p", count=2, min_energy_ratio=1e9, max_attempts=2)
+    assert report["count"] == 2 and report["rejection_rate"] == pytest.approx(0.5) and report["forced"] == 2
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_sharded_amplify_equals_single_process(tiny_teacher, fresh_run, tmp_path):
+    out = tmp_path / "sharded"
+    profile = tmp_path / "p.yaml"
+    profile.write_text(yaml.safe_dump({"amplify": AMP_CFG}))
+    port = str(_free_port())
+    procs = []
+    for rank in range(2):
+        env = {**os.environ, "WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank),
+               "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "OMP_NUM_THREADS": "1"}
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "tinybeauty", "amplify", "--teacher", str(tiny_teacher), "--faces", "synthetic",
+             "--count", "5", "--out", str(out), "--profile", str(profile), "--device", "cpu"],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-2000:]
+    sharded, fresh = _images(out), _images(fresh_run)
+    assert sorted(sharded) == sorted(fresh)
+    for pid in fresh:
+        for a, b in zip(sharded[pid], fresh[pid]):
+            np.testing.assert_array_equal(a, b)
+    assert (out / "quality.json").exists()
+
+
+def _one_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:"), err
+    return err[0]
+
+
+def test_bad_inputs_one_error_line(tmp_path, capsys, tiny_teacher):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli_main(["teacher", "train", "--seeds", str(empty), "--out", str(tmp_path / "t")]) == 2
+    assert "manifest" in _one_error(capsys)
+    seeds = write_seed_pairs(tmp_path / "seeds", count=2)
+    from makeup.io import save_image
+
+    save_image(seeds / "target" / "seed_1.png", np.zeros((48, 48, 3), np.uint8))  # mismatched pair
+    assert cli_main(["teacher", "train", "--seeds", str(seeds), "--out", str(tmp_path / "t")]) == 2
+    assert "sizes differ" in _one_error(capsys)
+    nothing = tmp_path / "no_weights"
+    nothing.mkdir()
+    assert cli_main(["amplify", "--teacher", str(nothing), "--faces", "synthetic", "--count", "2",
+                     "--out", str(tmp_path / "p")]) == 2
+    assert "dda_final.pt" in _one_error(capsys)
+    assert not (tmp_path / "p").exists()
+    assert cli_main(["amplify", "--teacher", str(tiny_teacher), "--faces", str(tmp_path / "missing"),
+                     "--count", "2", "--out", str(tmp_path / "p")]) == 2
+    _one_error(capsys)
+    assert cli_main(["teacher", "train", "--seeds", str(write_seed_pairs(tmp_path / "s2", 1)), "--out",
+                     str(tmp_path / "t2"), "--backend", "sd15-lora"]) == 2
+    assert "--sd-path" in _one_error(capsys)
+
+
+def test_amplify_folder_skips_bad_faces(tiny_teacher, tmp_path):
+    from makeup.synth import write_faces
+
+    faces = tmp_path / "faces"
+    write_faces(faces, 2, seed=5, size=64, progress=False)
+    (faces / "broken.png").write_bytes(b"not an image")
+    out = tmp_path / "pairs"
+    report = _amplify_folder(tiny_teacher, faces, out)
+    assert report["count"] == 3 and report["skipped_faces"] == 1
+    assert "broken.png" in (out / "skipped.json").read_text()
+
+
+def _amplify_folder(teacher_dir, faces, out):
+    from teacher.amplify import amplify
+    from teacher.inference import load_teacher
+
+    return amplify(load_teacher(teacher_dir, "cpu"), str(faces), 3, out, {**AMP_CFG, "parser": "synthetic"},
+                   progress=False)
