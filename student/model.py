@@ -4,8 +4,8 @@ output = clamp(input + predicted residual, 0, 1). Makeup changes few pixels by l
 residual lets a tiny net spend its capacity on the change instead of on copying the face.
 
 Only ops that survive int8 export to all three formats (DESIGN.md "Student ops that travel well"):
-zero-padded 3x3/1x1 convs, ReLU, one ``MaxPool2d`` instance per level (PT2E annotates modules by node, so a
-shared instance would give one node several users), nearest upsampling, add/concat. No normalisation layers.
+zero-padded 3x3/1x1 convs, ReLU, one ``MaxPool2d`` instance per level (DESIGN.md: the PT2E QAT path was verified
+with a separate instance per pooling), nearest upsampling, add/concat. No normalisation layers.
 
 The export helper may shrink :data:`DEFAULT_CONFIG` when an artifact is over budget: it is the one constant
 every stage reads.
