@@ -79,7 +79,8 @@ DEPENDS_ON = {"ort": "onnx"}
 
 def parse_formats(spec: str | None) -> list[ExportFormat]:
     """``"onnx,tflite"`` -> rows in table order; unknown names are one clear error."""
-    names = [n.strip().lower() for n in (spec or ",".join(DEFAULT_FORMATS)).split(",") if n.strip()]
+    spec = ",".join(DEFAULT_FORMATS) if spec is None else spec
+    names = [n.strip().lower() for n in spec.split(",") if n.strip()]
     if not names:
         raise TinyBeautyError("--formats is empty: choose from " + ", ".join(FORMATS))
     unknown = [n for n in names if n not in FORMATS]

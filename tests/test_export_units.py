@@ -20,7 +20,7 @@ def test_format_table_drives_names_and_files():
     assert BUDGET_BYTES == 102_400
 
 
-@pytest.mark.parametrize("spec", ["pytorch", "onnx,keras", ","])
+@pytest.mark.parametrize("spec", ["pytorch", "onnx,keras", ",", ""])
 def test_unknown_or_empty_format_is_one_clear_error(spec):
     with pytest.raises(TinyBeautyError, match="format|formats"):
         parse_formats(spec)

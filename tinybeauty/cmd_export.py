@@ -8,7 +8,8 @@ def register(sub) -> None:
     p = sub.add_parser("export", help="int8 TFLite/ONNX/CoreML artifacts, 100 KB budget gate, parity report",
                        description="Convert a student checkpoint to int8 artifacts, refuse any over 102,400 "
                                    "bytes or below parity, and write EXPORT/report.json, report.md and "
-                                   "model_card.json.")
+                                   "model_card.json. A refused export ships nothing (earlier artifacts stay) "
+                                   "and writes EXPORT/report.failed.json with every size and PSNR.")
     p.add_argument("--checkpoint", required=True, help="student checkpoint (.pt) from `tinybeauty student train`")
     p.add_argument("--out", required=True, help="export folder (created; artifacts replaced atomically)")
     p.add_argument("--formats", default=None,
