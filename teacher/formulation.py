@@ -4,7 +4,9 @@
   multiplied by ``residual_scale`` so it has about unit spread (a faint residual would drown in the noise).
   The model is conditioned on the before image and its soft region masks (channel concat). A sampled residual
   is upsampled and added to the FULL-resolution source, so every detail the makeup does not touch comes from
-  the photo itself. ``alpha`` is the seed document's learnable residual weight.
+  the photo itself. The seed document's RDM adds ``alpha * residual_input`` to the network output; here the
+  residual input is the region prior (each region's mean seed residual, painted with the soft masks), so the
+  network only learns the face-dependent correction and an undertrained model still paints the look.
 * FGMM: learnable per-region weights (eyes, lips, skin, brows). They weight the training loss by region and
   gate the predicted residual with feathered masks that are exactly zero outside the four regions, so no
   makeup can leak into hair or background.
@@ -69,15 +71,25 @@ class FineGrainedMakeupModule(nn.Module):
 class ResidualHead(nn.Module):
     """RDM + FGMM parameters that turn a predicted (scaled) residual into an after image."""
 
-    def __init__(self, residual_scale: float = 1.0):
+    def __init__(self, residual_scale: float = 1.0, region_prior=None):
         super().__init__()
         self.fgmm = FineGrainedMakeupModule()
         self.alpha = nn.Parameter(torch.tensor(1.0))  # learnable residual weight (seed doc RDM)
         self.register_buffer("residual_scale", torch.tensor(float(residual_scale)))
+        prior = torch.zeros(len(MAKEUP_REGIONS), 3) if region_prior is None else torch.tensor(region_prior)
+        self.register_buffer("region_prior", prior.float().reshape(len(MAKEUP_REGIONS), 3))
+
+    def prior_map(self, masks: torch.Tensor) -> torch.Tensor:
+        """(N, 4, h, w) masks -> (N, 3, h, w) residual input: each region's mean seed residual."""
+        return torch.einsum("nrhw,rc->nchw", masks, self.region_prior)
+
+    def to_diffusion(self, residual: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """Image-space residual -> the diffusion variable (the scaled correction to the prior)."""
+        return (residual - self.prior_map(masks)) * self.residual_scale
 
     def residual(self, x0: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """Diffusion-space x0 (N, 3, h, w) -> gated image-space residual at the same resolution."""
-        return self.alpha * self.fgmm(x0 / self.residual_scale, masks)
+        return self.fgmm(x0 / self.residual_scale + self.alpha * self.prior_map(masks), masks)
 
     def compose(self, source: torch.Tensor, x0: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """before + gated residual, same resolution, clamped to [0, 1]."""
@@ -98,17 +110,30 @@ def make_condition(image: np.ndarray, labels: np.ndarray, size: int, radius: flo
                      torch.from_numpy(region_stack(labels, size, radius)))
 
 
+def region_residuals(befores, afters, labels, size: int | None = None, radius: float = 2.0) -> np.ndarray:
+    """(4, 3) mean residual (after - before, 0..1) of each makeup region over pairs, soft-mask weighted."""
+    num, den = np.zeros((len(MAKEUP_REGIONS), 3)), np.zeros(len(MAKEUP_REGIONS))
+    for b, a, lab in zip(befores, afters, labels):
+        m = region_stack(lab, None, radius)
+        num += np.einsum("rhw,hwc->rc", m, (a.astype(np.float32) - b) / 255.0)
+        den += m.sum(axis=(1, 2))
+    return (num / np.maximum(den, 1e-6)[:, None]).astype(np.float32)
+
+
 def paste_residual(image: np.ndarray, labels: np.ndarray, residual_low: np.ndarray, fgmm_weights: np.ndarray,
-                   alpha: float, radius: float = 2.0, upsample=None) -> np.ndarray:
-    """Full-resolution after image (uint8): upsample the UNGATED image-space residual (h, w, 3), gate it with
-    the full-resolution FGMM masks (zero outside the regions) and add it to the untouched source.
+                   alpha: float, radius: float = 2.0, upsample=None, region_prior=None) -> np.ndarray:
+    """Full-resolution after image (uint8): upsample the UNGATED image-space correction (h, w, 3), add
+    ``alpha`` x the region prior painted with full-resolution masks, gate with the FGMM masks (zero outside
+    the regions) and add it to the untouched source.
 
     ``upsample(residual_low, size) -> (size, size, 3)`` replaces the bicubic upsampling (e.g. an SR model).
     """
     size = image.shape[0]
     up = upsample(residual_low, size) if upsample else resize_image(residual_low.astype(np.float32), size)
     masks = region_stack(labels, None, radius)
+    if region_prior is not None:
+        up = up + float(alpha) * np.einsum("rhw,rc->hwc", masks, np.asarray(region_prior, np.float32))
     gate = np.tensordot(np.asarray(fgmm_weights, np.float32), masks, axes=1)[..., None]
-    out = image.astype(np.float32) / 255.0 + float(alpha) * gate * up
+    out = image.astype(np.float32) / 255.0 + gate * up
     # Rounding the float source gives back the exact uint8 wherever the gate is zero.
     return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)

@@ -53,10 +53,11 @@ def translate(backend, faces, labels, seeds, steps=None, upscaler=None) -> list[
     head = backend.head
     weights = head.fgmm.region_weights.detach().cpu().numpy()
     alpha = float(head.alpha.detach())
+    prior = head.region_prior.detach().cpu().numpy()
     outs = []
     for i, (f, lab) in enumerate(zip(faces, labels)):
         up = upscaler.residual_upsampler(conds[i].source.numpy().transpose(1, 2, 0)) if upscaler else None
-        outs.append(paste_residual(f, lab, residual[i], weights, alpha, radius, upsample=up))
+        outs.append(paste_residual(f, lab, residual[i], weights, alpha, radius, upsample=up, region_prior=prior))
     return outs
 
 

@@ -27,7 +27,7 @@ from makeup.pairs import PairDataset
 
 from .backends import DEFAULT_BACKEND, get_backend
 from .backends.tiny_ddpm import estimate_residual_scale
-from .formulation import make_condition
+from .formulation import make_condition, region_residuals
 from .inference import CONFIG, FINAL, translate
 
 log = logging.getLogger("tinybeauty")
@@ -177,7 +177,12 @@ def train_teacher(seeds: str | os.PathLike, out: str | os.PathLike, config: dict
     res = int(model_cfg.get("resolution", 64))
     lows = [make_condition(p.after, p.labels, res).source - make_condition(p.before, p.labels, res).source
             for p in pairs]
-    model_cfg.setdefault("residual_scale", estimate_residual_scale([r.numpy() for r in lows]))
+    prior = region_residuals([p.before for p in pairs], [p.after for p in pairs], [p.labels for p in pairs])
+    model_cfg.setdefault("region_prior", prior.round(6).tolist())
+    corrections = [low.numpy() - np.einsum("rhw,rc->chw", make_condition(p.before, p.labels, res).masks.numpy(),
+                                           np.asarray(model_cfg["region_prior"], np.float32))
+                   for low, p in zip(lows, pairs)]
+    model_cfg.setdefault("residual_scale", estimate_residual_scale(corrections))
     backend = factory.from_config(model_cfg)
     backend.enable_ema()
     backend.to(device)

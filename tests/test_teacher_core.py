@@ -37,6 +37,12 @@ def test_zero_residual_returns_source_exactly(seed):
     src = torch.from_numpy(img.transpose(2, 0, 1)[None] / 255.0).float()
     masks = torch.from_numpy(region_stack(_labels()))[None]
     assert torch.equal(head.compose(src, torch.zeros_like(src), masks), src)
+    # The diffusion variable of a residual decodes back to it (prior and scale undone) inside the regions.
+    head = ResidualHead(4.0, rng.normal(0, 0.1, (4, 3)))
+    residual = torch.randn(1, 3, 32, 32) * 0.1
+    back = head.residual(head.to_diffusion(residual, masks), masks)
+    gate = head.fgmm.gate(masks)
+    torch.testing.assert_close(back, residual * gate, atol=1e-5, rtol=1e-4)
 
 
 @given(st.integers(0, 2**31 - 1))
@@ -46,7 +52,8 @@ def test_fgmm_gating_leaves_outside_untouched(seed):
     img = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
     lab = _labels()
     residual = rng.normal(0, 0.3, (16, 16, 3)).astype(np.float32)
-    out = paste_residual(img, lab, residual, rng.uniform(0.5, 2, 4), alpha=1.0)
+    prior = rng.normal(0, 0.2, (4, 3))
+    out = paste_residual(img, lab, residual, rng.uniform(0.5, 2, 4), alpha=1.0, region_prior=prior)
     outside = lab == 0
     np.testing.assert_array_equal(out[outside], img[outside])
     assert (out[~outside] != img[~outside]).any()  # and the makeup does land inside
@@ -87,14 +94,14 @@ def test_few_training_steps_reduce_loss():
     def eval_loss() -> float:
         backend.model.eval()
         with torch.no_grad():
-            losses = [backend.training_loss(batch, torch.Generator().manual_seed(s))[0] for s in range(4)]
+            losses = [backend.training_loss(batch, torch.Generator().manual_seed(s))[0] for s in range(3)]
         return float(torch.stack(losses).mean())
 
     before = eval_loss()
-    opt = torch.optim.Adam(backend.trainable(), lr=2e-3)
+    opt = torch.optim.Adam(backend.trainable(), lr=3e-3)
     gen = torch.Generator().manual_seed(1)
     backend.model.train()
-    for _ in range(25):
+    for _ in range(12):
         loss, _ = backend.training_loss(batch, gen)
         opt.zero_grad()
         loss.backward()

@@ -40,6 +40,7 @@ DEFAULTS: dict = {
     "lambda_eyeliner": 0.5,
     "feather_radius": 2.0,
     "residual_scale": 8.0,        # set from the seed pairs by `teacher train`
+    "region_prior": None,         # (4, 3) mean seed residual per region, set by `teacher train`
 }
 COND_CHANNELS = 3 + len(MAKEUP_REGIONS)
 
@@ -76,7 +77,7 @@ class DDAModel(nn.Module):
     def __init__(self, cfg: dict):
         super().__init__()
         self.unet = build_unet(cfg)
-        self.head = ResidualHead(cfg["residual_scale"])
+        self.head = ResidualHead(cfg["residual_scale"], cfg.get("region_prior"))
 
 
 @register_backend("tiny-ddpm")
@@ -165,7 +166,7 @@ class TinyDDPMBackend:
         cfg, head = self.config, self.model.head
         src, tgt, masks = batch["source"], batch["target"], batch["masks"]
         n = src.shape[0]
-        x0 = (tgt - src) * head.residual_scale
+        x0 = head.to_diffusion(tgt - src, masks)
         noise = torch.randn(x0.shape, generator=generator, device=self.device)
         T = int(cfg["num_train_timesteps"])
         t = torch.randint(0, T, (n,), generator=generator, device=self.device)
@@ -209,8 +210,8 @@ class TinyDDPMBackend:
     @torch.no_grad()
     def sample(self, source: torch.Tensor, masks: torch.Tensor, generators: list[torch.Generator],
                steps: int | None = None) -> torch.Tensor:
-        """Residuals (N, 3, s, s), image space and ungated, one initial noise per generator (so a pair's
-        result does not depend on which other pairs share its batch)."""
+        """Corrections to the region prior (N, 3, s, s), image space and ungated, one initial noise per
+        generator (so a pair's result does not depend on which other pairs share its batch)."""
         self.model.eval()
         res = source.shape[-1]
         noise = torch.stack([torch.randn((3, res, res), generator=g) for g in generators]).to(self.device)
