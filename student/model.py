@@ -106,9 +106,6 @@ class TinyBeauty(nn.Module):
         self.bottleneck = conv_stack(w[LEVELS_DOWN - 1], w[LEVELS_DOWN], n, a)
         self.dec = nn.ModuleList([UpBlock(w[i + 1], w[i], cfg.decoder_convs, cfg.skip, a) for i in reversed(range(LEVELS_DOWN))])
         self.head = nn.Conv2d(w[0], 3, 3, padding=1)  # the residual; zeroing it makes the net the identity
-        # Start as the identity: the first steps refine "no makeup" instead of undoing random noise.
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
