@@ -155,10 +155,24 @@ def _process_batch(teacher, faces, indices: list[int], cfg: dict, energy_ref: fl
     return results
 
 
-def _state():
+def launched_processes() -> int:
+    """Processes started by `accelerate launch` (or torchrun-style env vars); 1 when run plainly."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def launch_state():
+    """accelerate's PartialState when launched on several processes (its device is this process's GPU)."""
+    if launched_processes() <= 1:
+        return None
+    import torch
     from accelerate import PartialState
 
-    return PartialState(cpu=True) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
+    # Without cpu=True accelerate ignores the launch env vars on a machine with no GPU.
+    state = PartialState(cpu=not torch.cuda.is_available())
+    if state.num_processes != launched_processes():
+        raise TinyBeautyError(f"accelerate sees {state.num_processes} processes but WORLD_SIZE is "
+                              f"{launched_processes()}: refusing to write overlapping shards")
+    return state
 
 
 def amplify(teacher, faces_spec: str, count: int, out: str | os.PathLike, config: dict | None = None,
@@ -169,7 +183,7 @@ def amplify(teacher, faces_spec: str, count: int, out: str | os.PathLike, config
         raise TinyBeautyError(f"--count must be >= 1, got {count}")
     batch = max(1, int(cfg["batch"]))
     size = int(teacher.config.get("size", 256))
-    state = _state()
+    state = launch_state()
     rank, world = (state.process_index, state.num_processes) if state else (0, 1)
     if faces_spec == "synthetic":
         faces = SyntheticFaces(size, int(cfg["seed"]))

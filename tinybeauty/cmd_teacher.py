@@ -77,13 +77,18 @@ def run_fidelity(args) -> int:
 
 def run_amplify(args) -> int:
     from makeup.config import load_profile, merge, section
-    from teacher.amplify import amplify
+    from teacher.amplify import amplify, launched_processes
     from teacher.inference import load_teacher
 
     cfg = merge(section(load_profile(args.profile), "amplify"),
                 {"batch": args.batch, "seed": args.seed, "steps": args.steps, "parser": args.parser,
                  "device": args.device})
-    teacher = load_teacher(args.teacher, cfg.get("device", "auto"), upscaler=args.upscaler)
+    device = cfg.get("device", "auto")
+    if device == "auto" and launched_processes() > 1:  # one GPU per process under `accelerate launch`
+        from teacher.amplify import launch_state
+
+        device = str(launch_state().device)
+    teacher = load_teacher(args.teacher, device, upscaler=args.upscaler)
     report = amplify(teacher, args.faces, args.count, args.out, cfg)
     if report:
         print(json.dumps(report, indent=2))
