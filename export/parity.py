@@ -52,7 +52,7 @@ def load_parity_set(pairs_dir: str | Path, size: int, limit: int = 16, split: st
 
 
 def run_torch(module, sources: np.ndarray) -> np.ndarray:
-    """One image at a time: a graph exported for batch 1 (PTQ) accepts nothing else."""
+    """One image at a time, like the batch-1 artifacts it is compared with (and memory stays flat)."""
     import torch
 
     with torch.no_grad():

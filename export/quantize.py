@@ -114,11 +114,14 @@ def _post_training_quantize(model, size: int, calib_images: np.ndarray, meta: di
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
     quantizer = ptq_quantizer()
-    example = torch.from_numpy(np.ascontiguousarray(calib_images[:1]))
-    gm = torch.export.export(model, (example,)).module()
+    # Dynamic batch like the QAT graph (ONNX keeps a batch dim); torch.export specialises a size-1 example.
+    example = torch.from_numpy(np.ascontiguousarray(np.repeat(calib_images[:1], 2, axis=0)))
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    gm = torch.export.export(model, (example,), dynamic_shapes=({0: batch},)).module()
     prepared = prepare_pt2e(gm, quantizer)
     with torch.no_grad():
-        for x in calib_images:  # batch 1: the graph was exported for batch 1
-            prepared(torch.from_numpy(np.ascontiguousarray(x[None])))
+        for start in range(0, len(calib_images), 8):
+            prepared(torch.from_numpy(np.ascontiguousarray(calib_images[start:start + 8])))
+    _eval_mode(prepared)
     log.info("post-training int8: calibrated on %d images", len(calib_images))
     return QuantizedStudent(prepared, quantizer, "ptq", model, size, meta, calib_images=len(calib_images))

@@ -280,10 +280,15 @@ def test_budget_gate_refuses_a_large_model(exported, tmp_path):
 
 
 def test_float_checkpoint_is_post_training_quantized_with_calib(exported, tmp_path):
-    report = run_export(ExportRequest.build(exported["float"], tmp_path / "e", "onnx", calib=exported["pairs"],
+    import onnx
+
+    out = tmp_path / "e"
+    report = run_export(ExportRequest.build(exported["float"], out, "tflite,onnx", calib=exported["pairs"],
                                             config=CFG), progress=False)
     assert report["quantization"] == "ptq" and report["calibration_images"] == CFG["calib_images"]
-    assert report["formats"]["onnx"]["verified"]
+    assert report["formats"]["onnx"]["verified"] and report["formats"]["tflite"]["verified"]
+    batch_dim = onnx.load(str(out / "tinybeauty.onnx")).graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch_dim.dim_param  # symbolic: the PTQ graph keeps a dynamic batch like the QAT one
 
 
 def test_float_checkpoint_without_calib_is_refused(exported, tmp_path):
