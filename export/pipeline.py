@@ -22,7 +22,7 @@ import numpy as np
 
 from makeup.errors import TinyBeautyError
 
-from .formats import BUDGET_BYTES, DEPENDS_ON, FORMATS, ExportFormat, artifact_bytes, parse_formats
+from .formats import BUDGET_BYTES, DEPENDS_ON, ExportFormat, artifact_bytes, parse_formats
 from .parity import ParitySet, compare, load_parity_set, parity_failures, run_batched, run_torch
 
 log = logging.getLogger("tinybeauty")

@@ -48,7 +48,6 @@ def test_package_size_counts_every_file(tmp_path):
 
 
 def _onnx_with_metadata():
-    import onnx
     from onnx import TensorProto, helper
 
     nodes = []
