@@ -54,10 +54,12 @@ def _train(args: argparse.Namespace) -> int:
                                 qat_epochs=args.qat_epochs, batch_size=args.batch_size)
     summary = train_student(args.pairs, args.out, settings, resume=args.resume, device=args.device,
                             use_wandb=args.wandb, progress=True)
-    qat = f", QAT {summary['qat_val_psnr']:.2f} dB" if summary["qat_val_psnr"] is not None else ""
+    scores = ", ".join(f"{name} {summary[key]:.2f} dB" for name, key in (("float", "float_val_psnr"),
+                                                                       ("QAT int8", "qat_val_psnr"))
+                       if summary[key] is not None)
     print(f"student: {summary['params']} params, {summary['macs_256'] / 1e9:.3f} GMAC@256, "
-          f"{summary['train_pairs']}/{summary['val_pairs']} train/val pairs, val PSNR float "
-          f"{summary['float_val_psnr']:.2f} dB{qat}, {summary['train_seconds']:.0f} s -> {args.out}")
+          f"{summary['train_pairs']}/{summary['val_pairs']} train/val pairs, val PSNR {scores}, "
+          f"{summary['train_seconds']:.0f} s -> {args.out}")
     return 0
 
 
