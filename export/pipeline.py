@@ -4,7 +4,8 @@ Every artifact is built in a staging folder beside EXPORT and measured and run t
 required format passes the gate are the artifacts moved into EXPORT (each by rename, a package folder
 replaced whole), then ``model_card.json``, ``report.md`` and ``report.json`` (last, so its presence means a
 complete export). A refused export changes no artifact: it writes ``report.failed.json`` with every size and
-PSNR and fails with one line naming each failing format.
+PSNR and fails with one line naming each failing format. A killed export leaves only its hidden staging
+folder, which the next export beside it removes.
 """
 from __future__ import annotations
 
@@ -155,6 +156,27 @@ def _export_one(fmt: ExportFormat, qs, staging: Path, staged: dict, parity_set: 
     return entry
 
 
+def _staging_dir(out: Path) -> Path:
+    """A fresh staging folder beside ``out`` (same filesystem, so promotion is a rename). Staging folders
+    of exports that were killed (their pid is gone) are removed first."""
+    prefix = f".{out.name}.staging-"
+    for old in out.parent.glob(prefix + "*"):
+        pid = old.name[len(prefix):].split("-")[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=out.parent))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
 def _promote(staged_path: Path, target: Path) -> None:
     """Move a staged artifact over ``target`` atomically (a package folder is replaced whole)."""
     from makeup.io import atomic_path
@@ -185,7 +207,7 @@ def run_export(req: ExportRequest, progress: bool = True) -> dict:
     qs = quantize_student(ckpt, size, calib)
 
     req.out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{req.out.name}.staging-", dir=req.out.parent))
+    staging = _staging_dir(req.out)
     try:
         entries: dict[str, dict] = {}
         staged: dict[str, Path] = {}

@@ -259,6 +259,8 @@ def test_reexport_replaces_artifacts_atomically(exported, tmp_path):
     shutil.copytree(exported["out"], out)
     old_inode = os.stat(out / "tinybeauty.onnx").st_ino
     old_pkg = os.stat(out / "tinybeauty.mlpackage").st_ino
+    killed = tmp_path / ".export.staging-999999999-abc"  # left by an export killed mid-way (pid gone)
+    (killed / "tinybeauty.onnx").mkdir(parents=True)
     report = run_export(ExportRequest.build(exported["qat"], out, "onnx", calib=exported["pairs"], config=CFG),
                         progress=False)
     assert set(report["formats"]) == {"onnx"}
