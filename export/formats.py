@@ -46,6 +46,7 @@ class ExportFormat:
     runtime: str              # what runs it for parity
     runs_here: Callable[[], tuple[bool, str]] = _always
     validator: str | None = None  # "module:function" checking a file that cannot run here: (path, size) -> dict
+    runner: str = "student.runtime:load_runner"  # path -> callable NCHW batch -> NCHW output
     required: bool = True     # False: an optional extra that is dropped (not a failure) when over budget
 
     @property
@@ -57,6 +58,9 @@ class ExportFormat:
 
     def validator_fn(self) -> Callable:
         return _resolve(self.validator)
+
+    def runner_fn(self) -> Callable:
+        return _resolve(self.runner)
 
 
 def _resolve(ref: str) -> Callable:
@@ -70,7 +74,8 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
     ExportFormat("ort", "tinybeauty.ort", "export.onnx:export_ort", "folded", "onnxruntime (ORT format)",
                  runs_here=_ort_runner_here, validator="export.onnx:validate_ort", required=False),
     ExportFormat("coreml", "tinybeauty.mlpackage", "export.coreml:export_coreml", "folded", "coremltools",
-                 runs_here=_coreml_predicts_here, validator="export.coreml:validate_coreml"),
+                 runs_here=_coreml_predicts_here, validator="export.coreml:validate_coreml",
+                 runner="export.coreml:coreml_runner"),  # student.runtime has no Core ML (Apple-only)
 )}
 DEFAULT_FORMATS = ("tflite", "onnx", "ort", "coreml")
 # The ORT file is derived from the ONNX one, so ONNX is exported first whenever ORT is asked for.

@@ -111,15 +111,7 @@ def _verify(fmt: ExportFormat, path: Path, qs, parity_set: ParitySet, cfg: dict,
         return {"verified": False, "reason": reason, "spec_check": check, "psnr_vs_torch": None,
                 "psnr_vs_target": None, "torch_psnr_vs_target": None, "max_abs_diff": None,
                 "failures": [] if check["ok"] else [f"{fmt.name}: {reason}"]}
-    if fmt.name == "coreml":
-        from .coreml import coreml_runner
-
-        runner = coreml_runner(path)
-    else:
-        from student.runtime import load_runner
-
-        runner = load_runner(path)
-    exported = run_batched(runner, parity_set.sources)
+    exported = run_batched(fmt.runner_fn()(path), parity_set.sources)
     reference = run_torch(_reference(qs, fmt, details), parity_set.sources)
     p = compare(exported, reference, parity_set.targets)
     fails = parity_failures(p, cfg["min_psnr_vs_torch_db"], cfg["max_target_psnr_drop_db"])
@@ -138,7 +130,7 @@ def _export_one(fmt: ExportFormat, qs, staging: Path, staged: dict, parity_set: 
         log.debug("exporter %s failed", fmt.name, exc_info=True)
         return {"path": fmt.filename, "bytes": 0, "within_budget": False, "psnr_vs_torch": None,
                 "psnr_vs_target": None, "max_abs_diff": None, "verified": False, "shipped": False,
-                "reason": f"export failed: {exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}",
+                "reason": f"export failed: {exc.__class__.__name__}: {(str(exc).splitlines() or [''])[0][:200]}",
                 "failures": [f"{fmt.name}: export failed ({exc.__class__.__name__})"]}
     staged[fmt.name] = path
     size = artifact_bytes(path)
