@@ -42,7 +42,8 @@ TRAIN_DEFAULTS: dict = {
     "batch_size": 32,
     "lr": 2e-4,
     "qat_lr": 5e-5,
-    "plateau_factor": 0.5,   # ReduceLROnPlateau on val loss
+    "lr_schedule": "plateau",  # float phase: "plateau" (ReduceLROnPlateau on val loss) or "cosine"
+    "plateau_factor": 0.5,
     "plateau_patience": 3,
     "train_crop": None,      # random square crop side for training (None: whole images); the net is convolutional
     "val_fraction": 0.1,
@@ -154,7 +155,7 @@ class StudentTrainer:
     def _float_phase(self, model):
         model.to(self.device).train()
         opt = torch.optim.Adam(model.parameters(), lr=self.settings["lr"])
-        return model, opt, self._scheduler(opt)
+        return model, opt, self._scheduler(opt, self.settings.get("lr_schedule", "plateau"))
 
     def _qat_phase(self, model, qat_state: dict | None = None):
         """Prepare the float model for QAT (on CPU: PT2E export), then train it on the device."""
@@ -167,7 +168,12 @@ class StudentTrainer:
         opt = torch.optim.Adam(prepared.parameters(), lr=self.settings["qat_lr"])
         return prepared, opt, self._scheduler(opt)
 
-    def _scheduler(self, opt):
+    def _scheduler(self, opt, kind: str = "plateau"):
+        if kind == "cosine":  # a short CPU schedule ends on a low LR instead of waiting for a plateau
+            return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(self.float_epochs, 1),
+                                                              eta_min=self.settings["lr"] * 0.02)
+        if kind != "plateau":
+            raise TinyBeautyError(f"unknown lr_schedule {kind!r}: use 'plateau' or 'cosine'")
         return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=self.settings["plateau_factor"],
                                                           patience=self.settings["plateau_patience"])
 
@@ -286,7 +292,10 @@ class StudentTrainer:
             t0 = time.perf_counter()
             train_loss = self._train_epoch(net, opt, epoch, qat, scaler)
             scores, samples = self._validate(net, qat)
-            sched.step(scores["val_loss"])
+            if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                sched.step(scores["val_loss"])
+            else:
+                sched.step()
             state.seconds += time.perf_counter() - t0
             state.epoch = epoch
             record = {"epoch": epoch, "phase": "qat" if qat else "float", "train_loss": train_loss, **scores,
