@@ -7,6 +7,7 @@ temp file + rename, so a killed process never leaves a half-written artifact beh
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -75,6 +76,22 @@ def load_label_map(path: str | os.PathLike) -> np.ndarray:
     return arr.astype(np.uint8)
 
 
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}."
+
+
+def remove_stale_temps(path: str | os.PathLike) -> int:
+    """Remove temp siblings that :func:`atomic_path` left for ``path`` when its writer was killed (SIGKILL
+    skips the cleanup). Only call it for a path no other live process is writing. Returns how many."""
+    target = Path(path)
+    if not target.parent.is_dir():
+        return 0
+    stale = list(target.parent.glob(f"{glob.escape(_temp_prefix(target))}*.tmp{glob.escape(target.suffix)}"))
+    for p in stale:
+        _remove(p)
+    return len(stale)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path beside ``path``; on success it is renamed over ``path``, on failure removed.
@@ -83,7 +100,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + target.suffix, dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=".tmp" + target.suffix, dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     tmp.unlink()  # the writer decides whether it is a file or a folder

@@ -19,7 +19,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from .errors import TinyBeautyError
-from .io import load_image, load_label_map, save_image, write_text_atomic
+from .io import load_image, load_label_map, remove_stale_temps, save_image, write_text_atomic
 from .regions import NUM_LABELS
 
 MANIFEST = "manifest.jsonl"
@@ -119,6 +119,8 @@ class PairWriter:
             raise TinyBeautyError(f"pair {pair_id}: mask {mask.shape} does not match image {source.shape[:2]}")
         rec = {"id": pair_id, "source": f"source/{pair_id}.png", "target": f"target/{pair_id}.png",
                "mask": f"mask/{pair_id}.png", "style": style, "origin": origin, **extra}
+        for key in ("source", "target", "mask"):  # an id is written by one process (shards never overlap)
+            remove_stale_temps(self.root / rec[key])
         save_image(self.root / rec["source"], source.astype(np.uint8))
         save_image(self.root / rec["target"], target.astype(np.uint8))
         save_image(self.root / rec["mask"], mask.astype(np.uint8))

@@ -1,7 +1,8 @@
 """The region label map shared by parsers, renderer, teacher and student.
 
-0 other, 1 eyes, 2 lips, 3 skin, 4 brows (DESIGN.md). "eyes" covers the eye area a makeup look paints
-(lids, lash line, liner wing); eyeballs are not painted by any style.
+0 other, 1 eyes, 2 lips, 3 skin, 4 brows (DESIGN.md). "eyes" is the eye opening up to the lash lines (as in
+LaPa and the synthetic maps); the lids are skin. Eye makeup (shadow, liner) is painted on the lid skin the
+renderer finds above each opening, and no style paints the eyeball itself.
 """
 from __future__ import annotations
 
