@@ -150,9 +150,27 @@ def sobel_edges(img):
     return sobel_gradients(img).pow(2).sum(dim=1, keepdim=True).sqrt()
 
 
-def eyeliner_loss(pred, target, eye_mask=None):
-    """L1 between the Sobel gradients of ``pred`` and ``target``, averaged inside ``eye_mask`` (N, H, W or
-    N, 1, H, W).
+EYE_REACH = 0.04  # liner and its wing lie within ~4% of the crop side around the eye opening (render.py)
+
+
+def eye_zone(eye_mask, reach: float = EYE_REACH):
+    """Grow an eye-opening mask (N, H, W or N, 1, H, W; soft or binary) by ``reach`` x H pixels.
+
+    The "eyes" label is the opening up to the lash lines; liner strokes, wings and lid shadow lie just outside
+    it, so the eyeliner loss looks at this zone rather than the opening alone.
+    """
+    import torch.nn.functional as F
+
+    m = eye_mask.float()
+    if m.dim() == 3:
+        m = m.unsqueeze(1)
+    r = int(round(reach * m.shape[-2]))
+    return F.max_pool2d(m, 2 * r + 1, stride=1, padding=r) if r > 0 else m
+
+
+def eyeliner_loss(pred, target, eye_mask=None, reach: float = EYE_REACH):
+    """L1 between the Sobel gradients of ``pred`` and ``target``, averaged inside :func:`eye_zone` of
+    ``eye_mask`` (N, H, W or N, 1, H, W).
 
     Gradient components rather than magnitudes: the magnitude's derivative vanishes where the prediction is
     flat, exactly where a missing liner edge must be drawn. Without a mask it averages over the whole image;
@@ -161,7 +179,5 @@ def eyeliner_loss(pred, target, eye_mask=None):
     diff = (sobel_gradients(pred) - sobel_gradients(target)).abs().sum(dim=1, keepdim=True)
     if eye_mask is None:
         return diff.mean()
-    m = eye_mask.to(diff.dtype)
-    if m.dim() == 3:
-        m = m.unsqueeze(1)
+    m = eye_zone(eye_mask, reach).to(diff.dtype)
     return (diff * m).sum() / m.sum().clamp_min(1.0)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from makeup import metrics
-from makeup.metrics import eyeliner_loss, load_lpips, psnr, psnr_per_image, sobel_edges, ssim
+from makeup.metrics import eye_zone, eyeliner_loss, load_lpips, psnr, psnr_per_image, sobel_edges, ssim
 
 
 def test_psnr_known_value():
@@ -55,6 +55,23 @@ def test_sobel_finds_edges_and_eyeliner_loss_is_masked():
     x = flat.clone().requires_grad_(True)
     eyeliner_loss(x, img, mask_on_edge).backward()
     assert x.grad.abs().sum() > 0
+
+
+def test_eyeliner_loss_sees_a_liner_drawn_just_outside_the_eye_opening():
+    """The "eyes" label is the opening; a liner stroke a few pixels above it must still count."""
+    size = 128
+    before = torch.full((1, 3, size, size), 0.7)
+    opening = torch.zeros(1, size, size)
+    opening[:, 60:66, 40:70] = 1
+    lined = before.clone()
+    lined[..., 55:58, 38:74] = 0.05  # liner above the upper lash line, 2-5 px outside the opening
+    assert eyeliner_loss(before, lined, opening) > 0.05
+    far = before.clone()
+    far[..., 10:13, 38:74] = 0.05  # the same stroke on the forehead is not the eye's business
+    assert eyeliner_loss(before, far, opening) == 0
+    assert eyeliner_loss(before, lined, opening, reach=0.0) == 0  # the bare opening misses the liner
+    zone = eye_zone(opening)
+    assert zone.shape == (1, 1, size, size) and zone[0, 0, 55, 40] == 1 and zone[0, 0, 40, 40] == 0
 
 
 def test_lpips_is_none_without_local_weights(tmp_path, monkeypatch):

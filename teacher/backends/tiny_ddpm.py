@@ -162,7 +162,7 @@ class TinyDDPMBackend:
 
     def training_loss(self, batch: dict, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
         """batch: source/target (N, 3, s, s) in [0, 1], masks (N, 4, s, s). Loss = min-SNR v-MSE weighted by
-        FGMM region weights + x0-estimate reconstruction + eyeliner loss inside the eye region."""
+        FGMM region weights + x0-estimate reconstruction + eyeliner loss in the eye zone (opening + lids)."""
         cfg, head = self.config, self.model.head
         src, tgt, masks = batch["source"], batch["target"], batch["masks"]
         n = src.shape[0]
