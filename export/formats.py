@@ -21,15 +21,6 @@ def _always() -> tuple[bool, str]:
     return True, ""
 
 
-def _ort_runner_here() -> tuple[bool, str]:
-    from student.runtime import LOADERS
-
-    if ".ort" not in LOADERS:
-        return False, ("student.runtime.load_runner reads no .ort files; loaded in ONNX Runtime and its I/O "
-                       "checked instead (its numbers are the ONNX file's, the same graph)")
-    return True, ""
-
-
 def _coreml_predicts_here() -> tuple[bool, str]:
     if platform.system() != "Darwin":
         return False, (f"coremltools predicts only on macOS (this is {platform.system()}); "
@@ -72,7 +63,7 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
     ExportFormat("tflite", "tinybeauty.tflite", "export.tflite:export_tflite", "unfolded", "ai-edge-litert"),
     ExportFormat("onnx", "tinybeauty.onnx", "export.onnx:export_onnx", "folded", "onnxruntime"),
     ExportFormat("ort", "tinybeauty.ort", "export.onnx:export_ort", "folded", "onnxruntime (ORT format)",
-                 runs_here=_ort_runner_here, validator="export.onnx:validate_ort", required=False),
+                 required=False),
     ExportFormat("coreml", "tinybeauty.mlpackage", "export.coreml:export_coreml", "folded", "coremltools",
                  runs_here=_coreml_predicts_here, validator="export.coreml:validate_coreml",
                  runner="export.coreml:coreml_runner"),  # student.runtime has no Core ML (Apple-only)

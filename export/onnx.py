@@ -92,21 +92,3 @@ def export_ort(qs, path: Path, cfg: dict, staged: dict | None = None) -> dict:
     ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
     return {"layout": LAYOUT, "batch": "dynamic", "weights": "int8 (QDQ)", "activations": "int8 (QDQ)",
             "io_dtype": "float32", "converter": f"onnxruntime {ort.__version__}", "optimization": "basic"}
-
-
-def validate_ort(path: Path, size: int) -> dict:
-    """The ORT file loads in ONNX Runtime with the ONNX file's I/O (a dynamic batch of 3 x size x size)."""
-    import onnxruntime as ort
-
-    try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        return {"ok": False, "problems": [f"does not load ({exc.__class__.__name__})"]}
-    inputs = {i.name: list(i.shape) for i in session.get_inputs()}
-    outputs = [o.name for o in session.get_outputs()]
-    problems = []
-    if list(inputs) != [INPUT_NAME] or inputs[INPUT_NAME][1:] != [3, size, size]:
-        problems.append(f"inputs {inputs}, expected {INPUT_NAME!r} [batch, 3, {size}, {size}]")
-    if outputs != [OUTPUT_NAME]:
-        problems.append(f"outputs {outputs}, expected [{OUTPUT_NAME!r}]")
-    return {"ok": not problems, "problems": problems, "inputs": inputs, "outputs": outputs}

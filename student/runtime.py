@@ -1,7 +1,7 @@
 """One callable per artifact: ``load_runner(path)(batch)`` maps NCHW float32 [0, 1] batches to NCHW outputs.
 
 ``.pt`` student checkpoints run in torch (QAT checkpoints through their converted int8 reference graph, i.e.
-what export ships); ``.tflite`` runs in ai-edge-litert's interpreter, ``.onnx`` in onnxruntime. The layout
+what export ships); ``.tflite`` runs in ai-edge-litert's interpreter, ``.onnx`` and ``.ort`` (ONNX Runtime Mobile's format) in onnxruntime. The layout
 (NHWC vs NCHW), a fixed batch/size and int8 I/O are read from the file, so eval/apply/parity need not know
 how an artifact was exported.
 """
@@ -15,7 +15,7 @@ import numpy as np
 
 from makeup.errors import TinyBeautyError
 
-SUFFIXES = (".pt", ".tflite", ".onnx")
+SUFFIXES = (".pt", ".tflite", ".onnx", ".ort")
 
 
 class Runner:
@@ -144,7 +144,7 @@ def _onnx_runner(path: Path) -> Runner:
 
 
 LOADERS: dict[str, Callable[[Path], Runner]] = {".pt": _torch_runner, ".tflite": _tflite_runner,
-                                                 ".onnx": _onnx_runner}
+                                                 ".onnx": _onnx_runner, ".ort": _onnx_runner}
 
 
 def load_runner(path: str | os.PathLike) -> Runner:

@@ -193,7 +193,13 @@ def test_runtime_runs_onnx_in_both_layouts(tmp_path):
     torch.onnx.export(NHWC(model), (x.permute(0, 2, 3, 1),), tmp_path / "nhwc.onnx", dynamo=False)
     with torch.no_grad():
         ref = model(x).numpy()
-    for name, layout in (("nchw.onnx", "NCHW"), ("nhwc.onnx", "NHWC")):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()  # ONNX Runtime Mobile's .ort format, as export writes it
+    so.optimized_model_filepath = str(tmp_path / "nchw.ort")
+    so.add_session_config_entry("session.save_model_format", "ORT")
+    ort.InferenceSession(str(tmp_path / "nchw.onnx"), so, providers=["CPUExecutionProvider"])
+    for name, layout in (("nchw.onnx", "NCHW"), ("nhwc.onnx", "NHWC"), ("nchw.ort", "NCHW")):
         runner = load_runner(tmp_path / name)
         assert runner.layout == layout and runner.size == (32, 32)
         batch = np.concatenate([x.numpy(), x.numpy()])
