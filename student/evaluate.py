@@ -18,7 +18,8 @@ SPLITS = ("val", "all")
 
 def evaluate(model: Runner | str | os.PathLike, pairs_dir: str | os.PathLike, split: str = "val",
              batch_size: int = 8, val_fraction: float = 0.1, progress: bool = False) -> dict:
-    """{"psnr", "ssim", "lpips" (None without local LPIPS weights), "count"} against the pairs' targets."""
+    """{"psnr", "ssim", "lpips" (None without local LPIPS weights), "count"} against the pairs' targets, plus
+    "psnr_identity": the same PSNR for the unchanged before images (the do-nothing baseline a model must beat)."""
     if split not in SPLITS:
         raise TinyBeautyError(f"unknown split {split!r}: choose one of {SPLITS}")
     runner = model if isinstance(model, Runner) else load_runner(model)
@@ -29,7 +30,7 @@ def evaluate(model: Runner | str | os.PathLike, pairs_dir: str | os.PathLike, sp
     size = runner.size[0] if runner.size and runner.size[0] == runner.size[1] else None
     data = PairTorchDataset(pairs, ids, size=size, cache=False)
     lpips_metric = load_lpips()
-    psnrs, ssims, lpipss = [], [], []
+    psnrs, ssims, lpipss, identity = [], [], [], []
     from tqdm import tqdm
 
     for i in tqdm(range(0, len(data), batch_size), desc="eval", unit="batch", disable=not progress):
@@ -39,13 +40,15 @@ def evaluate(model: Runner | str | os.PathLike, pairs_dir: str | os.PathLike, sp
         pred = np.clip(runner(src), 0.0, 1.0)
         p, t = pred.transpose(0, 2, 3, 1), tgt.transpose(0, 2, 3, 1)
         psnrs += list(np.minimum(psnr_per_image(p, t, 1.0), 100.0))  # identical images: cap inf at 100 dB
+        identity += list(np.minimum(psnr_per_image(src.transpose(0, 2, 3, 1), t, 1.0), 100.0))
         ssims += list(ssim_per_image(p, t, 1.0))
         if lpips_metric is not None:
             import torch
 
             lpipss.append(lpips_metric(torch.from_numpy(pred), torch.from_numpy(tgt)) * len(items))
     return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)),
-            "lpips": float(sum(lpipss) / len(ids)) if lpips_metric is not None else None, "count": len(ids)}
+            "lpips": float(sum(lpipss) / len(ids)) if lpips_metric is not None else None, "count": len(ids),
+            "psnr_identity": float(np.mean(identity))}
 
 
 def write_eval_json(path: str | os.PathLike, result: dict) -> None:

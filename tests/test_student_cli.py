@@ -51,8 +51,15 @@ def test_eval_writes_the_json_contract(capsys, tmp_path, makeup_ckpt):
     rc, out, _ = run_cli(capsys, "eval", "--model", str(makeup_ckpt), "--pairs", str(pairs), "--json",
                          str(out_json), "--split", "all")
     result = json.loads(out_json.read_text())
-    assert rc == 0 and set(result) == {"psnr", "ssim", "lpips", "count"} and result["count"] == 4
-    assert "PSNR" in out
+    assert rc == 0 and set(result) == {"psnr", "ssim", "lpips", "count", "psnr_identity"}
+    assert result["count"] == 4 and "PSNR" in out and "unchanged photos" in out
+    from makeup.metrics import psnr
+    from makeup.pairs import PairDataset
+
+    # the do-nothing baseline is the before/after PSNR of the pairs themselves
+    baseline = np.mean([min(psnr(p.source, p.target), 100.0) for p in PairDataset(pairs)])
+    assert result["psnr_identity"] == pytest.approx(baseline, abs=1e-3)
+    assert abs(result["psnr"] - result["psnr_identity"]) > 0.1  # the shifted model is not the identity
 
 
 def test_apply_changes_only_the_face_of_a_real_photo(capsys, tmp_path, astronaut, makeup_ckpt):

@@ -154,7 +154,7 @@ def test_eval_of_a_float_checkpoint_on_all_pairs(trained, tiny_pairs):
 
     out, _ = trained
     result = evaluate(out / "tinybeauty_best_loss.pt", tiny_pairs, split="all")
-    assert set(result) == {"psnr", "ssim", "lpips", "count"}
+    assert set(result) == {"psnr", "ssim", "lpips", "count", "psnr_identity"}
     assert result["count"] == 8 and result["lpips"] is None  # no LPIPS weights offline
     assert 10 < result["psnr"] < 100 and 0 < result["ssim"] <= 1
 

@@ -131,6 +131,7 @@ def run_demo(args) -> int:
 def _chain_figures(out: Path) -> dict:
     figs: dict = {}
     for name, path in (("amplify_quality", out / "pairs" / "quality.json"),
+                       ("student", out / "student" / "summary.json"),
                        ("export_report", out / "export" / "report.json"),
                        ("eval_tflite", out / "eval_tflite.json")):
         if path.exists():

@@ -91,8 +91,8 @@ def _eval(args: argparse.Namespace) -> int:
     result = evaluate(args.model, args.pairs, split=args.split, progress=True)
     write_eval_json(args.json, result)
     lp = f", LPIPS {result['lpips']:.4f}" if result["lpips"] is not None else ""
-    print(f"{args.model}: PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f}{lp} on {result['count']} "
-          f"{args.split} pairs -> {args.json}")
+    print(f"{args.model}: PSNR {result['psnr']:.2f} dB (unchanged photos: {result['psnr_identity']:.2f} dB), "
+          f"SSIM {result['ssim']:.4f}{lp} on {result['count']} {args.split} pairs -> {args.json}")
     return 0
 
 
