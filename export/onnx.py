@@ -76,19 +76,26 @@ def export_onnx(qs, path: Path, cfg: dict, staged: dict | None = None) -> dict:
             "converter": f"torch.onnx (dynamo) {torch.__version__}"}
 
 
+def onnx_to_ort(onnx_path: Path, ort_path: Path) -> None:
+    """Write the ORT-format file of an ONNX file (basic optimizations only, so it stays valid for every
+    execution provider, NNAPI and CoreML included)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    so.optimized_model_filepath = str(ort_path)
+    so.add_session_config_entry("session.save_model_format", "ORT")
+    so.log_severity_level = 3
+    ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+
+
 def export_ort(qs, path: Path, cfg: dict, staged: dict | None = None) -> dict:
-    """ORT format for ONNX Runtime Mobile, from the exported ONNX file (basic optimizations only, so the
-    file stays valid for every execution provider, NNAPI and CoreML included)."""
+    """ORT format for ONNX Runtime Mobile, made from the exported ONNX file by :func:`onnx_to_ort`."""
     import onnxruntime as ort
 
     onnx_path = (staged or {}).get("onnx")
     if onnx_path is None or not Path(onnx_path).exists():
         raise TinyBeautyError("the ORT file is made from the ONNX export: include onnx in --formats")
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    so.optimized_model_filepath = str(path)
-    so.add_session_config_entry("session.save_model_format", "ORT")
-    so.log_severity_level = 3
-    ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    onnx_to_ort(onnx_path, path)
     return {"layout": LAYOUT, "batch": "dynamic", "weights": "int8 (QDQ)", "activations": "int8 (QDQ)",
             "io_dtype": "float32", "converter": f"onnxruntime {ort.__version__}", "optimization": "basic"}

@@ -16,6 +16,11 @@ from .runtime import Runner, load_runner
 SPLITS = ("val", "all")
 
 
+def _capped_psnr(pred: np.ndarray, target: np.ndarray) -> list[float]:
+    """Per-image PSNR of NHWC [0, 1] batches; identical images count 100 dB instead of inf."""
+    return list(np.minimum(psnr_per_image(pred, target, 1.0), 100.0))
+
+
 def evaluate(model: Runner | str | os.PathLike, pairs_dir: str | os.PathLike, split: str = "val",
              batch_size: int = 8, val_fraction: float = 0.1, progress: bool = False) -> dict:
     """{"psnr", "ssim", "lpips" (None without local LPIPS weights), "count"} against the pairs' targets, plus
@@ -39,8 +44,8 @@ def evaluate(model: Runner | str | os.PathLike, pairs_dir: str | os.PathLike, sp
         tgt = np.stack([it["target"].numpy() for it in items])
         pred = np.clip(runner(src), 0.0, 1.0)
         p, t = pred.transpose(0, 2, 3, 1), tgt.transpose(0, 2, 3, 1)
-        psnrs += list(np.minimum(psnr_per_image(p, t, 1.0), 100.0))  # identical images: cap inf at 100 dB
-        identity += list(np.minimum(psnr_per_image(src.transpose(0, 2, 3, 1), t, 1.0), 100.0))
+        psnrs += _capped_psnr(p, t)
+        identity += _capped_psnr(src.transpose(0, 2, 3, 1), t)
         ssims += list(ssim_per_image(p, t, 1.0))
         if lpips_metric is not None:
             import torch

@@ -2,7 +2,8 @@
 
 The eyeliner term is :func:`makeup.metrics.eyeliner_loss` (one definition shared with the teacher), taken over
 the eye zone of the pair's label map (the opening grown over lids and wing, ``makeup.metrics.eye_zone``):
-thin liner strokes are a few pixels of the L1 budget but most of what a viewer sees. LPIPS only joins when its AlexNet weights are on disk (``makeup.metrics.load_lpips``).
+thin liner strokes are a few pixels of the L1 budget but most of what a viewer sees. LPIPS only joins when
+its AlexNet weights are on disk (``makeup.metrics.load_lpips``).
 """
 from __future__ import annotations
 

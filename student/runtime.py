@@ -1,9 +1,9 @@
 """One callable per artifact: ``load_runner(path)(batch)`` maps NCHW float32 [0, 1] batches to NCHW outputs.
 
 ``.pt`` student checkpoints run in torch (QAT checkpoints through their converted int8 reference graph, i.e.
-what export ships); ``.tflite`` runs in ai-edge-litert's interpreter, ``.onnx`` and ``.ort`` (ONNX Runtime Mobile's format) in onnxruntime. The layout
-(NHWC vs NCHW), a fixed batch/size and int8 I/O are read from the file, so eval/apply/parity need not know
-how an artifact was exported.
+what export ships); ``.tflite`` runs in ai-edge-litert's interpreter, ``.onnx`` and ``.ort`` (ONNX Runtime
+Mobile's format) in onnxruntime. The layout (NHWC vs NCHW), a fixed batch/size and int8 I/O are read from the
+file, so eval/apply/parity need not know how an artifact was exported.
 """
 from __future__ import annotations
 

@@ -193,12 +193,9 @@ def test_runtime_runs_onnx_in_both_layouts(tmp_path):
     torch.onnx.export(NHWC(model), (x.permute(0, 2, 3, 1),), tmp_path / "nhwc.onnx", dynamo=False)
     with torch.no_grad():
         ref = model(x).numpy()
-    import onnxruntime as ort
+    from export.onnx import onnx_to_ort
 
-    so = ort.SessionOptions()  # ONNX Runtime Mobile's .ort format, as export writes it
-    so.optimized_model_filepath = str(tmp_path / "nchw.ort")
-    so.add_session_config_entry("session.save_model_format", "ORT")
-    ort.InferenceSession(str(tmp_path / "nchw.onnx"), so, providers=["CPUExecutionProvider"])
+    onnx_to_ort(tmp_path / "nchw.onnx", tmp_path / "nchw.ort")  # ONNX Runtime Mobile's format, as export writes it
     for name, layout in (("nchw.onnx", "NCHW"), ("nhwc.onnx", "NHWC"), ("nchw.ort", "NCHW")):
         runner = load_runner(tmp_path / name)
         assert runner.layout == layout and runner.size == (32, 32)
