@@ -84,8 +84,11 @@ class ResidualHead(nn.Module):
         return torch.einsum("nrhw,rc->nchw", masks, self.region_prior)
 
     def to_diffusion(self, residual: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        """Image-space residual -> the diffusion variable (the scaled correction to the prior)."""
-        return (residual - self.prior_map(masks)) * self.residual_scale
+        """Image-space residual -> the diffusion variable (the scaled correction to ``alpha`` x the prior).
+
+        ``alpha`` enters detached: the target and :meth:`residual` use the same alpha, so a learned alpha != 1
+        changes what the network is asked to correct, never the after image it reconstructs."""
+        return (residual - self.alpha.detach() * self.prior_map(masks)) * self.residual_scale
 
     def residual(self, x0: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """Diffusion-space x0 (N, 3, h, w) -> gated image-space residual at the same resolution."""

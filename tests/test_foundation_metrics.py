@@ -103,3 +103,15 @@ def test_lpips_rejects_a_wrong_file(tmp_path):
     torch.save({"fc.weight": torch.zeros(1)}, bad)
     with pytest.raises(ValueError, match="AlexNet"):
         metrics.LPIPSMetric(bad)
+
+
+def test_eyeliner_loss_weight_scales_each_image_and_is_not_divided_out():
+    """A per-image weight (the teacher's alpha-bar trust) must scale the term; inside the mask it cancelled."""
+    torch.manual_seed(0)
+    pred, target = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    eye = torch.zeros(2, 16, 16)
+    eye[:, 6:10, 4:12] = 1
+    base = eyeliner_loss(pred, target, eye)
+    assert torch.isclose(eyeliner_loss(pred, target, eye, weight=torch.full((2,), 0.02)), 0.02 * base)
+    half = eyeliner_loss(pred, target, eye, weight=torch.tensor([1.0, 0.0]))
+    assert torch.isclose(half, eyeliner_loss(pred[:1], target[:1], eye[:1]) / 2)

@@ -38,11 +38,15 @@ def test_zero_residual_returns_source_exactly(seed):
     masks = torch.from_numpy(region_stack(_labels()))[None]
     assert torch.equal(head.compose(src, torch.zeros_like(src), masks), src)
     # The diffusion variable of a residual decodes back to it (prior and scale undone) inside the regions.
+    # A learned alpha != 1 (the seed documents start it at 0.5) must not shift the decoded residual.
     head = ResidualHead(4.0, rng.normal(0, 0.1, (4, 3)))
     residual = torch.randn(1, 3, 32, 32) * 0.1
-    back = head.residual(head.to_diffusion(residual, masks), masks)
     gate = head.fgmm.gate(masks)
-    torch.testing.assert_close(back, residual * gate, atol=1e-5, rtol=1e-4)
+    for alpha in (1.0, 0.5, 1.7):
+        with torch.no_grad():
+            head.alpha.fill_(alpha)
+        back = head.residual(head.to_diffusion(residual, masks), masks)
+        torch.testing.assert_close(back, residual * gate, atol=1e-5, rtol=1e-4)
 
 
 @given(st.integers(0, 2**31 - 1))

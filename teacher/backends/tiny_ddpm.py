@@ -188,7 +188,7 @@ class TinyDDPMBackend:
         loss_rec = ((after_hat - tgt).abs() * region_w).mean(dim=(1, 2, 3), keepdim=True)
         loss_rec = (loss_rec * rec_w).mean()
         eye = masks[:, EYE_CHANNEL]
-        loss_eye = eyeliner_loss(after_hat, tgt, eye * rec_w.view(-1, 1, 1))
+        loss_eye = eyeliner_loss(after_hat, tgt, eye, weight=rec_w)
         loss = loss_v + cfg["lambda_rec"] * loss_rec + cfg["lambda_eyeliner"] * loss_eye
         parts = {"loss": loss, "v": loss_v, "rec": loss_rec, "eyeliner": loss_eye}
         return loss, {k: float(v.detach()) for k, v in parts.items()}
