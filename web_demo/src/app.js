@@ -1,0 +1,410 @@
+// The page: a photo (built-in sample, a file, or the webcam) -> FaceLandmarker -> alignment from the model
+// card -> LiteRT.js -> paste-back, shown with a before/after slider; drop a .tflite (and its
+// model_card.json) to replace the bundled model; a latency benchmark with a downloadable JSON.
+import {alignFace, centredSquare, faceMask, pasteBack} from './align.js';
+import {createLandmarker, largestFace} from './landmarks.js';
+import {MakeupModel, initLiteRt, looksLikeTflite, maxThreads, webGpuAvailable} from './model.js';
+import {runBenchmark} from './bench.js';
+
+const ASSETS = new URL('../assets/', import.meta.url);
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  card: null,          // model_card.json
+  modelBytes: null,
+  modelName: null,
+  model: null,         // the MakeupModel the pipeline uses (wasm, the most threads available)
+  benchModels: new Map(),
+  landmarker: null,
+  landmarkerProblem: null,
+  photo: null,         // {data, width, height}
+  photoName: null,
+  last: null,          // the last processed frame
+  webcam: null,
+  busy: Promise.resolve(),
+};
+
+// ---- messages ----
+
+function showMessage(text) {
+  const el = $('message');
+  el.textContent = text;
+  el.hidden = !text;
+}
+
+function setStatus(text) {
+  $('status').textContent = text;
+}
+
+function describe() {
+  const m = state.model;
+  if (!m) return 'no model loaded';
+  const style = state.card?.style ? `, look “${state.card.style}”` : '';
+  return `${state.modelName} (${m.size}x${m.size}${style}) on ${m.options.accelerator} x${m.options.numThreads}`;
+}
+
+// ---- model and card ----
+
+function validateCard(card, name) {
+  if (!card || typeof card !== 'object' || !card.io || !card.artifacts) {
+    throw new Error(`${name}: not a TinyBeauty model_card.json (no "io" / "artifacts")`);
+  }
+  const a = card.alignment;
+  if (!a || !Array.isArray(a.template) || a.template.length !== 3 || !a.landmarks || typeof a.feather !== 'number') {
+    throw new Error(`${name}: has no "alignment" entry (template, landmarks, feather); export it again with this toolkit`);
+  }
+  if (card.io.layout && card.io.layout !== 'NHWC') throw new Error(`${name}: io layout ${card.io.layout}, the page runs NHWC`);
+  return card;
+}
+
+async function pipelineThreads() {
+  return Math.min(await maxThreads(), 4);
+}
+
+async function setModel(bytes, name, card) {
+  const model = await MakeupModel.load(bytes, {accelerator: 'wasm', numThreads: await pipelineThreads()});
+  model.label = name;
+  const nextCard = card || state.card;
+  if (!nextCard) {
+    model.delete();
+    throw new Error(`${name}: drop its model_card.json too (the alignment comes from the card)`);
+  }
+  for (const m of state.benchModels.values()) m.delete();
+  state.benchModels.clear();
+  if (state.model) state.model.delete();
+  Object.assign(state, {model, modelBytes: bytes, modelName: name, card: nextCard});
+  const cardSize = nextCard.alignment.crop_size;
+  const note = cardSize && cardSize !== model.size ? ` (the card says ${cardSize}: the model's input decides)` : '';
+  setStatus(`model: ${describe()}${note}`);
+  $('model-name').textContent = describe();
+}
+
+async function loadBundled() {
+  const [cardRes, modelRes] = await Promise.all([fetch(new URL('model_card.json', ASSETS)),
+                                                 fetch(new URL('tinybeauty.tflite', ASSETS))]);
+  if (!cardRes.ok || !modelRes.ok) {
+    throw new Error('no bundled model: run `make web-assets` (or drop a tinybeauty.tflite and its model_card.json here)');
+  }
+  const card = validateCard(await cardRes.json(), 'assets/model_card.json');
+  await setModel(new Uint8Array(await modelRes.arrayBuffer()), 'tinybeauty.tflite', card);
+}
+
+// ---- photo in, made-up photo out ----
+
+async function imageDataFromBlob(blob) {
+  const bitmap = await createImageBitmap(blob, {colorSpaceConversion: 'none', premultiplyAlpha: 'none'});
+  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+  const ctx = canvas.getContext('2d', {willReadFrequently: true});
+  ctx.drawImage(bitmap, 0, 0);
+  bitmap.close();
+  return ctx.getImageData(0, 0, canvas.width, canvas.height, {colorSpace: 'srgb'});
+}
+
+/** Landmarks -> align -> model -> paste back; returns the frame with its timings (ms). */
+async function processFrame(photo, {video = false, timestamp = 0} = {}) {
+  const model = state.model;
+  if (!model) throw new Error('no model loaded');
+  const t0 = performance.now();
+  let landmarks = null;
+  if (state.landmarker) {
+    const img = new ImageData(new Uint8ClampedArray(photo.data), photo.width, photo.height);
+    const result = video ? state.landmarker.detectForVideo(img, timestamp) : state.landmarker.detect(img);
+    landmarks = largestFace(result, photo.width, photo.height);
+  }
+  const t1 = performance.now();
+  const alignment = state.card.alignment;
+  const aligned = landmarks ? alignFace(photo, landmarks, alignment, model.size) : centredSquare(photo, model.size);
+  const mask = faceMask(aligned, alignment.feather);
+  const t2 = performance.now();
+  const {out: processed, ms: modelMs} = await model.run(aligned.crop);
+  const t3 = performance.now();
+  const result = pasteBack(photo, processed, aligned, mask);
+  const t4 = performance.now();
+  return {photo, landmarks, aligned, processed, result, face: Boolean(landmarks),
+          timings: {landmarks_ms: t1 - t0, align_ms: t2 - t1, model_ms: modelMs, model_call_ms: t3 - t2,
+                    paste_ms: t4 - t3, frame_ms: t4 - t0}};
+}
+
+function putImage(canvas, img) {
+  canvas.width = img.width;
+  canvas.height = img.height;
+  canvas.getContext('2d').putImageData(new ImageData(new Uint8ClampedArray(img.data), img.width, img.height), 0, 0);
+}
+
+function draw(frame) {
+  putImage($('after'), frame.result);
+  putImage($('before'), frame.photo);
+  const n = frame.aligned.size;
+  putImage($('crop-before'), {data: frame.aligned.crop, width: n, height: n});
+  putImage($('crop-after'), {data: frame.processed, width: n, height: n});
+  const t = frame.timings;
+  const framing = frame.face ? 'face aligned' :
+    (state.landmarker ? 'no face found: centred square crop' : `${state.landmarkerProblem}: centred square crop`);
+  $('timings').textContent = `frame ${t.frame_ms.toFixed(1)} ms · landmarks ${t.landmarks_ms.toFixed(1)} · ` +
+    `align ${t.align_ms.toFixed(1)} · model ${t.model_ms.toFixed(1)} · paste ${t.paste_ms.toFixed(1)} · ${framing}`;
+}
+
+function serialise(fn) {
+  const run = state.busy.then(fn, fn);
+  state.busy = run.catch(() => {});
+  return run;
+}
+
+async function showPhoto(photo, name) {
+  return serialise(async () => {
+    state.photo = photo;
+    state.photoName = name;
+    const t0 = performance.now();
+    const frame = await processFrame(photo);
+    draw(frame);
+    frame.timings.draw_ms = performance.now() - t0 - frame.timings.frame_ms;
+    frame.timings.end_to_end_ms = performance.now() - t0;
+    state.last = frame;
+    return frame;
+  });
+}
+
+// ---- dropped or chosen files ----
+
+async function handleFiles(files) {
+  const list = Array.from(files || []);
+  if (!list.length) return;
+  try {
+    let tflite = null, card = null, photo = null;
+    for (const file of list) {
+      const bytes = new Uint8Array(await file.arrayBuffer());
+      const lower = file.name.toLowerCase();
+      if (looksLikeTflite(bytes)) {
+        tflite = {bytes, name: file.name};
+      } else if (lower.endsWith('.json')) {
+        let parsed;
+        try { parsed = JSON.parse(new TextDecoder().decode(bytes)); } catch {
+          throw new Error(`${file.name}: not valid JSON (expected the export's model_card.json)`);
+        }
+        card = validateCard(parsed, file.name);
+      } else if (file.type.startsWith('image/') && !lower.endsWith('.tflite')) {
+        photo = file;
+      } else {
+        throw new Error(`${file.name}: not a .tflite model — drop tinybeauty.tflite (and its model_card.json) ` +
+                        'from an export folder, or a photo');
+      }
+    }
+    if (tflite) {
+      try {
+        await setModel(tflite.bytes, tflite.name, card);
+      } catch (err) {
+        throw new Error(`${tflite.name}: LiteRT.js cannot run it as a TinyBeauty model: ${err.message || err}`);
+      }
+    } else if (card) {
+      state.card = card;
+      setStatus(`model card ${list.find((f) => f.name.toLowerCase().endsWith('.json')).name} loaded: ${describe()}`);
+    }
+    showMessage('');
+    if (photo) {
+      await showPhoto(await imageDataFromBlob(photo), photo.name);
+    } else if (state.photo) {
+      await showPhoto(state.photo, state.photoName);
+    }
+  } catch (err) {
+    showMessage(err.message || String(err));
+  }
+}
+
+function setupDrop() {
+  const zone = document.body;
+  zone.addEventListener('dragover', (e) => { e.preventDefault(); zone.classList.add('dragging'); });
+  zone.addEventListener('dragleave', () => zone.classList.remove('dragging'));
+  zone.addEventListener('drop', (e) => {
+    e.preventDefault();
+    zone.classList.remove('dragging');
+    handleFiles(e.dataTransfer.files);
+  });
+  $('model-file').addEventListener('change', (e) => handleFiles(e.target.files));
+  $('photo-file').addEventListener('change', (e) => handleFiles(e.target.files));
+}
+
+// ---- webcam ----
+
+async function startWebcam() {
+  if (!navigator.mediaDevices?.getUserMedia) {
+    showMessage('no camera here: the camera needs https or localhost (see the README: a phone on the same network)');
+    return;
+  }
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({video: {facingMode: 'user', width: 640, height: 480}});
+  } catch (err) {
+    showMessage(`camera not available: ${err.message || err.name}`);
+    return;
+  }
+  const video = document.createElement('video');
+  video.muted = true;
+  video.playsInline = true;
+  video.srcObject = stream;
+  await video.play();
+  if (state.landmarker) await state.landmarker.setOptions({runningMode: 'VIDEO'});
+  const canvas = new OffscreenCanvas(video.videoWidth, video.videoHeight);
+  const ctx = canvas.getContext('2d', {willReadFrequently: true});
+  state.webcam = {stream, video};
+  $('webcam').textContent = 'Stop camera';
+  const tick = async () => {
+    if (!state.webcam) return;
+    ctx.drawImage(video, 0, 0);
+    const photo = ctx.getImageData(0, 0, canvas.width, canvas.height);
+    await serialise(async () => {
+      const frame = await processFrame(photo, {video: true, timestamp: performance.now()});
+      draw(frame);
+      state.last = frame;
+    }).catch((err) => showMessage(err.message || String(err)));
+    if (state.webcam) video.requestVideoFrameCallback(tick);
+  };
+  video.requestVideoFrameCallback(tick);
+}
+
+async function stopWebcam() {
+  if (!state.webcam) return;
+  for (const track of state.webcam.stream.getTracks()) track.stop();
+  state.webcam = null;
+  $('webcam').textContent = 'Camera';
+  if (state.landmarker) await state.landmarker.setOptions({runningMode: 'IMAGE'});
+}
+
+// ---- benchmark panel ----
+
+async function benchModel(backend, threads) {
+  const key = `${backend}:${threads}`;
+  if (!state.benchModels.has(key)) {
+    const m = await MakeupModel.load(state.modelBytes, {accelerator: backend, numThreads: threads});
+    m.label = state.modelName;
+    state.benchModels.set(key, m);
+  }
+  return state.benchModels.get(key);
+}
+
+async function benchmark({warmup = 10, runs = 50, threads = 1, backend = 'wasm'} = {}) {
+  if (!state.modelBytes) throw new Error('no model loaded');
+  const model = await benchModel(backend, threads);
+  return serialise(() => runBenchmark(model, {
+    warmup, runs, onProgress: (done, total) => { $('bench-progress').textContent = `${done}/${total}`; },
+  }));
+}
+
+async function setupBenchPanel() {
+  const threadSelect = $('bench-threads');
+  const most = await maxThreads();
+  threadSelect.replaceChildren(...Array.from({length: most}, (_, i) => new Option(String(i + 1), String(i + 1))));
+  threadSelect.value = String(Math.min(2, most));
+  if (webGpuAvailable()) $('bench-backend').append(new Option('WebGPU', 'webgpu'));
+  if (!globalThis.crossOriginIsolated) {
+    $('bench-note').textContent = 'not cross-origin isolated: 1 thread only (serve with web_demo/serve.py)';
+  }
+  $('bench-run').addEventListener('click', async () => {
+    const button = $('bench-run');
+    button.disabled = true;
+    try {
+      const result = await benchmark({
+        warmup: Number($('bench-warmup').value), runs: Number($('bench-runs').value),
+        threads: Number(threadSelect.value), backend: $('bench-backend').value,
+      });
+      showBenchResult(result);
+      showMessage('');
+    } catch (err) {
+      showMessage(`benchmark failed: ${err.message || err}`);
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+
+function showBenchResult(result) {
+  $('bench-result').textContent =
+    `median ${result.median_ms.toFixed(2)} ms · p90 ${result.p90_ms.toFixed(2)} ms · ${result.backend}` +
+    `${result.threads ? ` x${result.threads}` : ''} · ${result.runs} runs after ${result.warmup} warm-up`;
+  const link = $('bench-download');
+  if (link.href.startsWith('blob:')) URL.revokeObjectURL(link.href);
+  link.href = URL.createObjectURL(new Blob([JSON.stringify(result, null, 2)], {type: 'application/json'}));
+  link.hidden = false;
+  $('user-agent').textContent = result.user_agent;
+}
+
+// ---- start ----
+
+function setupSlider() {
+  const slider = $('split');
+  const apply = () => {
+    $('before').style.clipPath = `inset(0 ${100 - Number(slider.value)}% 0 0)`;
+    $('divider').style.left = `${slider.value}%`;
+  };
+  slider.addEventListener('input', apply);
+  apply();
+}
+
+async function start() {
+  setupSlider();
+  setupDrop();
+  $('sample').addEventListener('click', () => loadSample().catch((err) => showMessage(err.message || String(err))));
+  $('webcam').addEventListener('click', () => (state.webcam ? stopWebcam() : startWebcam()));
+  await initLiteRt();
+  await setupBenchPanel();
+  const landmarker = createLandmarker(new URL('face_landmarker.task', ASSETS).href).then(
+    (lm) => { state.landmarker = lm; },
+    () => { state.landmarkerProblem = 'no face landmarker (run `make web-assets`)'; });
+  await loadBundled().catch((err) => showMessage(err.message || String(err)));
+  await landmarker;
+  if (state.model) await loadSample();
+}
+
+async function loadSample() {
+  const res = await fetch(new URL('sample.png', ASSETS));
+  if (!res.ok) throw new Error('no sample photo: run `make web-assets` (or choose a photo)');
+  return showPhoto(await imageDataFromBlob(await res.blob()), 'sample.png');
+}
+
+// ---- a handle for scripts and the browser tests (the same code paths the buttons use) ----
+
+function toBase64(bytes) {
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+function fromBase64(b64) {
+  return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+}
+
+window.tinybeauty = {
+  ready: start().then(() => true, (err) => { showMessage(`the page failed to start: ${err.message || err}`); return false; }),
+  info: () => ({
+    model: state.modelName, size: state.model?.size ?? null, threads: state.model?.options.numThreads ?? null,
+    landmarker: Boolean(state.landmarker), landmarkerProblem: state.landmarkerProblem, style: state.card?.style ?? null,
+    alignment: state.card?.alignment ?? null, message: $('message').hidden ? '' : $('message').textContent,
+    crossOriginIsolated: globalThis.crossOriginIsolated === true, photo: state.photoName,
+  }),
+  /** Raw model output (float32 bytes, base64) for an RGB uint8 crop (base64), on backend/threads. */
+  runCrop: async (rgbB64, {backend = 'wasm', threads = 1} = {}) => {
+    const model = await benchModel(backend, threads);
+    const rgb = fromBase64(rgbB64);
+    const input = new Float32Array(rgb.length);
+    for (let i = 0; i < rgb.length; i++) input[i] = rgb[i] / 255;
+    const out = await model.runFloat(input);
+    return toBase64(new Uint8Array(out.buffer));
+  },
+  /** The last processed frame: landmarks, matrix, crop, model output and result (RGBA base64), timings. */
+  lastFrame: () => {
+    const f = state.last;
+    if (!f) return null;
+    return {width: f.photo.width, height: f.photo.height, face: f.face, landmarks: f.landmarks,
+            matrix: f.aligned.matrix, size: f.aligned.size, crop: toBase64(f.aligned.crop),
+            processed: toBase64(f.processed), result: toBase64(f.result.data), timings: f.timings};
+  },
+  /** Process the current photo again `repeat` times; the per-frame timings. */
+  reprocess: async (repeat = 1) => {
+    const out = [];
+    for (let i = 0; i < repeat; i++) out.push((await showPhoto(state.photo, state.photoName)).timings);
+    return out;
+  },
+  loadSample,
+  benchmark: async (opts) => { const r = await benchmark(opts); showBenchResult(r); return r; },
+  /** Close the landmarker (tasks-vision flushes its usage log on close: the CSP must block it). */
+  shutdown: () => { state.landmarker?.close(); state.landmarker = null; },
+};
