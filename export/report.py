@@ -42,6 +42,21 @@ def report_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def alignment_card(size: int) -> dict:
+    """How an app frames the face for the model: ``makeup.align``'s template and landmark indices (the web
+    and Android demos read these instead of copying them)."""
+    import inspect
+
+    from makeup import align
+
+    pixel_centre = float(align.TEMPLATE[0, 0] - align.template_points(1)[0, 0])  # template_points = T * size - this
+    return {"template": align.TEMPLATE.tolist(), "crop_size": int(size), "pixel_centre": pixel_centre,
+            "landmarks": {"right_eye_corners": list(align.RIGHT_EYE_CORNERS),
+                          "left_eye_corners": list(align.LEFT_EYE_CORNERS),
+                          "mouth_corners": list(align.MOUTH_CORNERS), "mesh_points": 478},
+            "feather": inspect.signature(align.face_mask).parameters["feather"].default}
+
+
 def model_card(qs, report: dict, student_config: dict | None) -> dict:
     """I/O contract per artifact plus what the model is (style, size, cost)."""
     from student.model import count_macs, count_params
@@ -64,6 +79,7 @@ def model_card(qs, report: dict, student_config: dict | None) -> dict:
         "name": "tinybeauty",
         "style": qs.meta.get("style"),
         "task": "face makeup transfer on an aligned face crop (output = clamp(input + residual, 0, 1))",
+        "alignment": alignment_card(size),
         "io": {"dtype": "float32", "value_range": [0.0, 1.0], "color": "RGB", "height": size, "width": size,
                "input": "aligned face crop (makeup.align.align_face), RGB / 255",
                "output": "made-up crop, same layout, multiply by 255 and round"},
