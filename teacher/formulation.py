@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -71,13 +72,20 @@ class FineGrainedMakeupModule(nn.Module):
 class ResidualHead(nn.Module):
     """RDM + FGMM parameters that turn a predicted (scaled) residual into an after image."""
 
-    def __init__(self, residual_scale: float = 1.0, region_prior=None):
+    def __init__(self, residual_scale: float = 1.0, region_prior=None, channels: int = 3):
         super().__init__()
         self.fgmm = FineGrainedMakeupModule()
         self.alpha = nn.Parameter(torch.tensor(1.0))  # learnable residual weight (seed doc RDM)
         self.register_buffer("residual_scale", torch.tensor(float(residual_scale)))
-        prior = torch.zeros(len(MAKEUP_REGIONS), 3) if region_prior is None else torch.tensor(region_prior)
-        self.register_buffer("region_prior", prior.float().reshape(len(MAKEUP_REGIONS), 3))
+        # channels: 3 for an image-space residual, the latent channels for a latent-space one (sd15-lora)
+        prior = torch.zeros(len(MAKEUP_REGIONS), channels) if region_prior is None else torch.tensor(region_prior)
+        self.register_buffer("region_prior", prior.float().reshape(len(MAKEUP_REGIONS), channels))
+
+    def set_statistics(self, residual_scale: float, region_prior) -> None:
+        """Seed statistics from ``prepare`` (the same values the constructor would have stored)."""
+        with torch.no_grad():
+            self.residual_scale.fill_(float(residual_scale))
+            self.region_prior.copy_(torch.tensor(region_prior).float().reshape(self.region_prior.shape))
 
     def prior_map(self, masks: torch.Tensor) -> torch.Tensor:
         """(N, 4, h, w) masks -> (N, 3, h, w) residual input: each region's mean seed residual."""
@@ -140,3 +148,11 @@ def paste_residual(image: np.ndarray, labels: np.ndarray, residual_low: np.ndarr
     out = image.astype(np.float32) / 255.0 + gate * up
     # Rounding the float source gives back the exact uint8 wherever the gate is zero.
     return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
+
+
+def estimate_residual_scale(residuals: list[np.ndarray], target_std: float = 0.5) -> float:
+    """Scale that gives the seed residuals inside the regions a spread of ``target_std`` (why: diffusion
+    noise has unit variance; a faint residual would be drowned and sampled with a poor signal-to-noise)."""
+    vals = np.concatenate([r.ravel() for r in residuals]) if residuals else np.zeros(1)
+    std = float(np.sqrt(np.mean(vals.astype(np.float64) ** 2)))
+    return float(np.clip(target_std / max(std, 1e-4), 1.0, 100.0)) if math.isfinite(std) else 1.0

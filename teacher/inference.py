@@ -5,6 +5,7 @@ resolution, sample the residual with one generator per face, paste it onto the f
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +15,13 @@ import torch
 import yaml
 
 from makeup.errors import TinyBeautyError
+from makeup.io import atomic_path
 
 from .backends import get_backend
 from .formulation import make_condition, paste_residual
 
-FINAL = "dda_final.pt"
+FINAL = "dda_final.pt"                    # a torch dict (tiny-ddpm: the whole network is small)
+FINAL_SAFETENSORS = "dda_final.safetensors"  # trained tensors only + JSON metadata (sd15-lora)
 CONFIG = "config.yaml"
 
 
@@ -50,34 +53,70 @@ def translate(backend, faces, labels, seeds, steps=None, upscaler=None) -> list[
     masks = torch.stack([c.masks for c in conds])
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
     residual = backend.sample(source, masks, gens, steps=steps).float().cpu().numpy().transpose(0, 2, 3, 1)
-    head = backend.head
-    weights = head.fgmm.region_weights.detach().cpu().numpy()
-    alpha = float(head.alpha.detach())
-    prior = head.region_prior.detach().cpu().numpy()
+    terms = backend.paste_terms()
     outs = []
     for i, (f, lab) in enumerate(zip(faces, labels)):
         up = upscaler.residual_upsampler(conds[i].source.numpy().transpose(1, 2, 0)) if upscaler else None
-        outs.append(paste_residual(f, lab, residual[i], weights, alpha, radius, upsample=up, region_prior=prior))
+        outs.append(paste_residual(f, lab, residual[i], terms["fgmm_weights"], terms["alpha"], radius, upsample=up,
+                                   region_prior=terms["region_prior"]))
     return outs
 
 
-def load_teacher(teacher_dir: str | os.PathLike, device: str = "auto", upscaler: str | None = None) -> Teacher:
-    """Load ``TEACHER/dda_final.pt`` (EMA weights) with its ``config.yaml``; one clear error when absent."""
+def write_final(out: Path, backend, teacher_cfg: dict, epoch: int) -> Path:
+    """The final teacher file: ``dda_final.safetensors`` for a backend whose ``weights_format`` is
+    "safetensors" (flat trained tensors, config in the metadata), else ``dda_final.pt``. The other name is
+    removed, so a folder retrained with another backend holds one final file."""
+    from safetensors.torch import save_file
+
+    state = backend.inference_state()
+    if getattr(backend, "weights_format", "pt") == "safetensors":
+        path, stale = out / FINAL_SAFETENSORS, out / FINAL
+        meta = {"backend": backend.name, "model_config": json.dumps(backend.config), "epoch": str(epoch),
+                "teacher_config": json.dumps(teacher_cfg)}
+        with atomic_path(path) as tmp:
+            save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp), metadata=meta)
+    else:
+        path, stale = out / FINAL, out / FINAL_SAFETENSORS
+        with atomic_path(path) as tmp:
+            torch.save({"backend": backend.name, "model_config": backend.config, "weights": state, "epoch": epoch,
+                        "teacher_config": teacher_cfg}, tmp)
+    stale.unlink(missing_ok=True)
+    return path
+
+
+def read_final(root: Path) -> dict:
+    """{"backend", "model_config", "weights"} of a teacher folder's final file (either format)."""
+    if (root / FINAL_SAFETENSORS).is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(root / FINAL_SAFETENSORS), framework="pt") as fh:
+            meta = fh.metadata() or {}
+            weights = {k: fh.get_tensor(k) for k in fh.keys()}
+        return {"backend": meta["backend"], "model_config": json.loads(meta["model_config"]), "weights": weights}
+    return torch.load(root / FINAL, map_location="cpu", weights_only=False)
+
+
+def load_teacher(teacher_dir: str | os.PathLike, device: str = "auto", upscaler: str | None = None,
+                 overrides: dict | None = None) -> Teacher:
+    """Load ``TEACHER/dda_final.{pt,safetensors}`` (EMA weights) with its ``config.yaml``; one clear error when
+    absent. ``overrides`` replace model config keys (e.g. ``{"sd_path": ...}``: where the base lives here)."""
     from makeup.runtime import pick_device
 
     root = Path(teacher_dir)
     if not root.is_dir():
         raise TinyBeautyError(f"--teacher {root}: no such folder (train one with `tinybeauty teacher train`)")
-    ckpt_path, cfg_path = root / FINAL, root / CONFIG
-    if not ckpt_path.is_file() or not cfg_path.is_file():
-        raise TinyBeautyError(f"--teacher {root}: no {FINAL} and {CONFIG} (train one with "
-                              "`tinybeauty teacher train --out " f"{root}`)")
+    cfg_path = root / CONFIG
+    has_final = (root / FINAL).is_file() or (root / FINAL_SAFETENSORS).is_file()
+    if not has_final or not cfg_path.is_file():
+        raise TinyBeautyError(f"--teacher {root}: no {FINAL} (or {FINAL_SAFETENSORS}) and {CONFIG} (train one "
+                              "with `tinybeauty teacher train --out " f"{root}`)")
     try:
         config = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        state = read_final(root)
     except Exception as exc:
         raise TinyBeautyError(f"--teacher {root}: unreadable teacher files ({exc.__class__.__name__})") from None
-    backend = get_backend(state.get("backend", config.get("backend", "tiny-ddpm"))).from_config(state["model_config"])
+    model_cfg = {**state["model_config"], **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    backend = get_backend(state.get("backend", config.get("backend", "tiny-ddpm"))).from_config(model_cfg)
     backend.load_state_dict(state["weights"], for_inference=True)
     dev = pick_device(device)
     backend.to(dev)

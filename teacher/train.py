@@ -26,9 +26,8 @@ from makeup.io import atomic_path, write_text_atomic
 from makeup.pairs import PairDataset
 
 from .backends import DEFAULT_BACKEND, get_backend
-from .backends.tiny_ddpm import estimate_residual_scale
-from .formulation import make_condition, region_residuals
-from .inference import CONFIG, FINAL, translate
+from .formulation import make_condition
+from .inference import CONFIG, translate, write_final
 
 log = logging.getLogger("tinybeauty")
 
@@ -172,18 +171,9 @@ def train_teacher(seeds: str | os.PathLike, out: str | os.PathLike, config: dict
     pairs, style = load_seed_pairs(seeds)
     device = pick_device(cfg["device"])
     seed_everything(int(cfg["seed"]))
-    factory = get_backend(cfg["backend"])
-    model_cfg = dict(cfg["model"] or {})
-    res = int(model_cfg.get("resolution", 64))
-    lows = [make_condition(p.after, p.labels, res).source - make_condition(p.before, p.labels, res).source
-            for p in pairs]
-    prior = region_residuals([p.before for p in pairs], [p.after for p in pairs], [p.labels for p in pairs])
-    model_cfg.setdefault("region_prior", prior.round(6).tolist())
-    corrections = [low.numpy() - np.einsum("rhw,rc->chw", make_condition(p.before, p.labels, res).masks.numpy(),
-                                           np.asarray(model_cfg["region_prior"], np.float32))
-                   for low, p in zip(lows, pairs)]
-    model_cfg.setdefault("residual_scale", estimate_residual_scale(corrections))
-    backend = factory.from_config(model_cfg)
+    backend = get_backend(cfg["backend"]).from_config(dict(cfg["model"] or {}))
+    backend.prepare(pairs)  # seed statistics (region prior, residual scale, ...) into backend.config
+    res = int(backend.config["resolution"])
     backend.enable_ema()
     backend.to(device)
     optimizer = torch.optim.Adam(backend.trainable(), lr=float(cfg["lr"]))
@@ -203,6 +193,8 @@ def train_teacher(seeds: str | os.PathLike, out: str | os.PathLike, config: dict
     teacher_cfg = {"backend": backend.name, "style": style, "seeds": str(seeds), "seed_count": len(pairs),
                    "size": int(pairs[0].before.shape[0]), "energy_ref": region_energy(pairs),
                    "train": {k: v for k, v in cfg.items() if k != "model"}, "model": backend.config}
+    if backend.base_info() is not None:
+        teacher_cfg["base"] = backend.base_info()
     write_text_atomic(out / CONFIG, yaml.safe_dump(teacher_cfg, sort_keys=False))
     logger = _Logger(out, cfg, fresh=start_epoch == 0)
     held_out = _held_out_faces(int(cfg["held_out_faces"]), pairs[0].before.shape[0])
@@ -223,7 +215,7 @@ def train_teacher(seeds: str | os.PathLike, out: str | os.PathLike, config: dict
         it = tqdm(it, desc="teacher train", unit="epoch", initial=start_epoch, total=epochs)
     t0 = time.perf_counter()
     for epoch in it:
-        backend.model.train()
+        backend.train()
         rng = np.random.default_rng([int(cfg["seed"]), epoch])
         order = rng.permutation(len(pairs))
         parts_sum: Counter = Counter()
@@ -253,20 +245,6 @@ def train_teacher(seeds: str | os.PathLike, out: str | os.PathLike, config: dict
         done = epoch + 1
         if done % int(cfg["sample_every"]) == 0 or done == epochs:
             _save(out / f"dda_checkpoint_epoch_{done}.pt", checkpoint(done))
-            _sample_with_ema(backend, out / f"sample_epoch_{done}.png", pairs, held_out, cfg["sample_steps"])
-    final = checkpoint(epochs)
-    final.pop("optimizer"), final.pop("scaler")
-    _save(out / FINAL, final)
-    return out / FINAL
-
-
-def _sample_with_ema(backend, path: Path, pairs, held_out, steps) -> None:
-    params = list(backend.model.parameters())
-    if backend.ema is not None:
-        backend.ema.store(params)
-        backend.ema.copy_to(params)
-    try:
-        save_sample_grid(path, backend, pairs, held_out, steps)
-    finally:
-        if backend.ema is not None:
-            backend.ema.restore(params)
+            with backend.ema_weights():
+                save_sample_grid(out / f"sample_epoch_{done}.png", backend, pairs, held_out, cfg["sample_steps"])
+    return write_final(out, backend, teacher_cfg, epochs)

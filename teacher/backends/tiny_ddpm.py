@@ -8,7 +8,6 @@ and ``guidance_scale != 1`` mixes the two predictions when sampling.
 from __future__ import annotations
 
 import copy
-import math
 
 import numpy as np
 import torch
@@ -17,8 +16,9 @@ from torch import nn
 from makeup.errors import TinyBeautyError
 from makeup.metrics import eyeliner_loss
 
-from ..formulation import EYE_CHANNEL, MAKEUP_REGIONS, ResidualHead
-from . import register_backend
+from ..formulation import (EYE_CHANNEL, MAKEUP_REGIONS, ResidualHead, estimate_residual_scale,  # noqa: F401
+                           make_condition, region_residuals)
+from . import TeacherBackend, register_backend
 
 DEFAULTS: dict = {
     "resolution": 64,
@@ -81,12 +81,13 @@ class DDAModel(nn.Module):
 
 
 @register_backend("tiny-ddpm")
-class TinyDDPMBackend:
+class TinyDDPMBackend(TeacherBackend):
     name = "tiny-ddpm"
 
     def __init__(self, config: dict):
         from diffusers import DDPMScheduler
 
+        self._given = set(config or {})  # keys set explicitly (prepare() never overrides them)
         self.config = {**DEFAULTS, **(config or {})}
         cfg = self.config
         if cfg["schedule"] not in ("squaredcos_cap_v2", "sigmoid"):
@@ -103,9 +104,23 @@ class TinyDDPMBackend:
         self.ema = None
         self.device = torch.device("cpu")
 
-    @classmethod
-    def from_config(cls, config: dict) -> "TinyDDPMBackend":
-        return cls(config)
+    # --- seed statistics -----------------------------------------------------------------------------
+    def prepare(self, pairs) -> None:
+        """Region prior (each region's mean seed residual) and the residual scale that gives the seeds'
+        corrections to that prior about unit spread; config keys given explicitly are kept."""
+        cfg, res = self.config, int(self.config["resolution"])
+        if "region_prior" not in self._given or cfg.get("region_prior") is None:
+            prior = region_residuals([p.before for p in pairs], [p.after for p in pairs], [p.labels for p in pairs])
+            cfg["region_prior"] = prior.round(6).tolist()
+        if "residual_scale" not in self._given:
+            prior = np.asarray(cfg["region_prior"], np.float32)
+            corrections = []
+            for p in pairs:
+                before = make_condition(p.before, p.labels, res)
+                low = make_condition(p.after, p.labels, res).source - before.source
+                corrections.append(low.numpy() - np.einsum("rhw,rc->chw", before.masks.numpy(), prior))
+            cfg["residual_scale"] = estimate_residual_scale(corrections)
+        self.model.head.set_statistics(cfg["residual_scale"], cfg["region_prior"])
 
     # --- parameters, EMA, state ------------------------------------------------------------------------
     @property
@@ -115,22 +130,16 @@ class TinyDDPMBackend:
     def trainable(self):
         return list(self.model.parameters())
 
+    def train(self, mode: bool = True) -> "TinyDDPMBackend":
+        self.model.train(mode)
+        return self
+
     def to(self, device) -> "TinyDDPMBackend":
         self.device = torch.device(device)
         self.model.to(self.device)
         if self.ema is not None:
             self.ema.to(self.device)
         return self
-
-    def enable_ema(self) -> None:
-        from diffusers.training_utils import EMAModel
-
-        self.ema = EMAModel(self.model.parameters(), decay=float(self.config["ema_decay"]),
-                            use_ema_warmup=True, inv_gamma=1.0, power=2 / 3)
-
-    def after_step(self) -> None:
-        if self.ema is not None:
-            self.ema.step(self.model.parameters())
 
     def state_dict(self) -> dict:
         state = {"model": self.model.state_dict()}
@@ -229,10 +238,3 @@ class TinyDDPMBackend:
             x = sched.step(v, t, x).prev_sample
         return x / self.model.head.residual_scale
 
-
-def estimate_residual_scale(residuals: list[np.ndarray], target_std: float = 0.5) -> float:
-    """Scale that gives the seed residuals inside the regions a spread of ``target_std`` (why: diffusion
-    noise has unit variance; a faint residual would be drowned and sampled with a poor signal-to-noise)."""
-    vals = np.concatenate([r.ravel() for r in residuals]) if residuals else np.zeros(1)
-    std = float(np.sqrt(np.mean(vals.astype(np.float64) ** 2)))
-    return float(np.clip(target_std / max(std, 1e-4), 1.0, 100.0)) if math.isfinite(std) else 1.0
