@@ -1,0 +1,238 @@
+"""The web demo in a real headless Chromium: LiteRT.js parity with ai_edge_litert, the page's face alignment
+against makeup.align, paste-back, the dropped-file message, the benchmark JSON, a screenshot, and no request
+leaving 127.0.0.1. One browser and one page load for the module (see conftest.py).
+
+Figures (parity, latency beside Python LiteRT in the same run, frame time) go to
+``work/web_test/figures.json`` and the screenshot to ``work/web_test/screenshot.png``.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from webtools import ROOT, b64_array, psnr
+
+OUT = ROOT / "work" / "web_test"
+# What a user's benchmark JSON must say: the figures, how they were made, and on what.
+BENCHMARK_FIELDS = {"median_ms", "p90_ms", "mean_ms", "times_ms", "warmup", "runs", "threads", "backend",
+                    "user_agent", "model", "crop_size", "cross_origin_isolated", "hardware_concurrency", "date"}
+FIGURES: dict = {}
+
+
+def _record(key: str, value) -> None:
+    FIGURES[key] = value
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "figures.json").write_text(json.dumps(FIGURES, indent=2), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def astronaut_aligned(astronaut):
+    from makeup.align import align_face
+
+    return align_face(astronaut, 256)
+
+
+@pytest.fixture(scope="module")
+def litert(page):
+    from ai_edge_litert.interpreter import Interpreter
+
+    def make(threads: int):
+        it = Interpreter(model_path=str(page["assets"] / "tinybeauty.tflite"), num_threads=threads)
+        it.allocate_tensors()
+        return it
+
+    return make
+
+
+def _run_python(interp, crop: np.ndarray) -> np.ndarray:
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    interp.set_tensor(inp["index"], (crop.astype(np.float32) / 255.0)[None])
+    interp.invoke()
+    return interp.get_tensor(out["index"])[0]
+
+
+def test_page_starts_cross_origin_isolated_with_bundled_model(page):
+    info = page["browser"].eval("() => window.tinybeauty.info()")
+    assert info["message"] == "", info["message"]
+    assert info["crossOriginIsolated"] is True  # COOP/COEP from serve.py: wasm threads available
+    assert info["model"] == "tinybeauty.tflite" and info["size"] == 256 and info["landmarker"] is True
+    card = json.loads((page["assets"] / "model_card.json").read_text())
+    assert info["alignment"] == card["alignment"]
+    _record("page_load_s", round(page["load_s"], 2))
+
+
+def test_litert_js_output_equals_ai_edge_litert(page, litert, astronaut_aligned):
+    """The same aligned crop through LiteRT.js (wasm, 1 and 2 threads) and ai_edge_litert: bit-exact."""
+    crop = astronaut_aligned.crop
+    b64 = base64.b64encode(np.ascontiguousarray(crop).tobytes()).decode()
+    expected = _run_python(litert(1), crop)
+    figures = {}
+    for threads in (1, 2):
+        got = b64_array(page["browser"].eval(
+            "async ([crop, threads]) => window.tinybeauty.runCrop(crop, {threads})", [b64, threads]),
+            np.float32, expected.shape)
+        diff = float(np.abs(got - expected).max())
+        figures[f"threads_{threads}"] = {"max_abs_diff": diff, "bit_exact": bool(np.array_equal(got, expected)),
+                                         "psnr_db": psnr(got, expected, 1.0)}
+        assert np.isfinite(got).all()
+        assert figures[f"threads_{threads}"]["psnr_db"] >= 60.0, figures
+    _record("parity_litertjs_vs_ai_edge_litert", figures)
+    # Measured: bit-exact on Chromium 156 / @litertjs/core 2.5.3 (same XNNPACK kernels).
+    assert figures["threads_1"]["bit_exact"], figures
+
+
+def test_page_finds_the_face_and_aligns_like_makeup_align(page, astronaut, astronaut_aligned):
+    from makeup.align import detect_landmarks
+
+    frame = page["browser"].eval("() => window.tinybeauty.lastFrame()")
+    assert frame["face"] is True and (frame["width"], frame["height"]) == (512, 512)
+    landmarks = np.array(frame["landmarks"])
+    assert landmarks.shape == (478, 2)
+    ref = detect_landmarks(astronaut)
+    lm_err = np.linalg.norm(landmarks - ref, axis=1)
+    crop = b64_array(frame["crop"], np.uint8, (256, 256, 4))[..., :3]
+    crop_psnr = psnr(crop, astronaut_aligned.crop)
+    _record("alignment_vs_makeup_align", {
+        "landmarks_max_px": float(lm_err.max()), "landmarks_mean_px": float(lm_err.mean()),
+        "matrix_max_abs_diff": float(np.abs(np.array(frame["matrix"]).reshape(2, 3) - astronaut_aligned.matrix).max()),
+        "crop_psnr_db": crop_psnr, "crop_max_abs_diff": int(np.abs(crop.astype(int) - astronaut_aligned.crop).max())})
+    assert lm_err.max() < 1.0, lm_err.max()   # the same models as FaceMesh (wasm vs native float)
+    assert crop_psnr >= 35.0, crop_psnr
+
+
+def test_whole_photo_comes_back_made_up_only_around_the_face(page, astronaut, astronaut_aligned, litert):
+    import cv2
+
+    from makeup.align import face_mask, paste_back
+
+    frame = page["browser"].eval("() => window.tinybeauty.lastFrame()")
+    result = b64_array(frame["result"], np.uint8, (512, 512, 4))[..., :3]
+    assert result.shape == astronaut.shape
+    changed = np.any(result != astronaut, axis=2)
+    assert changed.sum() > 1000, "the look left no trace on the photo"
+    # Where Python's feathered face mask reaches in the photo (grown by 2 px of bilinear reach).
+    mask = face_mask(astronaut_aligned)
+    reach = cv2.warpAffine(mask, astronaut_aligned.matrix, (512, 512), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    footprint = cv2.dilate((reach > 0).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    outside = changed & ~footprint
+    assert not outside.any(), f"{outside.sum()} pixels changed outside the face"
+    # The page's whole pipeline against Python's (the same .tflite through ai_edge_litert, makeup.align).
+    processed = np.round(np.clip(_run_python(litert(1), astronaut_aligned.crop), 0, 1) * 255).astype(np.uint8)
+    python_result = paste_back(astronaut, processed, astronaut_aligned)
+    face = footprint
+    _record("made_up_photo_vs_python_pipeline", {
+        "psnr_db_whole_photo": psnr(result, python_result), "psnr_db_face_region": psnr(result[face], python_result[face]),
+        "pixels_changed": int(changed.sum())})
+    assert psnr(result[face], python_result[face]) >= 35.0
+
+
+def test_end_to_end_frame_time_on_the_astronaut(page):
+    timings = page["browser"].eval("async () => window.tinybeauty.reprocess(5)", timeout=120)
+    keys = ("landmarks_ms", "align_ms", "model_ms", "paste_ms", "frame_ms", "end_to_end_ms")
+    summary = {k: round(statistics.median(t[k] for t in timings), 2) for k in keys}
+    _record("frame_time_astronaut_median_of_5", summary)
+    assert 0 < summary["model_ms"] < summary["frame_ms"] <= summary["end_to_end_ms"]
+
+
+def test_benchmark_json_beside_python_litert(page, litert, tmp_path):
+    browser = page["browser"]
+    results = {}
+    for threads in (1, 2):
+        r = browser.eval("async (t) => window.tinybeauty.benchmark({warmup: 5, runs: 30, threads: t})", threads,
+                         timeout=300)
+        assert BENCHMARK_FIELDS <= set(r), BENCHMARK_FIELDS - set(r)
+        assert r["backend"] == "wasm" and r["threads"] == threads and r["runs"] == 30 and len(r["times_ms"]) == 30
+        assert 0 < r["min_ms"] <= r["median_ms"] <= r["p90_ms"] <= r["max_ms"]
+        assert r["cross_origin_isolated"] is True and "Chrome" in r["user_agent"]
+        results[threads] = r
+    # Python LiteRT on the same file, same input size, same run.
+    x = np.random.default_rng(0).random((256, 256, 3)).astype(np.float32)
+    python = {}
+    for threads in (1, 2):
+        interp = litert(threads)
+        inp = interp.get_input_details()[0]["index"]
+        times = []
+        for i in range(35):
+            t0 = time.perf_counter()
+            interp.set_tensor(inp, x[None])
+            interp.invoke()
+            if i >= 5:
+                times.append((time.perf_counter() - t0) * 1000)
+        python[threads] = round(statistics.median(times), 2)
+    _record("latency_ms_256", {
+        "chromium_litertjs_wasm": {t: {"median": r["median_ms"], "p90": r["p90_ms"]} for t, r in results.items()},
+        "python_ai_edge_litert_median": python, "user_agent": results[1]["user_agent"]})
+    # The panel's download link gives the same JSON (the last run's).
+    saved = browser.call("download", selector="#bench-download", path=str(tmp_path / "bench.json"))
+    assert saved["suggested"] == "tinybeauty-benchmark.json"
+    assert json.loads((tmp_path / "bench.json").read_text()) == results[2]
+
+
+def test_dropped_files_get_one_clear_message(page, tmp_path):
+    browser = page["browser"]
+    visible = ("() => Array.from(document.querySelectorAll('[role=alert]')).filter((e) => !e.hidden)"
+               ".map((e) => e.textContent)")
+
+    def drop(*files):
+        browser.call("drop", selector="body", files=[
+            {"name": n, "type": t, "b64": base64.b64encode(b).decode()} for n, t, b in files])
+        for _ in range(100):
+            state = browser.eval(visible)
+            if state or browser.eval("() => window.tinybeauty.info().model") != "tinybeauty.tflite":
+                break
+            time.sleep(0.05)
+        return browser.eval(visible)
+
+    messages = drop(("notes.txt", "text/plain", b"hello"))
+    assert len(messages) == 1 and "notes.txt: not a .tflite model" in messages[0], messages
+    messages = drop(("broken.tflite", "application/octet-stream", b"\x00" * 64))
+    assert len(messages) == 1 and "broken.tflite" in messages[0], messages
+    messages = drop(("model_card.json", "application/json", b'{"io": {}}'))
+    assert len(messages) == 1 and "model_card.json" in messages[0], messages
+    # A real model and its card replace the bundled one and clear the message.
+    model = (page["assets"] / "tinybeauty.tflite").read_bytes()
+    card = (page["assets"] / "model_card.json").read_bytes()
+    browser.call("drop", selector="body", files=[
+        {"name": "mine.tflite", "type": "", "b64": base64.b64encode(model).decode()},
+        {"name": "model_card.json", "type": "application/json", "b64": base64.b64encode(card).decode()}])
+    for _ in range(200):
+        if browser.eval("() => window.tinybeauty.info().model") == "mine.tflite":
+            break
+        time.sleep(0.05)
+    browser.eval("async () => { await window.tinybeauty.reprocess(1); }")
+    info = browser.eval("() => window.tinybeauty.info()")
+    assert info["model"] == "mine.tflite" and info["message"] == "" and browser.eval(visible) == []
+
+
+def test_screenshot_is_saved(page):
+    from PIL import Image
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / "screenshot.png"
+    page["browser"].call("screenshot", path=str(path))
+    img = np.asarray(Image.open(path).convert("RGB"))
+    assert img.shape[0] > 600 and img.shape[1] > 600
+    assert img.std() > 20  # the photo, crops and panel are drawn, not a blank page
+    _record("screenshot", str(path.relative_to(ROOT)))
+
+
+def test_no_request_leaves_127_0_0_1(page):
+    """Closing the landmarker makes tasks-vision flush its usage log: the CSP must keep it on the page."""
+    browser = page["browser"]
+    browser.eval("() => window.tinybeauty.shutdown()")
+    time.sleep(1.0)
+    log = browser.call("log")
+    assert log["requests"], "no requests recorded at all"
+    assert log["outside"] == [], log["outside"]
+    assert all(u.startswith(page["url"]) or u.startswith(("blob:", "data:")) for u in log["requests"])
+    assert log["pageErrors"] == [], log["pageErrors"]
+    # The CSP blocked only connections (tasks-vision's usage log), never a script, style or worker of the page.
+    assert all("connect" in v.lower() for v in log["cspViolations"]), log["cspViolations"]
+    _record("requests", {"count": len(log["requests"]), "outside": log["outside"],
+                         "blocked_by_csp": log["cspViolations"]})
