@@ -13,7 +13,7 @@ STYLE_NAME := $(basename $(notdir $(STYLE)))
 OUT := $(WORK)/$(STYLE_NAME)
 TB := $(BIN)/tinybeauty
 
-.PHONY: setup demo test bench seeds teacher amplify student export android-assets clean help
+.PHONY: setup demo test bench seeds teacher amplify student export android-assets web web-assets clean help
 
 help:
 	@echo "make demo | make test | make setup | make bench"
@@ -59,6 +59,20 @@ export: setup
 android-assets: export
 	mkdir -p android_demo/app/src/main/assets
 	cp $(OUT)/export/tinybeauty.tflite android_demo/app/src/main/assets/tinybeauty.tflite
+
+# The browser demo (web_demo/README.md): the model and card from the export folder, the face-landmarker
+# bundle assembled from the mediapipe wheel, the sample photo; then served cross-origin isolated.
+# WEB_HOST=0.0.0.0 for a phone on this network (it needs https or adb reverse: see the README).
+WEB_HOST ?= 127.0.0.1
+WEB_PORT ?= 8765
+WEB_FLAGS ?=
+
+web-assets: setup
+	cd web_demo && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; }
+	$(BIN)/python web_demo/tools/build_assets.py --export $(OUT)/export --out web_demo/assets
+
+web: web-assets
+	$(BIN)/python web_demo/serve.py --host $(WEB_HOST) --port $(WEB_PORT) $(WEB_FLAGS)
 
 clean:
 	rm -rf $(WORK)

@@ -1,6 +1,6 @@
 """Fixtures of the browser tests: the page's assets from a real export, the server, one warm Chromium
-per module (helpers in webtools.py). Without Chromium or Node.js the tests skip, and the run ends with one
-line saying what to install."""
+per module (helpers in webtools.py). Without Chromium or Node.js a browser test module skips with one line
+saying what to install."""
 from __future__ import annotations
 
 import subprocess
@@ -10,22 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from webtools import INSTALL_HINT, ROOT, WEB, Browser, Server, export_student, missing_tools
-
-_SKIPPED: list[str] = []
-
-
-def pytest_terminal_summary(terminalreporter):
-    if _SKIPPED:
-        terminalreporter.write_line(f"browser tests skipped: {INSTALL_HINT}", yellow=True)
-
+from webtools import ROOT, WEB, Browser, Server, export_student
 
 @pytest.fixture(scope="session")
 def web_assets(tmp_path_factory) -> Path:
     """The page's assets folder, built by the same script as ``make web-assets``."""
-    if missing_tools():
-        _SKIPPED.append(INSTALL_HINT)
-        pytest.skip(missing_tools())
     root = tmp_path_factory.mktemp("web")
     export = export_student(root)
     assets = root / "assets"

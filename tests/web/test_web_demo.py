@@ -11,12 +11,13 @@ import base64
 import json
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from webtools import ROOT, b64_array, psnr
+from webtools import ROOT, b64_array, psnr, skip_without_browser
+
+skip_without_browser()
 
 OUT = ROOT / "work" / "web_test"
 # What a user's benchmark JSON must say: the figures, how they were made, and on what.

@@ -14,7 +14,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from webtools import ROOT, WEB
+from webtools import WEB
 
 
 def _csp() -> str:

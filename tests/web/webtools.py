@@ -16,10 +16,10 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "web_demo"
@@ -43,6 +43,17 @@ def missing_tools() -> str | None:
         if not (WEB / "node_modules" / pkg / "package.json").is_file():
             return INSTALL_HINT
     return None
+
+
+def skip_without_browser() -> None:
+    """Call at the top of a browser test module: one skip line saying what to install, or a failure where
+    ``.ci/run`` installed everything (TINYBEAUTY_WEB_TESTS=required)."""
+    reason = missing_tools()
+    if reason is None:
+        return
+    if os.environ.get("TINYBEAUTY_WEB_TESTS") == "required":
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
 
 
 # ---- the model: a real export of the default student ----
