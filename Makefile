@@ -59,6 +59,7 @@ export: setup
 android-assets: export
 	mkdir -p android_demo/app/src/main/assets
 	cp $(OUT)/export/tinybeauty.tflite android_demo/app/src/main/assets/tinybeauty.tflite
+	cp $(OUT)/export/model_card.json android_demo/app/src/main/assets/model_card.json
 
 # The browser demo (web_demo/README.md): the model and card from the export folder, the face-landmarker
 # bundle assembled from the mediapipe wheel, the sample photo; then served cross-origin isolated.

@@ -152,7 +152,8 @@ def test_face_mesh_settings_match_makeup_align(aligner_kt):
 
 # ---- the asset: Makefile android-assets and the export format table ----
 
-def _android_assets_copy() -> tuple[str, str]:
+def _android_assets_copies() -> dict[str, tuple[str, str]]:
+    """The android-assets recipe's copies, {file name: (source, destination)}."""
     lines = (ROOT / "Makefile").read_text(encoding="utf-8").splitlines()
     start = next(i for i, line in enumerate(lines) if re.match(r"android-assets\s*:", line))
     recipe = []
@@ -161,19 +162,42 @@ def _android_assets_copy() -> tuple[str, str]:
             break
         recipe.append(line.strip())
     copies = [line.split() for line in recipe if line.startswith("cp ")]
-    assert len(copies) == 1, f"android-assets should copy one file, recipe: {recipe}"
-    _, src, dst = copies[0]
-    return src, dst
+    assert all(len(c) == 3 for c in copies), f"one file per cp line, recipe: {recipe}"
+    return {Path(src).name: (src, dst) for _, src, dst in copies}
 
 
 def test_asset_name_matches_makefile_and_export(model_kt):
     from export.formats import FORMATS
 
-    src, dst = _android_assets_copy()
+    copies = _android_assets_copies()
+    src, dst = copies[FORMATS["tflite"].filename]
     asset = kotlin_value(model_kt, "MODEL_ASSET")
     assert dst == f"{ASSETS.relative_to(ROOT).as_posix()}/{asset}"
     assert Path(src).name == FORMATS["tflite"].filename
     assert asset in (APP / "README.md").read_text(encoding="utf-8")
+
+
+def test_model_card_is_copied_and_its_alignment_read(aligner_kt):
+    """The app frames faces with the card's "alignment" entry (what the web demo reads too): the card is
+    copied beside the model, Alignment.kt reads every key export/report.py writes, and FaceAligner uses it."""
+    from export.pipeline import CARD
+    from export.report import alignment_card
+
+    alignment_kt = _kotlin("Alignment.kt")
+    card_asset = kotlin_value(alignment_kt, "MODEL_CARD_ASSET")
+    assert card_asset == CARD
+    src, dst = _android_assets_copies()[CARD]
+    assert dst == f"{ASSETS.relative_to(ROOT).as_posix()}/{card_asset}" and src.endswith(f"/export/{CARD}")
+    card = alignment_card(256)
+    for key in ("template", "feather", "pixel_centre", *card["landmarks"]):
+        if key != "mesh_points":
+            assert f'"{key}"' in alignment_kt, f"Alignment.kt does not read alignment.{key}"
+    assert "Alignment.load(context)" in aligner_kt
+    # The computation uses the loaded alignment; the companion constants are only the fallback.
+    body = aligner_kt[:aligner_kt.index("companion object")]
+    for name in ("TEMPLATE", "RIGHT_EYE_CORNERS", "LEFT_EYE_CORNERS", "MOUTH_CORNERS", "FEATHER", "PIXEL_CENTRE"):
+        assert not re.search(rf"\b{name}\b", body), f"FaceAligner uses {name} instead of the card's alignment"
+    assert card_asset in (APP / "README.md").read_text(encoding="utf-8")
 
 
 def test_landmarker_asset_is_documented(aligner_kt):
@@ -194,11 +218,12 @@ def test_model_files_are_ignored_not_committed(aligner_kt, model_kt):
     inside = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], cwd=ROOT, capture_output=True, text=True)
     if inside.returncode != 0:
         pytest.skip("not a git checkout")
-    for asset in (kotlin_value(model_kt, "MODEL_ASSET"), kotlin_value(aligner_kt, "LANDMARKER_ASSET")):
+    for asset in (kotlin_value(model_kt, "MODEL_ASSET"), kotlin_value(aligner_kt, "LANDMARKER_ASSET"),
+                  kotlin_value(_kotlin("Alignment.kt"), "MODEL_CARD_ASSET")):
         path = (ASSETS / asset).relative_to(ROOT).as_posix()
         assert subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT).returncode == 0, f"{path} not ignored"
     tracked = subprocess.run(["git", "ls-files", "android_demo"], cwd=ROOT, capture_output=True, text=True).stdout
-    assert not [f for f in tracked.split() if f.endswith((".tflite", ".task", "gradle-wrapper.jar"))]
+    assert not [f for f in tracked.split() if f.endswith((".tflite", ".task", "gradle-wrapper.jar", "model_card.json"))]
 
 
 # ---- the I/O convention: export/tflite.py record -> export/report.py model card ----

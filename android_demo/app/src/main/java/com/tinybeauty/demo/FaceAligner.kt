@@ -37,7 +37,12 @@ import kotlin.math.sqrt
  * Not thread-safe: create, use and close it on one thread (the camera analysis thread). All buffers are
  * allocated once; a frame allocates only MediaPipe's image wrapper and result.
  */
-class FaceAligner(context: Context, val size: Int, private val feather: Double = FEATHER) : AutoCloseable {
+class FaceAligner(context: Context, val size: Int) : AutoCloseable {
+
+    /** Template, landmark indices, feather and pixel centre: the model card's "alignment" ([Alignment]). */
+    val alignment: Alignment = Alignment.load(context)
+    private val feather: Double = alignment.feather
+    private val pixelCentre: Double = alignment.pixelCentre
 
     /** How the current crop was framed. */
     enum class Framing { FACE, NO_FACE, NO_LANDMARKER }
@@ -92,8 +97,8 @@ class FaceAligner(context: Context, val size: Int, private val feather: Double =
 
     init {
         for (i in 0 until 3) {
-            templatePoints[2 * i] = TEMPLATE[i][0] * size - PIXEL_CENTRE
-            templatePoints[2 * i + 1] = TEMPLATE[i][1] * size - PIXEL_CENTRE
+            templatePoints[2 * i] = alignment.template[i][0] * size - pixelCentre
+            templatePoints[2 * i + 1] = alignment.template[i][1] * size - pixelCentre
         }
         if (featherRadius < 0.5) {
             reach = 0
@@ -267,8 +272,8 @@ class FaceAligner(context: Context, val size: Int, private val feather: Double =
         val face = faces[best]
         for (i in 0 until MESH_POINTS) {
             // MediaPipe's normalised coordinates span the image edge to edge; pixel centres sit at +0.5.
-            points[2 * i] = face[i].x() * photoW.toDouble() - PIXEL_CENTRE
-            points[2 * i + 1] = face[i].y() * photoH.toDouble() - PIXEL_CENTRE
+            points[2 * i] = face[i].x() * photoW.toDouble() - pixelCentre
+            points[2 * i + 1] = face[i].y() * photoH.toDouble() - pixelCentre
         }
         pointCount = MESH_POINTS
         return true
@@ -276,16 +281,16 @@ class FaceAligner(context: Context, val size: Int, private val feather: Double =
 
     /** `makeup.align.key_points` then `similarity_matrix(key_points, template_points(size))` into [matrix]. */
     private fun fitTemplate(): Boolean {
-        val ax = meanX(RIGHT_EYE_CORNERS); val ay = meanY(RIGHT_EYE_CORNERS)
-        val bx = meanX(LEFT_EYE_CORNERS); val by = meanY(LEFT_EYE_CORNERS)
+        val ax = meanX(alignment.rightEyeCorners); val ay = meanY(alignment.rightEyeCorners)
+        val bx = meanX(alignment.leftEyeCorners); val by = meanY(alignment.leftEyeCorners)
         // Image-left eye first, whichever of the subject's eyes that is (a stable sort by x, as in Python).
         if (ax <= bx) {
             keyPoints[0] = ax; keyPoints[1] = ay; keyPoints[2] = bx; keyPoints[3] = by
         } else {
             keyPoints[0] = bx; keyPoints[1] = by; keyPoints[2] = ax; keyPoints[3] = ay
         }
-        keyPoints[4] = meanX(MOUTH_CORNERS)
-        keyPoints[5] = meanY(MOUTH_CORNERS)
+        keyPoints[4] = meanX(alignment.mouthCorners)
+        keyPoints[5] = meanY(alignment.mouthCorners)
         return similarity(keyPoints, templatePoints, matrix)
     }
 
@@ -298,8 +303,8 @@ class FaceAligner(context: Context, val size: Int, private val feather: Double =
         val ox = (photoW - side) / 2
         val oy = (photoH - side) / 2
         val s = size.toDouble() / side
-        matrix[0] = s; matrix[1] = 0.0; matrix[2] = -s * ox + PIXEL_CENTRE * s - PIXEL_CENTRE
-        matrix[3] = 0.0; matrix[4] = s; matrix[5] = -s * oy + PIXEL_CENTRE * s - PIXEL_CENTRE
+        matrix[0] = s; matrix[1] = 0.0; matrix[2] = -s * ox + pixelCentre * s - pixelCentre
+        matrix[3] = 0.0; matrix[4] = s; matrix[5] = -s * oy + pixelCentre * s - pixelCentre
         pointCount = 0
     }
 
@@ -503,7 +508,8 @@ class FaceAligner(context: Context, val size: Int, private val feather: Double =
         /** MediaPipe's face-landmarker bundle; copied into app/src/main/assets by hand (see README). */
         const val LANDMARKER_ASSET = "face_landmarker.task"
 
-        // ---- Mirrored from makeup/align.py; tests/test_android_demo.py fails when they drift apart. ----
+        // ---- Mirrored from makeup/align.py; tests/test_android_demo.py fails when they drift apart. The app
+        // reads these from model_card.json's "alignment" ([Alignment.load]); they are its fallback. ----
 
         /** `makeup.align.TEMPLATE`, in units of the crop side: image-left eye, image-right eye, mouth centre. */
         val TEMPLATE = arrayOf(

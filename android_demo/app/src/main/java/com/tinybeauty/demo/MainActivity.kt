@@ -300,7 +300,7 @@ private class MakeupPipeline(
             FaceAligner.Framing.NO_LANDMARKER ->
                 "${aligner.landmarkerProblem ?: "no face landmarker"}: centred square crop (see README)"
         }
-        return listOfNotNull(framingNote, model.note).joinToString("\n")
+        return listOfNotNull(framingNote, aligner.alignment.note, model.note).joinToString("\n")
     }
 
     private companion object {
