@@ -200,23 +200,27 @@ function convexHull(points) {
   return lower.slice(0, -1).concat(upper.slice(0, -1));
 }
 
-/** cv2.fillConvexPoly of integer vertices, as the set of pixels on or inside the polygon. */
-function fillConvex(hull, n) {
-  const mask = new Uint8Array(n * n);
-  if (hull.length < 3) return mask;
+/**
+ * cv2.fillConvexPoly of integer vertices as one run per row (a convex polygon meets a row in one interval):
+ * pixels on or inside the polygon. Returns [lo, hi] Int32Arrays; lo > hi marks an empty row.
+ */
+function fillConvexRuns(hull, n) {
+  const lo = new Int32Array(n).fill(1), hi = new Int32Array(n).fill(0);
+  if (hull.length < 3) return [lo, hi];
   for (let y = 0; y < n; y++) {
-    let lo = Infinity, hi = -Infinity;
+    let a = Infinity, b = -Infinity;
     for (let i = 0; i < hull.length; i++) {
       const [ax, ay] = hull[i], [bx, by] = hull[(i + 1) % hull.length];
-      if ((y < Math.min(ay, by)) || (y > Math.max(ay, by))) continue;
-      if (ay === by) { lo = Math.min(lo, ax, bx); hi = Math.max(hi, ax, bx); continue; }
+      if (y < Math.min(ay, by) || y > Math.max(ay, by)) continue;
+      if (ay === by) { a = Math.min(a, ax, bx); b = Math.max(b, ax, bx); continue; }
       const x = ax + (bx - ax) * (y - ay) / (by - ay);
-      lo = Math.min(lo, x); hi = Math.max(hi, x);
+      a = Math.min(a, x); b = Math.max(b, x);
     }
-    const x0 = Math.max(Math.round(lo), 0), x1 = Math.min(Math.round(hi), n - 1);
-    for (let x = x0; x <= x1; x++) mask[y * n + x] = 1;
+    if (a > b) continue;
+    lo[y] = Math.max(Math.round(a), 0);
+    hi[y] = Math.min(Math.round(b), n - 1);
   }
-  return mask;
+  return [lo, hi];
 }
 
 /** cv2.getStructuringElement(MORPH_ELLIPSE, (2r+1, 2r+1)) as a half-width per row. */
@@ -230,57 +234,65 @@ function ellipseRows(r) {
 }
 
 function gaussianKernel(k, sigma) {
-  const half = (k - 1) / 2, out = new Float32Array(k);
+  const half = (k - 1) / 2, out = new Float64Array(k);
   let sum = 0;
   for (let i = 0; i < k; i++) { out[i] = Math.exp(-((i - half) ** 2) / (2 * sigma * sigma)); sum += out[i]; }
   for (let i = 0; i < k; i++) out[i] /= sum;
   return out;
 }
 
-/** makeup.align.face_mask: hull of the crop landmarks, eroded by the blur's reach, Gaussian-feathered. */
+/**
+ * makeup.align.face_mask: hull of the crop landmarks, eroded by the blur's reach (elliptic structuring
+ * element, outside the crop counts as inside, as cv2.erode's default border), Gaussian-feathered with a
+ * zero border. Every row of a convex region is one run, so erosion and the horizontal blur work on runs.
+ */
 export function faceMask(aligned, feather) {
   const n = aligned.size;
   if (!aligned.landmarks) return new Float32Array(n * n).fill(1);
   const hull = convexHull(aligned.landmarks.map(([x, y]) => [roundEven(x), roundEven(y)]));
-  const filled = fillConvex(hull, n);
+  const [lo, hi] = fillConvexRuns(hull, n);
   const radius = Math.max(feather * n, 0);
-  if (radius < 0.5) return Float32Array.from(filled);
+  const out = new Float32Array(n * n);
+  if (radius < 0.5) {
+    for (let y = 0; y < n; y++) for (let x = lo[y]; x <= hi[y]; x++) out[y * n + x] = 1;
+    return out;
+  }
   const sigma = radius / 2;
   const reach = Math.ceil(3 * sigma) + 1;
-  // Erosion (outside the crop counts as inside, cv2's default border for erode).
-  const zerosBefore = new Int32Array(n * (n + 1)); // per row, prefix count of zeros
-  for (let y = 0; y < n; y++) {
-    for (let x = 0; x < n; x++) zerosBefore[y * (n + 1) + x + 1] = zerosBefore[y * (n + 1) + x] + (filled[y * n + x] ? 0 : 1);
-  }
   const rows = ellipseRows(reach);
-  const eroded = new Float32Array(n * n);
+  const elo = new Int32Array(n), ehi = new Int32Array(n);
   for (let y = 0; y < n; y++) {
-    for (let x = 0; x < n; x++) {
-      if (!filled[y * n + x]) continue;
-      let keep = 1;
-      for (let i = 0; i < rows.length && keep; i++) {
-        const yy = y + i - reach;
-        if (yy < 0 || yy >= n) continue;
-        const a = Math.max(x - rows[i], 0), b = Math.min(x + rows[i], n - 1);
-        if (zerosBefore[yy * (n + 1) + b + 1] - zerosBefore[yy * (n + 1) + a] > 0) keep = 0;
-      }
-      eroded[y * n + x] = keep;
+    let a = lo[y], b = hi[y];
+    for (let i = 0; i < rows.length && a <= b; i++) {
+      const yy = y + i - reach;
+      if (yy < 0 || yy >= n) continue;
+      a = Math.max(a, lo[yy] + rows[i]);
+      b = Math.min(b, hi[yy] - rows[i]);
     }
+    elo[y] = a; ehi[y] = b;
   }
-  // Separable Gaussian, zero border (cv2.GaussianBlur(..., BORDER_CONSTANT)).
   const k = gaussianKernel(2 * reach + 1, sigma);
-  const tmp = new Float32Array(n * n), out = new Float32Array(n * n);
+  const cum = new Float64Array(k.length + 1);
+  for (let i = 0; i < k.length; i++) cum[i + 1] = cum[i] + k[i];
+  // Horizontal pass: the sum of the kernel over the run, from its cumulative sum.
+  const tmp = new Float64Array(n * n);
+  let first = n, last = -1;
   for (let y = 0; y < n; y++) {
-    for (let x = 0; x < n; x++) {
-      let acc = 0;
-      for (let j = -reach; j <= reach; j++) { const xx = x + j; if (xx >= 0 && xx < n) acc += k[j + reach] * eroded[y * n + xx]; }
-      tmp[y * n + x] = acc;
+    const a = elo[y], b = ehi[y];
+    if (a > b) continue;
+    first = Math.min(first, y); last = y;
+    for (let x = Math.max(a - reach, 0); x <= Math.min(b + reach, n - 1); x++) {
+      const j0 = Math.max(-reach, a - x), j1 = Math.min(reach, b - x);
+      if (j0 <= j1) tmp[y * n + x] = cum[j1 + reach + 1] - cum[j0 + reach];
     }
   }
-  for (let y = 0; y < n; y++) {
+  if (last < 0) return out;
+  // Vertical pass over the rows the horizontal pass reached.
+  for (let y = Math.max(first - reach, 0); y <= Math.min(last + reach, n - 1); y++) {
+    const j0 = Math.max(-reach, first - y), j1 = Math.min(reach, last - y);
     for (let x = 0; x < n; x++) {
       let acc = 0;
-      for (let j = -reach; j <= reach; j++) { const yy = y + j; if (yy >= 0 && yy < n) acc += k[j + reach] * tmp[yy * n + x]; }
+      for (let j = j0; j <= j1; j++) acc += k[j + reach] * tmp[(y + j) * n + x];
       out[y * n + x] = acc;
     }
   }
@@ -325,15 +337,16 @@ export function pasteBack(photo, processed, aligned, mask) {
       const ix = X >> INTER_BITS, iy = Y >> INTER_BITS;
       if (ix < -1 || iy < -1 || ix >= n || iy >= n) continue;
       const fx = (X & (INTER_TAB - 1)) / INTER_TAB, fy = (Y & (INTER_TAB - 1)) / INTER_TAB;
-      const wts = [(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx];
-      const taps = [[ix, iy], [ix + 1, iy], [ix, iy + 1], [ix + 1, iy + 1]];
+      // Bilinear taps with a zero border: a tap outside the crop contributes nothing.
+      const inX0 = ix >= 0, inX1 = ix + 1 < n, inY0 = iy >= 0, inY1 = iy + 1 < n;
+      const w00 = inY0 && inX0 ? (1 - fy) * (1 - fx) : 0, w01 = inY0 && inX1 ? (1 - fy) * fx : 0;
+      const w10 = inY1 && inX0 ? fy * (1 - fx) : 0, w11 = inY1 && inX1 ? fy * fx : 0;
+      const b00 = ((inY0 ? iy : 0) * n + (inX0 ? ix : 0)) * 3, b01 = ((inY0 ? iy : 0) * n + (inX1 ? ix + 1 : 0)) * 3;
+      const b10 = ((inY1 ? iy + 1 : 0) * n + (inX0 ? ix : 0)) * 3, b11 = ((inY1 ? iy + 1 : 0) * n + (inX1 ? ix + 1 : 0)) * 3;
       const o = (y * w + x) * 4;
       for (let c = 0; c < 3; c++) {
-        let acc = 0;
-        for (let t = 0; t < 4; t++) {
-          const [tx, ty] = taps[t];
-          if (tx >= 0 && ty >= 0 && tx < n && ty < n) acc += wts[t] * delta[(ty * n + tx) * 3 + c];
-        }
+        const acc = w00 * delta[b00 + c] + w01 * delta[b01 + c] + w10 * delta[b10 + c] + w11 * delta[b11 + c];
+        if (acc === 0) continue;
         out[o + c] = Math.min(255, Math.max(0, roundEven(Math.fround(photo.data[o + c] + acc))));
       }
     }
