@@ -45,6 +45,17 @@ AMPLIFY_DEFAULTS: dict = {
 FEATURES = (EYES, LIPS, BROWS)
 
 
+def amplify_section(section: dict, backend: str) -> dict:
+    """A profile's ``amplify:`` section for a teacher of ``backend``: a subsection named like the backend
+    (``sd15-lora: {batch: 8, steps: 20}``) overrides the keys it sets."""
+    from .backends import available_backends
+
+    names = set(available_backends())
+    cfg = {k: v for k, v in section.items() if k not in names}
+    own = section.get(backend)
+    return {**cfg, **own} if isinstance(own, dict) else cfg
+
+
 def derived_seed(kind: str, seed: int, index: int, attempt: int) -> int:
     """A 63-bit seed that depends only on (kind, seed, pair index, attempt)."""
     digest = hashlib.sha256(f"{kind}:{seed}:{index}:{attempt}".encode()).digest()

@@ -75,6 +75,9 @@ def write_final(out: Path, backend, teacher_cfg: dict, epoch: int) -> Path:
                 "teacher_config": json.dumps(teacher_cfg)}
         with atomic_path(path) as tmp:
             save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp), metadata=meta)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # safetensors creates 0600; a teacher file is as readable as torch.save's
     else:
         path, stale = out / FINAL, out / FINAL_SAFETENSORS
         with atomic_path(path) as tmp:

@@ -2,8 +2,10 @@
 
 TEACHER/ gets ``config.yaml`` (everything needed to rebuild and use the teacher), ``metrics.jsonl`` (one line
 per epoch), ``dda_checkpoint_epoch_{N}.pt`` and ``sample_epoch_{N}.png`` (seed before | teacher after | seed
-after, then held-out synthetic faces) every ``sample_every`` epochs, and ``dda_final.pt``. ``resume`` picks up
-the newest epoch checkpoint. wandb logs too when it is installed and ``wandb: true``.
+after, then held-out synthetic faces) every ``sample_every`` epochs, and the final teacher (``dda_final.pt``, or
+``dda_final.safetensors`` with only the trained tensors for a backend on a pretrained base). ``resume`` picks up
+the newest epoch checkpoint. wandb logs too when it is installed and ``wandb: true``. Data parallel under
+``accelerate launch`` (see :func:`train_teacher`).
 """
 from __future__ import annotations
 
@@ -43,8 +45,9 @@ TRAIN_DEFAULTS: dict = {
     "augment": {"flip": True, "rotate_deg": 4.0, "scale": 0.04, "translate": 0.03},
     "seed": 0,
     "device": "auto",
+    "mixed_precision": "fp16",  # on CUDA: fp16 autocast + loss scaling | bf16 autocast | no
     "wandb": False,
-    "model": {},              # backend config (teacher/backends/tiny_ddpm.py DEFAULTS)
+    "model": {},              # backend config (teacher/backends/<backend>.py DEFAULTS)
 }
 HELD_OUT_SEED = 900_000_000  # synthetic face seeds for held-out grids/fidelity (far from synth-faces seeds)
 CKPT_RE = re.compile(r"dda_checkpoint_epoch_(\d+)\.pt$")
@@ -159,49 +162,113 @@ class _Logger:
             self.run.log(rec)
 
 
+def teacher_section(section: dict, backend: str | None = None) -> dict:
+    """A profile's ``teacher:`` section for ``backend`` (default: the section's own ``backend``).
+
+    A subsection named like a backend (``sd15-lora: {epochs, lr, ..., model: {...}}``) holds that backend's
+    overrides: its keys replace the section's and its ``model`` replaces the section's ``model``. The
+    section's ``model`` belongs to the section's default backend and is never handed to another one."""
+    from .backends import available_backends
+
+    names = set(available_backends())
+    default = section.get("backend") or DEFAULT_BACKEND
+    name = backend or default
+    cfg = {k: v for k, v in section.items() if k not in names}
+    own = section.get(name)
+    if name != default:
+        cfg["model"] = {}
+    if isinstance(own, dict):
+        cfg = {**cfg, **{k: v for k, v in own.items() if k != "model"}, "model": dict(own.get("model") or {})}
+    cfg["backend"] = name
+    return cfg
+
+
+def _average_gradients(params: list, world: int) -> None:
+    """Data parallel by hand: average the trainable parameters' gradients over the launched processes (one
+    flat all-reduce; a backend stays a plain object, no DDP wrapper reaching into it)."""
+    import torch.distributed as dist
+
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1).float() for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for p, g in zip(params, grads):
+        n = g.numel()
+        p.grad = flat[offset:offset + n].view_as(g).to(g.dtype)
+        offset += n
+
+
+def _epoch_batches(order: np.ndarray, bs: int, rank: int, world: int) -> list[list[int]]:
+    """This process's batches of one epoch. One process: consecutive slices of ``order``. Several: every
+    step takes ``bs x world`` items (wrapping around, so all processes make the same number of steps) and
+    process ``r`` gets slice ``r`` of them."""
+    n = len(order)
+    if world == 1:
+        return [list(order[start:start + bs]) for start in range(0, n, bs)]
+    steps = -(-n // (bs * world))
+    return [[int(order[(s * bs * world + rank * bs + j) % n]) for j in range(bs)] for s in range(steps)]
+
+
 def train_teacher(seeds: str | os.PathLike, out: str | os.PathLike, config: dict, resume: bool = False,
                   progress: bool = True) -> Path:
-    """Train and return the path of ``dda_final.pt``."""
+    """Train and return the path of the final teacher file (``dda_final.pt`` or ``dda_final.safetensors``).
+
+    Under ``accelerate launch`` (``WORLD_SIZE`` > 1) every process trains on its slice of each step's seed
+    pairs and gradients are averaged; process 0 writes the folder."""
     from makeup.runtime import pick_device, seed_everything
+
+    from .amplify import launch_state
 
     cfg = {**TRAIN_DEFAULTS, **config, "augment": {**TRAIN_DEFAULTS["augment"], **(config.get("augment") or {})}}
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise TinyBeautyError(f"--out {out}: exists and is not a folder")
     pairs, style = load_seed_pairs(seeds)
-    device = pick_device(cfg["device"])
+    state = launch_state()
+    rank, world = (state.process_index, state.num_processes) if state else (0, 1)
+    main = rank == 0
+    device = state.device if state and cfg["device"] == "auto" else pick_device(cfg["device"])
     seed_everything(int(cfg["seed"]))
     backend = get_backend(cfg["backend"]).from_config(dict(cfg["model"] or {}))
-    backend.prepare(pairs)  # seed statistics (region prior, residual scale, ...) into backend.config
+    backend.to(device)
+    backend.prepare(pairs, style)  # seed statistics (region prior, residual scale, ...) into backend.config
     res = int(backend.config["resolution"])
     backend.enable_ema()
-    backend.to(device)
-    optimizer = torch.optim.Adam(backend.trainable(), lr=float(cfg["lr"]))
-    use_amp = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    params = backend.trainable()
+    optimizer = torch.optim.Adam(params, lr=float(cfg["lr"]))
+    amp = str(cfg.get("mixed_precision", "fp16"))
+    use_amp = device.type == "cuda" and amp in ("fp16", "bf16")
+    amp_dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp == "fp16")
     start_epoch = 0
     latest = _latest_checkpoint(out) if resume else None
     if latest:
-        state = torch.load(latest[1], map_location="cpu", weights_only=False)
-        backend.load_state_dict(state["weights"])
+        ckpt = torch.load(latest[1], map_location="cpu", weights_only=False)
+        base = (ckpt.get("teacher_config") or {}).get("base")
+        if base and backend.base_info() and base.get("fingerprint") != backend.base_info().get("fingerprint"):
+            raise TinyBeautyError(f"--resume: {latest[1].name} was trained on another base ({base.get('path')}); "
+                                  "pass --sd-path of that base or train into a new --out")
+        backend.load_state_dict(ckpt["weights"])
         backend.to(device)
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        start_epoch = int(state["epoch"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+        start_epoch = int(ckpt["epoch"])
         log.info("resuming from %s", latest[1])
-    out.mkdir(parents=True, exist_ok=True)
     teacher_cfg = {"backend": backend.name, "style": style, "seeds": str(seeds), "seed_count": len(pairs),
                    "size": int(pairs[0].before.shape[0]), "energy_ref": region_energy(pairs),
                    "train": {k: v for k, v in cfg.items() if k != "model"}, "model": backend.config}
     if backend.base_info() is not None:
         teacher_cfg["base"] = backend.base_info()
-    write_text_atomic(out / CONFIG, yaml.safe_dump(teacher_cfg, sort_keys=False))
-    logger = _Logger(out, cfg, fresh=start_epoch == 0)
-    held_out = _held_out_faces(int(cfg["held_out_faces"]), pairs[0].before.shape[0])
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out / CONFIG, yaml.safe_dump(teacher_cfg, sort_keys=False))
+        logger = _Logger(out, cfg, fresh=start_epoch == 0)
+        held_out = _held_out_faces(int(cfg["held_out_faces"]), pairs[0].before.shape[0])
     radius = float(backend.config["feather_radius"])
     bs, accum = max(1, int(cfg["batch_size"])), max(1, int(cfg["grad_accum"]))
     epochs = int(cfg["epochs"])
-    gen = torch.Generator(device=device).manual_seed(int(cfg["seed"]) + start_epoch)
+    gen = torch.Generator(device=device).manual_seed(int(cfg["seed"]) + start_epoch + 1_000_003 * rank)
 
     def checkpoint(epoch: int) -> dict:
         return {"backend": backend.name, "model_config": backend.config, "weights": backend.state_dict(),
@@ -209,7 +276,7 @@ def train_teacher(seeds: str | os.PathLike, out: str | os.PathLike, config: dict
                 "teacher_config": teacher_cfg}
 
     it = range(start_epoch, epochs)
-    if progress:
+    if progress and main:
         from tqdm import tqdm
 
         it = tqdm(it, desc="teacher train", unit="epoch", initial=start_epoch, total=epochs)
@@ -218,33 +285,43 @@ def train_teacher(seeds: str | os.PathLike, out: str | os.PathLike, config: dict
         backend.train()
         rng = np.random.default_rng([int(cfg["seed"]), epoch])
         order = rng.permutation(len(pairs))
+        if world > 1:  # the order is shared; each process augments its own items
+            rng = np.random.default_rng([int(cfg["seed"]), epoch, rank])
+        batches = _epoch_batches(order, bs, rank, world)
         parts_sum: Counter = Counter()
         n_batches = 0
         optimizer.zero_grad(set_to_none=True)
-        for b, start in enumerate(range(0, len(order), bs)):
-            items = [augment_pair(pairs[i], rng, cfg["augment"]) for i in order[start:start + bs]]
+        for b, idx in enumerate(batches):
+            items = [augment_pair(pairs[i], rng, cfg["augment"]) for i in idx]
             batch = make_batch(items, res, radius, device)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+            with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
                 loss, parts = backend.training_loss(batch, generator=gen)
             scaler.scale(loss / accum).backward()
-            last = start + bs >= len(order)
+            last = b == len(batches) - 1
             if (b + 1) % accum == 0 or last:
+                if world > 1:
+                    _average_gradients(params, world)
                 scaler.step(optimizer)
                 scaler.update()
                 optimizer.zero_grad(set_to_none=True)
                 backend.after_step()
             parts_sum.update(parts)
             n_batches += 1
-        rec = {"epoch": epoch + 1, **{k: v / n_batches for k, v in parts_sum.items()},
+        done = epoch + 1
+        if not main:
+            continue
+        rec = {"epoch": done, **{k: v / n_batches for k, v in parts_sum.items()},
                "alpha": float(backend.head.alpha.detach()),
                "region_weights": [round(float(w), 4) for w in backend.head.fgmm.region_weights.detach()],
                "elapsed_s": round(time.perf_counter() - t0, 2)}
         logger.log(rec)
         if progress:
             it.set_postfix(loss=f"{rec['loss']:.4f}")
-        done = epoch + 1
         if done % int(cfg["sample_every"]) == 0 or done == epochs:
             _save(out / f"dda_checkpoint_epoch_{done}.pt", checkpoint(done))
             with backend.ema_weights():
                 save_sample_grid(out / f"sample_epoch_{done}.png", backend, pairs, held_out, cfg["sample_steps"])
-    return write_final(out, backend, teacher_cfg, epochs)
+    final = write_final(out, backend, teacher_cfg, epochs) if main else None
+    if state:
+        state.wait_for_everyone()
+    return final or out

@@ -154,7 +154,8 @@ def _one_error(capsys) -> str:
     return err[0]
 
 
-def test_bad_inputs_one_error_line(tmp_path, capsys, tiny_teacher):
+def test_bad_inputs_one_error_line(tmp_path, capsys, tiny_teacher, monkeypatch):
+    monkeypatch.delenv("TINYBEAUTY_SD_PATH", raising=False)
     empty = tmp_path / "empty"
     empty.mkdir()
     assert cli_main(["teacher", "train", "--seeds", str(empty), "--out", str(tmp_path / "t")]) == 2

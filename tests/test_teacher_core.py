@@ -123,7 +123,8 @@ def test_sampling_is_per_pair_and_batch_independent():
     assert not torch.allclose(together[0], together[1])
 
 
-def test_backend_registry_and_sd15_stub():
+def test_backend_registry_and_sd15_needs_a_path(monkeypatch):
+    monkeypatch.delenv("TINYBEAUTY_SD_PATH", raising=False)
     assert {"tiny-ddpm", "sd15-lora"} <= set(available_backends())
     with pytest.raises(TinyBeautyError, match="unknown teacher backend"):
         get_backend("nope")

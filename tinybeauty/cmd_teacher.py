@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 
 def register(sub) -> None:
@@ -19,7 +20,8 @@ def register(sub) -> None:
     tr.add_argument("--profile", default="demo", help="demo (2-core CPU) | paper (one GPU) | FILE.yaml")
     tr.add_argument("--resume", action="store_true", help="continue from the newest epoch checkpoint")
     tr.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
-    tr.add_argument("--sd-path", default=None, help="local Stable Diffusion 1.5 folder (sd15-lora backend)")
+    tr.add_argument("--sd-path", default=None, help="local Stable Diffusion 1.5 folder, diffusers layout (sd15-lora "
+                    "backend; default $TINYBEAUTY_SD_PATH); read offline, never downloaded")
     tr.add_argument("--device", default=None, help="auto | cpu | cuda | mps")
     tr.set_defaults(func=run_train)
 
@@ -31,6 +33,8 @@ def register(sub) -> None:
     fi.add_argument("--steps", type=int, default=None, help="sampler steps (default: the teacher's)")
     fi.add_argument("--json", default=None, help="write the report here")
     fi.add_argument("--grid", default=None, help="write a before|teacher|renderer grid here")
+    fi.add_argument("--sd-path", default=None, help="where the sd15-lora teacher's base lives here (default: "
+                    "$TINYBEAUTY_SD_PATH, then the path recorded at training; a different base is refused)")
     fi.add_argument("--device", default="auto")
     fi.set_defaults(func=run_fidelity)
 
@@ -47,19 +51,26 @@ def register(sub) -> None:
     am.add_argument("--profile", default="demo", help="demo | paper | FILE.yaml (its amplify: section)")
     am.add_argument("--parser", default=None, help="region parser for photo folders: auto|mediapipe|facer")
     am.add_argument("--upscaler", default=None, help="local Real-ESRGAN/SwinIR weights for low-res outputs")
+    am.add_argument("--sd-path", default=None, help="where the sd15-lora teacher's base lives here (default: "
+                    "$TINYBEAUTY_SD_PATH, then the path recorded at training; a different base is refused)")
     am.add_argument("--device", default=None)
     am.set_defaults(func=run_amplify)
 
 
+def _sd_path(args) -> str | None:
+    """--sd-path, else $TINYBEAUTY_SD_PATH (both name the local Stable Diffusion folder)."""
+    return args.sd_path or os.environ.get("TINYBEAUTY_SD_PATH") or None
+
+
 def run_train(args) -> int:
     from makeup.config import load_profile, merge, section
-    from teacher.train import train_teacher
+    from teacher.train import teacher_section, train_teacher
 
-    cfg = section(load_profile(args.profile), "teacher")
-    over = {"backend": args.backend, "epochs": args.epochs, "device": args.device}
+    cfg = teacher_section(section(load_profile(args.profile), "teacher"), args.backend)
+    over = {"epochs": args.epochs, "device": args.device}
     cfg = merge(cfg, over)
-    if args.sd_path:
-        cfg["model"] = {**(cfg.get("model") or {}), "sd_path": args.sd_path}
+    if _sd_path(args):
+        cfg["model"] = {**(cfg.get("model") or {}), "sd_path": _sd_path(args)}
     final = train_teacher(args.seeds, args.out, cfg, resume=args.resume)
     print(f"teacher: {final}")
     return 0
@@ -69,7 +80,7 @@ def run_fidelity(args) -> int:
     from teacher.fidelity import teacher_fidelity
     from teacher.inference import load_teacher
 
-    teacher = load_teacher(args.teacher, args.device)
+    teacher = load_teacher(args.teacher, args.device, overrides={"sd_path": _sd_path(args)})
     report = teacher_fidelity(teacher, args.style, args.count, args.batch, args.steps, args.json, args.grid)
     print(json.dumps(report, indent=2))
     return 0
@@ -77,18 +88,18 @@ def run_fidelity(args) -> int:
 
 def run_amplify(args) -> int:
     from makeup.config import load_profile, merge, section
-    from teacher.amplify import amplify, launched_processes
+    from teacher.amplify import amplify, amplify_section, launched_processes
     from teacher.inference import load_teacher
 
-    cfg = merge(section(load_profile(args.profile), "amplify"),
-                {"batch": args.batch, "seed": args.seed, "steps": args.steps, "parser": args.parser,
-                 "device": args.device})
-    device = cfg.get("device", "auto")
+    profile = section(load_profile(args.profile), "amplify")
+    over = {"batch": args.batch, "seed": args.seed, "steps": args.steps, "parser": args.parser, "device": args.device}
+    device = merge(profile, over).get("device", "auto")
     if device == "auto" and launched_processes() > 1:  # one GPU per process under `accelerate launch`
         from teacher.amplify import launch_state
 
         device = str(launch_state().device)
-    teacher = load_teacher(args.teacher, device, upscaler=args.upscaler)
+    teacher = load_teacher(args.teacher, device, upscaler=args.upscaler, overrides={"sd_path": _sd_path(args)})
+    cfg = merge(amplify_section(profile, teacher.config.get("backend", "tiny-ddpm")), over)
     report = amplify(teacher, args.faces, args.count, args.out, cfg)
     if report:
         print(json.dumps(report, indent=2))

@@ -9,8 +9,9 @@ What a backend provides (the contract):
 * ``from_config(config) -> backend``; ``.config`` (JSON/YAML-able, enough to rebuild it: after
   :meth:`TeacherBackend.prepare` it holds the seed statistics too). Every config has ``resolution`` (the working
   size the conditions are built at), ``feather_radius`` (soft region masks) and ``sample_steps``.
-* ``prepare(pairs)``: config preparation from the seed pairs (items with ``before``, ``after``, ``labels``):
-  region prior, residual scale, whatever the backend derives from the seeds; explicit config keys win.
+* ``prepare(pairs, style)``: config preparation from the seed pairs (items with ``before``, ``after``,
+  ``labels``) and the look's name: region prior, residual scale, whatever the backend derives from the seeds;
+  explicit config keys win. Called after ``to(device)``.
 * ``trainable()``: the parameters the optimizer, the EMA and data-parallel gradient averaging see (frozen
   weights, such as a pretrained base, are not among them).
 * ``train(mode)``, ``to(device)``.
@@ -56,7 +57,7 @@ class TeacherBackend:
     def head(self):
         raise NotImplementedError
 
-    def prepare(self, pairs) -> None:
+    def prepare(self, pairs, style: str | None = None) -> None:
         raise NotImplementedError
 
     def trainable(self) -> list:

@@ -105,7 +105,7 @@ class TinyDDPMBackend(TeacherBackend):
         self.device = torch.device("cpu")
 
     # --- seed statistics -----------------------------------------------------------------------------
-    def prepare(self, pairs) -> None:
+    def prepare(self, pairs, style: str | None = None) -> None:
         """Region prior (each region's mean seed residual) and the residual scale that gives the seeds'
         corrections to that prior about unit spread; config keys given explicitly are kept."""
         cfg, res = self.config, int(self.config["resolution"])
