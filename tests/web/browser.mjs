@@ -20,7 +20,9 @@ const context = await chromium.launchPersistentContext(userDataDir, {
   executablePath,
   headless: true,
   args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-         '--disable-component-update', '--disable-sync', '--use-fake-ui-for-media-stream'],
+         '--disable-component-update', '--disable-sync',
+         // A synthetic camera (a moving test pattern) and no permission prompt, for the webcam path.
+         '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream'],
   viewport: {width: 1100, height: 1000},
   acceptDownloads: true,
 });

@@ -223,6 +223,27 @@ def test_screenshot_is_saved(page):
     _record("screenshot", str(path.relative_to(ROOT)))
 
 
+def test_camera_frames_run_through_the_pipeline(page):
+    """Chromium's synthetic camera (a test pattern, no face): VIDEO-mode landmarks, model and paste-back run
+    per frame, the page says it used the centred square, and stopping returns the landmarker to IMAGE mode."""
+    browser = page["browser"]
+    browser.eval("() => document.getElementById('webcam').click()")
+    frame = None
+    for _ in range(200):
+        frame = browser.eval("() => { const f = window.tinybeauty.lastFrame(); "
+                             "return f && {w: f.width, h: f.height, face: f.face, t: f.timings}; }")
+        if frame and (frame["w"], frame["h"]) != (512, 512):
+            break
+        time.sleep(0.05)
+    browser.eval("() => document.getElementById('webcam').click()")  # stop
+    assert frame and (frame["w"], frame["h"]) == (640, 480), frame
+    assert frame["face"] is False and frame["t"]["model_ms"] > 0
+    assert "centred square" in browser.eval("() => document.getElementById('timings').textContent")
+    time.sleep(0.3)
+    browser.eval("async () => { await window.tinybeauty.loadSample(); }")  # IMAGE mode again, a face again
+    assert browser.eval("() => window.tinybeauty.lastFrame().face") is True
+
+
 def test_no_request_leaves_127_0_0_1(page):
     """Closing the landmarker makes tasks-vision flush its usage log: the CSP must keep it on the page."""
     browser = page["browser"]
