@@ -65,6 +65,9 @@ def test_page_starts_cross_origin_isolated_with_bundled_model(page):
     assert info["model"] == "tinybeauty.tflite" and info["size"] == 256 and info["landmarker"] is True
     card = json.loads((page["assets"] / "model_card.json").read_text())
     assert info["alignment"] == card["alignment"]
+    # Headless Chromium without a GPU has no WebGPU adapter: the panel offers only what can run.
+    backends = page["browser"].eval("() => Array.from(document.querySelectorAll('#bench-backend option'), (o) => o.value)")
+    assert backends == ["wasm"]
     _record("page_load_s", round(page["load_s"], 2))
 
 

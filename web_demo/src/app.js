@@ -294,7 +294,7 @@ async function setupBenchPanel() {
   const most = await maxThreads();
   threadSelect.replaceChildren(...Array.from({length: most}, (_, i) => new Option(String(i + 1), String(i + 1))));
   threadSelect.value = String(Math.min(2, most));
-  if (webGpuAvailable()) $('bench-backend').append(new Option('WebGPU', 'webgpu'));
+  if (await webGpuAvailable()) $('bench-backend').append(new Option('WebGPU', 'webgpu'));
   if (!globalThis.crossOriginIsolated) {
     $('bench-note').textContent = 'not cross-origin isolated: 1 thread only (serve with web_demo/serve.py)';
   }

@@ -22,8 +22,13 @@ export async function maxThreads() {
   return threads ? Math.max(1, navigator.hardwareConcurrency || 1) : 1;
 }
 
-export function webGpuAvailable() {
-  try { return isWebGPUSupported(); } catch { return false; }
+/** True when the browser has WebGPU and an adapter (headless Chromium without a GPU has none). */
+export async function webGpuAvailable() {
+  try {
+    return isWebGPUSupported() && Boolean(await navigator.gpu?.requestAdapter());
+  } catch {
+    return false;
+  }
 }
 
 /** True when the bytes carry the TFLite flatbuffer identifier ("TFL3" at offset 4). */
