@@ -110,7 +110,7 @@ def profile(work) -> Path:
     p = work / "profile.yaml"
     p.write_text(yaml.safe_dump({
         "teacher": {"backend": "tiny-ddpm", "epochs": 99, "model": {"resolution": 32, "base_channels": 8},
-                    "sd15-lora": {"epochs": 2, "batch_size": 5, "sample_every": 2, "held_out_faces": 0,
+                    "sd15-lora": {"epochs": 2, "batch_size": 5, "sample_every": 2, "held_out_faces": 0, "sample_steps": 1,
                                   "lr": 1e-3, "device": "cpu", "model": SD_MODEL}},
         "amplify": AMP_CFG}))
     return p

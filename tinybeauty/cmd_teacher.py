@@ -72,7 +72,8 @@ def run_train(args) -> int:
     if _sd_path(args):
         cfg["model"] = {**(cfg.get("model") or {}), "sd_path": _sd_path(args)}
     final = train_teacher(args.seeds, args.out, cfg, resume=args.resume)
-    print(f"teacher: {final}")
+    if os.environ.get("RANK", "0") == "0":  # one line under `accelerate launch`, from the process that wrote it
+        print(f"teacher: {final}")
     return 0
 
 

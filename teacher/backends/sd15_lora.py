@@ -89,8 +89,17 @@ def resolve_sd_path(path) -> Path:
 
 
 def _file_variant(name: str) -> str | None:
+    """``diffusion_pytorch_model.fp16.safetensors`` / ``...fp16-00001-of-00002.safetensors`` -> "fp16"."""
     parts = name.split(".")
-    return parts[1] if len(parts) == 3 else None
+    return parts[1].split("-")[0] if len(parts) == 3 else None
+
+
+def _weight_files(folder: Path, variant: str | None) -> list[Path]:
+    """The weight files diffusers loads from ``folder``: safetensors of the variant when there are any,
+    else its .bin files (so removing an unused .bin beside the safetensors does not change the base)."""
+    files = [f for f in sorted(folder.iterdir()) if f.is_file() and _file_variant(f.name) == variant]
+    safe = [f for f in files if f.suffix == ".safetensors"]
+    return safe or [f for f in files if f.suffix == ".bin"]
 
 
 def fingerprint_base(root: Path, variant: str | None = None, block: int = 1 << 16, spread: int = 32) -> str:
@@ -102,17 +111,17 @@ def fingerprint_base(root: Path, variant: str | None = None, block: int = 1 << 1
     h = hashlib.sha256()
     for sub in ("unet", "vae", "scheduler"):
         for f in sorted((root / sub).iterdir()):
-            if not f.is_file():
+            if not f.is_file() or f.suffix != ".json":
                 continue
-            if f.suffix == ".json":
-                try:
-                    data = json.loads(f.read_text(encoding="utf-8"))
-                except (OSError, ValueError):
-                    raise TinyBeautyError(f"--sd-path {root}: {sub}/{f.name} is not valid JSON") from None
-                if isinstance(data, dict):
-                    data = {k: v for k, v in data.items() if not k.startswith("_")}  # versions, paths
-                h.update(f"{sub}/{f.name}:{json.dumps(data, sort_keys=True)}".encode())
-            elif f.suffix in (".safetensors", ".bin") and _file_variant(f.name) == variant:
+            try:
+                data = json.loads(f.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                raise TinyBeautyError(f"--sd-path {root}: {sub}/{f.name} is not valid JSON") from None
+            if isinstance(data, dict):
+                data = {k: v for k, v in data.items() if not k.startswith("_")}  # versions, paths
+            h.update(f"{sub}/{f.name}:{json.dumps(data, sort_keys=True)}".encode())
+        if sub != "scheduler":
+            for f in _weight_files(root / sub, variant):
                 size = f.stat().st_size
                 h.update(f"{sub}/{f.name}:{size}".encode())
                 with open(f, "rb") as fh:
