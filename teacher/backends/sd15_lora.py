@@ -158,6 +158,9 @@ class SD15LoRABackend(TeacherBackend):
         self.config = cfg = {**DEFAULTS, **(config or {})}
         if cfg["sampler"] != "dpmsolver++":
             raise TinyBeautyError(f"sd15-lora: sampler must be dpmsolver++, got {cfg['sampler']!r}")
+        if cfg["base_dtype"] not in ("auto", "float32", "float16", "bfloat16"):
+            raise TinyBeautyError(f"sd15-lora: base_dtype must be auto, float32, float16 or bfloat16, "
+                                  f"got {cfg['base_dtype']!r}")
         root = resolve_sd_path(cfg["sd_path"])
         variant = cfg["variant"]
         fingerprint = fingerprint_base(root, variant)
@@ -183,9 +186,10 @@ class SD15LoRABackend(TeacherBackend):
         self.vae.eval()
         self.latent_channels = int(self.vae.config.latent_channels)
         self.vae_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
-        if int(cfg["resolution"]) % self.vae_factor:
-            raise TinyBeautyError(f"sd15-lora: resolution {cfg['resolution']} is not a multiple of the VAE's "
-                                  f"{self.vae_factor}x downsampling")
+        multiple = self.vae_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+        if int(cfg["resolution"]) % multiple:
+            raise TinyBeautyError(f"sd15-lora: resolution {cfg['resolution']} must be a multiple of {multiple} "
+                                  "(the VAE's and the UNet's downsampling)")
         self._widen_conv_in(self.unet.config.in_channels + self.latent_channels + len(MAKEUP_REGIONS))
         self.unet.add_adapter(LoraConfig(r=int(cfg["lora_rank"]), lora_alpha=float(cfg["lora_alpha"]),
                                          init_lora_weights="gaussian", target_modules=list(cfg["lora_targets"])))
