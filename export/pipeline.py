@@ -113,7 +113,7 @@ def _verify(fmt: ExportFormat, path: Path, qs, parity_set: ParitySet, cfg: dict,
                 "failures": [] if check["ok"] else [f"{fmt.name}: {reason}"]}
     exported = run_batched(fmt.runner_fn()(path), parity_set.sources)
     reference = run_torch(_reference(qs, fmt, details), parity_set.sources)
-    p = compare(exported, reference, parity_set.targets)
+    p = compare(exported, reference, parity_set.targets, parity_set)
     fails = parity_failures(p, cfg["min_psnr_vs_torch_db"], cfg["max_target_psnr_drop_db"])
     return {**p.to_dict(), "verified": not fails, "reason": "; ".join(fails) or None,
             "failures": [f"{fmt.name}: {f}" for f in fails]}

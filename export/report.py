@@ -34,6 +34,20 @@ def report_markdown(report: dict) -> str:
             f"| {name} | `{r['path']}` | {r['bytes']:,} | {100 * r['bytes'] / budget:.1f} | "
             f"{_fmt(r['psnr_vs_torch'])} | {_fmt(r['psnr_vs_target'])} | {_fmt(r.get('torch_psnr_vs_target'))} | "
             f"{_fmt(r['max_abs_diff'], '.4f')} | {_fmt(r['verified'])} | {note} |")
+    looks = {n: r for n, r in report["formats"].items() if r.get("fidelity")}
+    if looks:
+        from makeup.metrics import FIDELITY_REGIONS
+
+        lines += ["", "Look fidelity vs the target, per region (recovery: 1 = the whole look, 0 = the unchanged "
+                  "face; spill in 0..255 and % of pixels visibly painted where the look puts nothing):", "",
+                  "| format | " + " | ".join(FIDELITY_REGIONS) + " | spill | visible % | PSNR gain (dB) |",
+                  "|---|" + "---:|" * (len(FIDELITY_REGIONS) + 3)]
+        for name, r in looks.items():
+            for label, fid in ((name, r["fidelity"]), (f"{name} (PyTorch)", r.get("torch_fidelity"))):
+                if fid:
+                    rec = " | ".join(_fmt(fid["recovery"][k], ".3f") for k in FIDELITY_REGIONS)
+                    lines.append(f"| {label} | {rec} | {_fmt(fid['spill'], '.3f')} | "
+                                 f"{_fmt(fid['visible_spill'], '.2f')} | {_fmt(fid['psnr_gain'])} |")
     if report["failures"]:
         lines += ["", "## Failures", ""] + [f"- {f}" for f in report["failures"]]
     th = report["thresholds"]
@@ -88,4 +102,7 @@ def model_card(qs, report: dict, student_config: dict | None) -> dict:
         "macs": int(count_macs(qs.float_model, size)),
         "quantization": report["quantization"],
         "student_config": student_config,
+        # Where and how far the look changes each region (makeup.gate.LookGate): apps clip the model's change
+        # to these per-region ranges over the photo's own parsed regions (tinybeauty apply does by default).
+        "look_gate": qs.meta.get("look_gate"),
     }

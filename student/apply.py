@@ -1,6 +1,12 @@
-"""``tinybeauty apply``: full-size photo -> aligned 256 crop -> student -> paste back -> same-size photo."""
+"""``tinybeauty apply``: full-size photo -> aligned 256 crop -> student -> look gate -> paste back -> same-size photo.
+
+The look gate (``makeup.gate.LookGate``, from the checkpoint's meta or the ``model_card.json`` beside an exported
+file) clips the student's change to the range the look shows in each region, over regions parsed from the
+photo's own face mesh: a model that learned on synthetic faces cannot paint red on a real nose.
+"""
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -9,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from makeup.errors import NoFaceError, TinyBeautyError
+from makeup.gate import LookGate
 from makeup.io import list_images, load_image, save_image
 
 from .runtime import Runner, load_runner
@@ -25,14 +32,41 @@ def apply_to_crop(runner: Runner, crop: np.ndarray) -> np.ndarray:
     return np.round(y * 255.0).astype(np.uint8)
 
 
-def apply_to_photo(runner: Runner, photo: np.ndarray, name: str = "image", size: int = CROP_SIZE) -> np.ndarray:
+def gated_crop(runner: Runner, aligned, gate: LookGate | None) -> np.ndarray:
+    """The student's output for an aligned face, clipped by ``gate`` over the crop's face-mesh regions."""
+    from makeup.parsing import landmarks_to_labels
+
+    out = apply_to_crop(runner, aligned.crop)
+    if gate is None or aligned.landmarks is None:
+        return out
+    return gate.apply(aligned.crop, out, landmarks_to_labels(aligned.landmarks, aligned.crop.shape[:2]))
+
+
+def apply_to_photo(runner: Runner, photo: np.ndarray, name: str = "image", size: int = CROP_SIZE,
+                   gate: LookGate | None = None) -> np.ndarray:
     """Same-size uint8 photo, changed only inside the (feathered) face region. Raises NoFaceError."""
     from makeup.align import align_face, paste_back
 
     if runner.size is not None:
         size = runner.size[0]
     aligned = align_face(photo, size=size, name=name)
-    return paste_back(photo, apply_to_crop(runner, aligned.crop), aligned)
+    return paste_back(photo, gated_crop(runner, aligned, gate), aligned)
+
+
+def look_gate_of(model_path: str | os.PathLike) -> LookGate | None:
+    """The look gate a model carries: a checkpoint's meta, or ``model_card.json`` beside an exported file."""
+    path = Path(model_path)
+    if path.suffix == ".pt":
+        from .checkpoint import load_student
+
+        data = load_student(path).meta.get("look_gate")
+    else:
+        card = path.parent / "model_card.json"
+        try:
+            data = json.loads(card.read_text(encoding="utf-8")).get("look_gate") if card.is_file() else None
+        except (OSError, ValueError):
+            raise TinyBeautyError(f"{card}: unreadable model card (needed for the look gate; --no-gate skips it)")
+    return LookGate.from_dict(data) if data else None
 
 
 @dataclass
@@ -42,9 +76,15 @@ class ApplyReport:
 
 
 def apply_path(model: Runner | str | os.PathLike, input_path: str | os.PathLike, out_path: str | os.PathLike,
-               progress: bool = True) -> ApplyReport:
-    """One photo -> one file, or a folder -> a folder (photos without a face are skipped and listed)."""
+               progress: bool = True, gate: bool = True) -> ApplyReport:
+    """One photo -> one file, or a folder -> a folder (photos without a face are skipped and listed).
+    ``gate``: clip the change with the model's look gate (a model without one is applied ungated, with a
+    warning)."""
     runner = model if isinstance(model, Runner) else load_runner(model)
+    look_gate = look_gate_of(runner.path) if gate else None
+    if gate and look_gate is None:
+        log.warning("%s carries no look gate (older checkpoint or no model_card.json beside it): applied ungated",
+                    runner.path.name)
     src, out = Path(input_path), Path(out_path)
     report = ApplyReport()
     if not src.exists():
@@ -52,7 +92,7 @@ def apply_path(model: Runner | str | os.PathLike, input_path: str | os.PathLike,
     if src.is_file():
         if out.is_dir():
             out = out / f"{src.stem}.png"
-        save_image(out, apply_to_photo(runner, load_image(src), name=str(src)))
+        save_image(out, apply_to_photo(runner, load_image(src), name=str(src), gate=look_gate))
         report.written.append(out)
         return report
     photos = list_images(src)
@@ -64,7 +104,7 @@ def apply_path(model: Runner | str | os.PathLike, input_path: str | os.PathLike,
 
     for photo in tqdm(photos, desc="apply", unit="photo", disable=not progress):
         try:
-            result = apply_to_photo(runner, load_image(photo), name=str(photo))
+            result = apply_to_photo(runner, load_image(photo), name=str(photo), gate=look_gate)
         except NoFaceError:
             report.no_face.append(photo)
             continue

@@ -1,4 +1,4 @@
-"""``tinybeauty eval``: PSNR / SSIM / LPIPS of any student artifact on a pair dataset."""
+"""``tinybeauty eval``: PSNR / SSIM / LPIPS and look fidelity of any student artifact on a pair dataset."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import numpy as np
 
 from makeup.errors import TinyBeautyError
 from makeup.io import write_text_atomic
-from makeup.metrics import load_lpips, psnr_per_image, ssim_per_image
+from makeup.metrics import LookFidelity, load_lpips, ssim_per_image
 from makeup.pairs import PairDataset, PairTorchDataset, split_ids
 
 from .runtime import Runner, load_runner
@@ -16,15 +16,11 @@ from .runtime import Runner, load_runner
 SPLITS = ("val", "all")
 
 
-def _capped_psnr(pred: np.ndarray, target: np.ndarray) -> list[float]:
-    """Per-image PSNR of NHWC [0, 1] batches; identical images count 100 dB instead of inf."""
-    return list(np.minimum(psnr_per_image(pred, target, 1.0), 100.0))
-
-
 def evaluate(model: Runner | str | os.PathLike, pairs_dir: str | os.PathLike, split: str = "val",
              batch_size: int = 8, val_fraction: float = 0.1, progress: bool = False) -> dict:
-    """{"psnr", "ssim", "lpips" (None without local LPIPS weights), "count"} against the pairs' targets, plus
-    "psnr_identity": the same PSNR for the unchanged before images (the do-nothing baseline a model must beat)."""
+    """Scores against the pairs' targets: {"psnr", "ssim", "lpips" (None without local LPIPS weights), "count",
+    "psnr_identity" (the unchanged before images: the do-nothing baseline), "psnr_gain", "recovery" {eyes, lips,
+    skin, brows}, "spill", "visible_spill"} (look fidelity: ``makeup.metrics.LookFidelity``)."""
     if split not in SPLITS:
         raise TinyBeautyError(f"unknown split {split!r}: choose one of {SPLITS}")
     runner = model if isinstance(model, Runner) else load_runner(model)
@@ -35,26 +31,63 @@ def evaluate(model: Runner | str | os.PathLike, pairs_dir: str | os.PathLike, sp
     size = runner.size[0] if runner.size and runner.size[0] == runner.size[1] else None
     data = PairTorchDataset(pairs, ids, size=size, cache=False)
     lpips_metric = load_lpips()
-    psnrs, ssims, lpipss, identity = [], [], [], []
+    ssims, lpipss = [], []
+    fidelity = LookFidelity()
     from tqdm import tqdm
 
     for i in tqdm(range(0, len(data), batch_size), desc="eval", unit="batch", disable=not progress):
         items = [data[j] for j in range(i, min(i + batch_size, len(data)))]
         src = np.stack([it["source"].numpy() for it in items])
         tgt = np.stack([it["target"].numpy() for it in items])
+        labels = np.stack([it["mask"].numpy() for it in items])
         pred = np.clip(runner(src), 0.0, 1.0)
-        p, t = pred.transpose(0, 2, 3, 1), tgt.transpose(0, 2, 3, 1)
-        psnrs += _capped_psnr(p, t)
-        identity += _capped_psnr(src.transpose(0, 2, 3, 1), t)
+        p, s, t = (x.transpose(0, 2, 3, 1) for x in (pred, src, tgt))
+        fidelity.update(p, s, t, labels)
         ssims += list(ssim_per_image(p, t, 1.0))
         if lpips_metric is not None:
             import torch
 
             lpipss.append(lpips_metric(torch.from_numpy(pred), torch.from_numpy(tgt)) * len(items))
-    return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)),
+    fid = fidelity.result()
+    return {"psnr": fid["psnr"], "ssim": float(np.mean(ssims)),
             "lpips": float(sum(lpipss) / len(ids)) if lpips_metric is not None else None, "count": len(ids),
-            "psnr_identity": float(np.mean(identity))}
+            "psnr_identity": fid["psnr_identity"], "psnr_gain": fid["psnr_gain"], "recovery": fid["recovery"],
+            "spill": fid["spill"], "visible_spill": fid["visible_spill"]}
 
 
 def write_eval_json(path: str | os.PathLike, result: dict) -> None:
     write_text_atomic(path, json.dumps(result, indent=2) + "\n")
+
+
+def photo_fidelity(model: Runner | str | os.PathLike, photo: np.ndarray, style, name: str = "photo",
+                   grid: str | os.PathLike | None = None) -> dict:
+    """Look fidelity on a real photo, with the renderer as truth: the photo is aligned, its crop parsed from
+    its own face mesh, the style rendered on the crop (truth), and the model's output scored against it,
+    without and with the model's look gate (``makeup.gate.LookGate``). ``grid`` saves photo crop | renderer |
+    model | model gated, with the figures as caption."""
+    from makeup.align import align_face
+    from makeup.metrics import format_fidelity, look_fidelity
+    from makeup.parsing import landmarks_to_labels
+    from makeup.render import render_makeup
+
+    from .apply import apply_to_crop, look_gate_of
+
+    runner = model if isinstance(model, Runner) else load_runner(model)
+    size = runner.size[0] if runner.size else 256
+    aligned = align_face(photo, size=size, name=name)
+    labels = landmarks_to_labels(aligned.landmarks, aligned.crop.shape[:2])
+    truth = render_makeup(aligned.crop, labels, style)
+    raw = apply_to_crop(runner, aligned.crop)
+    gate = look_gate_of(runner.path)
+    outs = {"ungated": raw} | ({"gated": gate.apply(aligned.crop, raw, labels)} if gate is not None else {})
+    result = {}
+    for key, out in outs.items():
+        fid = look_fidelity(out, aligned.crop, truth, labels)
+        result[key] = {k: fid[k] for k in ("recovery", "spill", "visible_spill", "psnr", "psnr_identity", "psnr_gain")}
+    if grid:
+        from makeup.grid import save_grid
+
+        save_grid(grid, [[aligned.crop, truth] + list(outs.values())],
+                  titles=["photo (aligned)", "renderer (truth)"] + [f"model {k}" for k in outs],
+                  caption=" || ".join(f"{k}: {format_fidelity(v)}" for k, v in result.items()))
+    return result

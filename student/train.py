@@ -1,10 +1,12 @@
 """Student trainer: float epochs, then PT2E QAT epochs; validation, checkpoints, sample grids, metrics.
 
 OUT/tinybeauty_best_loss.pt   lowest val loss          OUT/metrics.jsonl        one record per epoch + events
-OUT/tinybeauty_best_psnr.pt   highest val PSNR         OUT/samples_epoch_N.png  source | prediction | target | |residual|
+OUT/tinybeauty_best_look.pt   best look score          OUT/samples_epoch_N.png  source | prediction | target | |residual|
+                              (``makeup.metrics.look_score``: worst region recovery less spill; whole-image PSNR
+                              cannot see a look that skips the lips)
 OUT/tinybeauty_final.pt       last epoch (QAT when qat_epochs > 0; this is what export converts)
 OUT/tinybeauty_last.pt        last epoch + optimizer/scheduler state (``--resume`` continues from it)
-OUT/summary.json              params, MACs, float vs QAT val PSNR, wall time
+OUT/summary.json              params, MACs, float vs QAT val PSNR and look fidelity, wall time
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from makeup.config import merge
 from makeup.errors import TinyBeautyError
 from makeup.grid import heatmap, save_grid
 from makeup.io import write_text_atomic
-from makeup.metrics import psnr_per_image, ssim_per_image
+from makeup.metrics import LookFidelity, format_fidelity, look_score, ssim_per_image
 from makeup.pairs import PairDataset, PairTorchDataset, split_ids
 from makeup.runtime import pick_device, seed_everything
 
@@ -46,18 +48,19 @@ TRAIN_DEFAULTS: dict = {
     "plateau_factor": 0.5,
     "plateau_patience": 3,
     "train_crop": None,      # random square crop side for training (None: whole images); the net is convolutional
+    "crop_focus": 0.75,      # share of crops centred on a pixel of a makeup region (eyes, lips, skin, brows)
     "val_fraction": 0.1,
     "max_val": None,         # cap on val pairs scored per epoch (None: all)
     "sample_every": 5,       # epochs between sample grids
     "sample_count": 4,
-    "loss": {"l1": 1.0, "eyeliner": 0.5, "lpips": 0.0},
+    "loss": {},              # student.losses.LossWeights overrides (term weights, soft_eps, spill_margin)
     "lpips_weights": None,
     "amp": True,             # mixed precision on CUDA (float phase)
     "seed": 0,
 }
 
 CKPT_BEST_LOSS = "tinybeauty_best_loss.pt"
-CKPT_BEST_PSNR = "tinybeauty_best_psnr.pt"
+CKPT_BEST_LOOK = "tinybeauty_best_look.pt"
 CKPT_FINAL = "tinybeauty_final.pt"
 CKPT_LAST = "tinybeauty_last.pt"
 METRICS = "metrics.jsonl"
@@ -68,12 +71,32 @@ SUMMARY = "summary.json"
 class TrainState:
     epoch: int = 0
     best_loss: float = math.inf
-    best_psnr: float = -math.inf
+    best_look: float = -math.inf
     float_val_psnr: float | None = None  # val PSNR when the float warm-up ended
+    float_val: dict | None = None  # val look fidelity when the float warm-up ended
     seconds: float = 0.0  # training wall time so far (summed across resumes)
 
     def to_dict(self) -> dict:
         return dict(vars(self))
+
+
+def look_of(pairs: PairDataset, ids: list[str], limit: int = 64) -> dict:
+    """What the pairs' look is: its style name (from the manifest) and :class:`makeup.gate.LookGate` (where and
+    how far it changes each region), from up to ``limit`` training pairs. Stored in every checkpoint's meta."""
+    from collections import Counter
+
+    from makeup.gate import LookGate
+
+    chosen = [pairs[i] for i in ids[:limit]]
+    styles = Counter(p.record.get("style") for p in chosen if p.record.get("style"))
+    gate = LookGate.from_pairs([p.source for p in chosen], [p.target for p in chosen], [p.mask for p in chosen])
+    return {"style": styles.most_common(1)[0][0] if styles else None, "look_gate": gate.to_dict()}
+
+
+def fidelity_of(scores: dict) -> dict:
+    """The look-fidelity part of a validation record, keyed as ``tinybeauty eval --json``."""
+    return {"psnr": scores["val_psnr"], "psnr_gain": scores["val_psnr_gain"], "recovery": scores["val_recovery"],
+            "spill": scores["val_spill"], "visible_spill": scores["val_visible_spill"]}
 
 
 def student_settings(section: dict | None = None, **overrides) -> dict:
@@ -116,8 +139,13 @@ def read_metrics(out_dir: str | os.PathLike) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def random_crop(batch: dict, side: int | None, rng: np.random.Generator) -> dict:
-    """The same random ``side`` crop of source, target and mask, drawn per sample."""
+def random_crop(batch: dict, side: int | None, rng: np.random.Generator, focus: float = 0.0) -> dict:
+    """The same random ``side`` crop of source, target and mask, drawn per sample.
+
+    With probability ``focus`` a crop is centred (with jitter) on a random pixel of a random makeup region
+    present in the sample, so small regions (lips, brows) are in the crop as often as the large skin; a
+    uniform crop of a 256 face at 96 px holds the lips only about a third of the time.
+    """
     h, w = batch["source"].shape[-2:]
     if not side or (side >= h and side >= w):
         return batch
@@ -125,6 +153,15 @@ def random_crop(batch: dict, side: int | None, rng: np.random.Generator) -> dict
     out = {k: [] for k in ("source", "target", "mask")}
     for i in range(batch["source"].shape[0]):
         y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        if focus > 0 and rng.random() < focus:
+            labels = batch["mask"][i].numpy()
+            present = [r for r in np.unique(labels) if r != 0]
+            if present:
+                ys, xs = np.nonzero(labels == present[int(rng.integers(len(present)))])
+                k = int(rng.integers(len(ys)))
+                jitter = rng.integers(-side // 4, side // 4 + 1, size=2)
+                y = int(np.clip(ys[k] - side // 2 + jitter[0], 0, h - side))
+                x = int(np.clip(xs[k] - side // 2 + jitter[1], 0, w - side))
         for k in out:
             out[k].append(batch[k][i, ..., y:y + side, x:x + side])
     return {k: torch.stack(v) for k, v in out.items()}
@@ -147,6 +184,7 @@ class StudentTrainer:
         self.train_set = PairTorchDataset(self.pairs, train_ids, augment=True, seed=settings["seed"])
         self.val_set = PairTorchDataset(self.pairs, val_ids, augment=False)
         self.config = StudentConfig.from_dict({**DEFAULT_CONFIG.to_dict(), **(settings.get("model") or {})})
+        self.look = look_of(self.pairs, train_ids or val_ids)
         self.loss_fn = StudentLoss(LossWeights.from_dict(settings["loss"]), settings.get("lpips_weights"))
         self.float_epochs = int(settings["epochs"])
         self.total_epochs = self.float_epochs + int(settings["qat_epochs"])
@@ -196,11 +234,11 @@ class StudentTrainer:
         bar = tqdm(loader, desc=f"epoch {epoch}/{self.total_epochs}{' qat' if qat else ''}", unit="batch",
                    disable=not self.progress, leave=False)
         for batch in bar:
-            batch = random_crop(batch, self.settings.get("train_crop"), rng)
+            batch = random_crop(batch, self.settings.get("train_crop"), rng, float(self.settings["crop_focus"]))
             src, tgt, mask = (batch[k].to(self.device) for k in ("source", "target", "mask"))
             with torch.autocast(self.device.type, enabled=use_amp):
                 pred = net(src)
-            loss, _ = self.loss_fn(pred.float(), tgt, mask)
+            loss, _ = self.loss_fn(pred.float(), tgt, mask, src)
             opt.zero_grad(set_to_none=True)
             if use_amp:
                 scaler.scale(loss).backward()
@@ -216,32 +254,40 @@ class StudentTrainer:
 
     @torch.no_grad()
     def _validate(self, net, qat: bool) -> tuple[dict, list]:
+        """Val loss, PSNR, SSIM and the look fidelity (``makeup.metrics.LookFidelity``) vs the pairs' targets."""
         if qat:
             set_qat_mode(net, train=False)
         else:
             net.eval()
-        losses, psnrs, ssims, samples = [], [], [], []
+        losses, ssims, samples = [], [], []
+        fidelity = LookFidelity()
         for i in range(0, len(self.val_set), 8):
             items = [self.val_set[j] for j in range(i, min(i + 8, len(self.val_set)))]
             src = torch.stack([it["source"] for it in items]).to(self.device)
             tgt = torch.stack([it["target"] for it in items]).to(self.device)
             mask = torch.stack([it["mask"] for it in items]).to(self.device)
             pred = net(src).float()
-            losses.append(float(self.loss_fn(pred, tgt, mask)[0]) * len(items))
-            p, t = pred.cpu().numpy().transpose(0, 2, 3, 1), tgt.cpu().numpy().transpose(0, 2, 3, 1)
-            psnrs += list(np.minimum(psnr_per_image(p, t, 1.0), 100.0))
+            losses.append(float(self.loss_fn(pred, tgt, mask, src)[0]) * len(items))
+            s, p, t = (x.cpu().numpy().transpose(0, 2, 3, 1) for x in (src, pred, tgt))
+            fidelity.update(p, s, t, mask.cpu())
             ssims += list(ssim_per_image(p, t, 1.0))
             if len(samples) < self.settings["sample_count"]:
-                for s, q, g in zip(src.cpu().numpy(), pred.cpu().numpy(), tgt.cpu().numpy()):
-                    samples.append((s.transpose(1, 2, 0), q.transpose(1, 2, 0), g.transpose(1, 2, 0)))
+                samples += list(zip(s, p, t))
         n = len(self.val_set)
-        return ({"val_loss": sum(losses) / n, "val_psnr": float(np.mean(psnrs)), "val_ssim": float(np.mean(ssims))},
-                samples[: self.settings["sample_count"]])
+        fid = fidelity.result()
+        scores = {"val_loss": sum(losses) / n, "val_psnr": fid["psnr"], "val_ssim": float(np.mean(ssims)),
+                  "val_psnr_identity": fid["psnr_identity"], "val_psnr_gain": fid["psnr_gain"],
+                  "val_recovery": fid["recovery"], "val_spill": fid["spill"],
+                  "val_visible_spill": fid["visible_spill"], "val_look_score": look_score(fid)}
+        return scores, samples[: self.settings["sample_count"]]
 
-    def _save_samples(self, epoch: int, samples: list) -> None:
+    def _save_samples(self, epoch: int, samples: list, scores: dict) -> None:
         rows = [[s, q, g, heatmap(q - s, scale=0.25)] for s, q, g in samples]
+        fid = {"recovery": scores["val_recovery"], "spill": scores["val_spill"],
+               "visible_spill": scores["val_visible_spill"], "psnr_gain": scores["val_psnr_gain"]}
         save_grid(self.out / f"samples_epoch_{epoch}.png", rows,
-                  titles=["source", "prediction", "target", "|residual|"])
+                  titles=["source", "prediction", "target", "|residual|"],
+                  caption=f"epoch {epoch}, {len(self.val_set)} val pairs: {format_fidelity(fid)}")
 
     # --- checkpoints -----------------------------------------------------------------------------------
     def _float_model_of(self, net, qat: bool):
@@ -285,8 +331,11 @@ class StudentTrainer:
                       disable=not self.progress)
         for epoch in epochs:
             if not qat and epoch > self.float_epochs:  # float warm-up done: switch to QAT
-                state.float_val_psnr = self._validate(net, qat=False)[0]["val_psnr"]
-                metrics.write({"event": "qat_start", "epoch": epoch, "float_val_psnr": state.float_val_psnr})
+                float_scores = self._validate(net, qat=False)[0]
+                state.float_val_psnr = float_scores["val_psnr"]
+                state.float_val = fidelity_of(float_scores)
+                metrics.write({"event": "qat_start", "epoch": epoch, "float_val_psnr": state.float_val_psnr,
+                               "float_val": state.float_val})
                 net, opt, sched = self._qat_phase(net.cpu())
                 qat = True
             t0 = time.perf_counter()
@@ -301,16 +350,17 @@ class StudentTrainer:
             record = {"epoch": epoch, "phase": "qat" if qat else "float", "train_loss": train_loss, **scores,
                       "lr": opt.param_groups[0]["lr"], "seconds": round(state.seconds, 2)}
             metrics.write(record)
-            epochs.set_postfix(loss=f"{train_loss:.4f}", psnr=f"{scores['val_psnr']:.2f}")
-            meta = {"epoch": epoch, "phase": record["phase"], **scores, "pairs": str(self.pairs.root)}
+            epochs.set_postfix(loss=f"{train_loss:.4f}", psnr=f"{scores['val_psnr']:.2f}",
+                               look=f"{scores['val_look_score']:.2f}")
+            meta = {"epoch": epoch, "phase": record["phase"], **scores, **self.look, "pairs": str(self.pairs.root)}
             if scores["val_loss"] < state.best_loss:
                 state.best_loss = scores["val_loss"]
                 self._save(CKPT_BEST_LOSS, net, qat, meta)
-            if scores["val_psnr"] > state.best_psnr:
-                state.best_psnr = scores["val_psnr"]
-                self._save(CKPT_BEST_PSNR, net, qat, meta)
+            if scores["val_look_score"] > state.best_look:
+                state.best_look = scores["val_look_score"]
+                self._save(CKPT_BEST_LOOK, net, qat, meta)
             if epoch % self.settings["sample_every"] == 0 or epoch == self.total_epochs:
-                self._save_samples(epoch, samples)
+                self._save_samples(epoch, samples, scores)
             trainer = {"state": state.to_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                        "settings_epochs": [self.float_epochs, self.total_epochs]}
             self._save(CKPT_LAST, net, qat, meta, trainer=trainer)
@@ -340,17 +390,21 @@ class StudentTrainer:
 
     def _finish(self, net, qat: bool, state: TrainState, metrics: MetricsLog) -> dict:
         scores, _ = self._validate(net, qat)
-        final_meta = {"epoch": state.epoch, "phase": "qat" if qat else "float", **scores,
+        final_meta = {"epoch": state.epoch, "phase": "qat" if qat else "float", **scores, **self.look,
                       "pairs": str(self.pairs.root)}
         self._save(CKPT_FINAL, net, qat, final_meta)
         model = build_model(self.config)
         summary = {
             "params": count_params(model), "macs_256": count_macs(model), "config": self.config.to_dict(),
+            "style": self.look["style"], "look_regions": self.look["look_gate"]["regions"],
             "train_pairs": len(self.train_set), "val_pairs": len(self.val_set), "epochs": state.epoch,
             "float_epochs": self.float_epochs, "qat_epochs": self.total_epochs - self.float_epochs,
             "float_val_psnr": state.float_val_psnr if qat else scores["val_psnr"],
             "qat_val_psnr": scores["val_psnr"] if qat else None,
-            "final_val_ssim": scores["val_ssim"], "best_val_psnr": state.best_psnr,
+            "val_psnr_identity": scores["val_psnr_identity"],
+            "float_val": state.float_val if qat else fidelity_of(scores),
+            "final_val": fidelity_of(scores),  # the look fidelity of tinybeauty_final.pt (what export ships)
+            "final_val_ssim": scores["val_ssim"], "best_look_score": state.best_look,
             "train_seconds": round(state.seconds, 1), "device": str(self.device),
         }
         metrics.write({"event": "summary", **{k: v for k, v in summary.items() if k != "config"}})

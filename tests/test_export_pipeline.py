@@ -29,10 +29,13 @@ def _write_pairs(root: Path, count: int = 40) -> Path:
 
     rng = np.random.default_rng(0)
     writer = PairWriter(root)
+    labels = np.zeros((SIZE, SIZE), np.uint8)
+    labels[4:28, 4:28] = 3  # skin
+    labels[20:24, 10:22] = 2  # lips
     for i in range(count):
         src = (rng.random((SIZE // 4, SIZE // 4, 3)) * 255).astype(np.uint8).repeat(4, 0).repeat(4, 1)
         tgt = np.clip(src.astype(int) + [18, -6, 4], 0, 255).astype(np.uint8)
-        writer.write(f"p{i:03d}", src, tgt, np.zeros((SIZE, SIZE), np.uint8), style="tint", origin="test")
+        writer.write(f"p{i:03d}", src, tgt, labels, style="tint", origin="test")
     return root
 
 
@@ -101,6 +104,7 @@ def test_every_format_exports_within_budget(exported):
     for name in ("tflite", "onnx", "coreml"):
         assert report["formats"][name]["shipped"], name
     assert "| tflite |" in (out / "report.md").read_text()
+    assert "Look fidelity vs the target" in (out / "report.md").read_text()
 
 
 def test_runtime_parity_numbers_are_real(exported, quantized):
@@ -116,9 +120,15 @@ def test_runtime_parity_numbers_are_real(exported, quantized):
         assert entry["psnr_vs_torch"] >= 45.0
         assert entry["torch_psnr_vs_target"] - entry["psnr_vs_target"] <= 0.1
         runner = load_runner(out / entry["path"])
-        p = compare(run_batched(runner, ps.sources), run_torch(graph, ps.sources), ps.targets)
+        p = compare(run_batched(runner, ps.sources), run_torch(graph, ps.sources), ps.targets, ps)
         assert p.psnr_vs_torch == pytest.approx(entry["psnr_vs_torch"], abs=1e-3)
         assert p.psnr_vs_target == pytest.approx(entry["psnr_vs_target"], abs=1e-3)
+        # per region too: the artifact keeps the look the PyTorch graph has, in each region the pairs change
+        changed = [r for r, v in entry["torch_fidelity"]["recovery"].items() if v is not None]
+        assert changed and entry["fidelity"]["recovery"]["brows"] is None
+        for region in changed:
+            assert entry["fidelity"]["recovery"][region] == pytest.approx(p.fidelity["recovery"][region], abs=1e-4)
+            assert abs(entry["fidelity"]["recovery"][region] - entry["torch_fidelity"]["recovery"][region]) <= 0.02
     assert load_runner(out / "tinybeauty.tflite").layout == "NHWC"
 
 

@@ -106,3 +106,22 @@ def test_parity_failures_name_the_threshold():
     assert len(fails) == 1 and "< 45 dB" in fails[0]
     worse = compare(ref - 0.05, ref, target)  # drifts away from the target too
     assert any("loses" in f for f in parity_failures(worse, 20.0, 0.1))
+
+
+def test_parity_fails_a_file_that_drops_part_of_the_look():
+    """Whole-image PSNR barely moves when a file loses the lips; the per-region gate catches it."""
+    from export.parity import ParitySet
+
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0.3, 0.7, (2, 3, 32, 32)).astype(np.float32)
+    labels = np.zeros((2, 32, 32), np.uint8)
+    labels[:, 24:27, 10:22] = 2  # lips: 36 of 1024 pixels
+    tgt = src.copy()
+    tgt[:, 0][labels == 2] += 0.3
+    ref = tgt.copy()  # the PyTorch graph applies the whole look
+    dropped = src.copy()  # the exported file forgets the lips
+    ps = ParitySet(["a", "b"], src, tgt, labels)
+    p = compare(dropped, ref, tgt, ps)
+    assert p.fidelity["recovery"]["lips"] == pytest.approx(0.0, abs=1e-6)
+    assert p.torch_fidelity["recovery"]["lips"] == pytest.approx(1.0, abs=1e-6)
+    assert any("lips look" in f for f in parity_failures(p, 20.0, 100.0))

@@ -51,7 +51,10 @@ def test_eval_writes_the_json_contract(capsys, tmp_path, makeup_ckpt):
     rc, out, _ = run_cli(capsys, "eval", "--model", str(makeup_ckpt), "--pairs", str(pairs), "--json",
                          str(out_json), "--split", "all")
     result = json.loads(out_json.read_text())
-    assert rc == 0 and set(result) == {"psnr", "ssim", "lpips", "count", "psnr_identity"}
+    assert rc == 0 and set(result) == {"psnr", "ssim", "lpips", "count", "psnr_identity", "psnr_gain", "recovery",
+                                       "spill", "visible_spill"}
+    assert set(result["recovery"]) == {"eyes", "lips", "skin", "brows"}
+    assert result["psnr_gain"] == pytest.approx(result["psnr"] - result["psnr_identity"])
     assert result["count"] == 4 and "PSNR" in out and "unchanged photos" in out
     from makeup.metrics import psnr
     from makeup.pairs import PairDataset
@@ -119,3 +122,38 @@ def test_bad_inputs_are_one_error_line(capsys, tmp_path, makeup_ckpt):
     assert not (tmp_path / "wall_out.png").exists()
     rc, _, err = run_cli(capsys, "student", "info", "--size", "100")
     assert_one_error_line(rc, err, "multiples of 8")
+
+
+def test_apply_gates_the_change_to_the_looks_regions_of_the_photo(capsys, tmp_path, astronaut):
+    """A model that shifts the whole face, carrying a lips-only gate, changes the photo only around its lips;
+    --no-gate lets the whole shift through."""
+    import cv2
+
+    from makeup.align import align_face
+    from makeup.gate import LookGate
+    from makeup.parsing import landmarks_to_labels
+    from makeup.regions import LIPS
+
+    model = build_model({"widths": [4, 8, 8, 8]})
+    torch.nn.init.zeros_(model.head.weight)
+    torch.nn.init.constant_(model.head.bias, 0.15)
+    gate = LookGate({"eyes": None, "lips": ((0.0, -0.2, -0.2), (0.3, 0.0, 0.0)), "skin": None, "brows": None})
+    ckpt = save_checkpoint(tmp_path / "gated.pt", model, meta={"look_gate": gate.to_dict()})
+    photo = tmp_path / "astronaut.png"
+    save_image(photo, astronaut)
+    gated, ungated = tmp_path / "gated.png", tmp_path / "ungated.png"
+    assert run_cli(capsys, "apply", "--model", str(ckpt), "--input", str(photo), "--out", str(gated))[0] == 0
+    rc, _, err = run_cli(capsys, "apply", "--model", str(ckpt), "--input", str(photo), "--out", str(ungated),
+                         "--no-gate")
+    assert rc == 0, err
+    changed = lambda p: np.abs(load_image(p).astype(int) - astronaut.astype(int)).max(axis=2) > 0  # noqa: E731
+    aligned = align_face(astronaut, 256)
+    lips = (landmarks_to_labels(aligned.landmarks, (256, 256)) == LIPS).astype(np.float32)
+    lips_photo = cv2.warpAffine(lips, aligned.matrix, astronaut.shape[1::-1],
+                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP) > 0
+    near_lips = cv2.dilate(lips_photo.astype(np.uint8), np.ones((25, 25), np.uint8)) > 0
+    assert changed(gated).sum() > 300 and not (changed(gated) & ~near_lips).any()
+    assert changed(ungated).sum() > 5 * changed(gated).sum()
+    # Only red may rise and green/blue fall on the lips: the +0.15 shift is kept in red only.
+    diff = load_image(gated).astype(int) - astronaut.astype(int)
+    assert diff[lips_photo][:, 0].max() > 20 and diff[lips_photo][:, 1:].max() <= 1

@@ -1,4 +1,4 @@
-"""Student losses and trainer: loss goes down, checkpoints/metrics/grids, best-PSNR bookkeeping, resume, eval."""
+"""Student losses and trainer: loss goes down, checkpoints/metrics/grids, best-look bookkeeping, resume, eval."""
 from __future__ import annotations
 
 import json
@@ -52,12 +52,12 @@ def test_a_few_steps_reduce_the_loss(tiny_pairs):
     data = PairTorchDataset(PairDataset(tiny_pairs))
     batch = {k: torch.stack([data[i][k] for i in range(len(data))]) for k in ("source", "target", "mask")}
     model = build_model(TINY_MODEL)
-    loss_fn = StudentLoss(LossWeights(l1=1.0, eyeliner=0.5))
+    loss_fn = StudentLoss(LossWeights())
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
     for _ in range(25):
-        loss, parts = loss_fn(model(batch["source"]), batch["target"], batch["mask"])
-        assert set(parts) == {"l1", "eyeliner"}
+        loss, parts = loss_fn(model(batch["source"]), batch["target"], batch["mask"], batch["source"])
+        assert set(parts) == {"regions", "l1", "spill", "eyeliner"}
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -66,15 +66,43 @@ def test_a_few_steps_reduce_the_loss(tiny_pairs):
 
 
 def test_eyeliner_term_only_sees_the_eyes():
-    loss_fn = StudentLoss(LossWeights(l1=0.0, eyeliner=1.0))
-    target = torch.zeros(1, 3, 32, 32)
+    loss_fn = StudentLoss(LossWeights(regions=0.0, l1=0.0, spill=0.0, eyeliner=1.0))
+    source = torch.zeros(1, 3, 32, 32)
+    target = source.clone()
+    target[..., 4:6, 2:8] = 1.0  # a liner stroke on the eye
     pred = target.clone()
     pred[..., 20:30, 20:30] = 1.0  # an edge far from the eyes
     labels = torch.zeros(1, 32, 32, dtype=torch.long)
     labels[0, 2:8, 2:8] = EYES
-    assert float(loss_fn(pred, target, labels)[0]) == 0.0
+    assert float(loss_fn(pred, target, labels, source)[0]) == 0.0
     labels[0, 18:24, 18:24] = EYES
-    assert float(loss_fn(pred, target, labels)[0]) > 0.0
+    assert float(loss_fn(pred, target, labels, source)[0]) > 0.0
+
+
+def test_every_term_is_one_for_the_unchanged_face_and_zero_for_the_target(tiny_pairs):
+    """The terms are ratios to the identity's error, so none dominates by its units."""
+    data = PairTorchDataset(PairDataset(tiny_pairs))
+    batch = {k: torch.stack([data[i][k] for i in range(4)]) for k in ("source", "target", "mask")}
+    loss_fn = StudentLoss(LossWeights())
+    _, same = loss_fn(batch["source"], batch["target"], batch["mask"], batch["source"])
+    assert same["regions"] == pytest.approx(1.0) and same["l1"] == pytest.approx(1.0)
+    assert same["eyeliner"] == pytest.approx(1.0) and same["spill"] == 0.0
+    total, perfect = loss_fn(batch["target"], batch["target"], batch["mask"], batch["source"])
+    assert float(total) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_eyeliner_term_responds_to_its_weight(tiny_pairs):
+    data = PairTorchDataset(PairDataset(tiny_pairs))
+    batch = {k: torch.stack([data[i][k] for i in range(4)]) for k in ("source", "target", "mask")}
+    pred = batch["source"] + 0.5 * (batch["target"] - batch["source"])
+    totals = [float(StudentLoss(LossWeights(eyeliner=w))(pred, batch["target"], batch["mask"], batch["source"])[0])
+              for w in (0.0, 0.25, 1.0)]
+    assert totals[0] < totals[1] < totals[2]
+
+
+def test_unknown_loss_weight_is_named():
+    with pytest.raises(TinyBeautyError, match="eyelinr"):
+        LossWeights.from_dict({"eyelinr": 1.0})
 
 
 @pytest.fixture(scope="module")
@@ -90,13 +118,15 @@ def test_trainer_writes_checkpoints_metrics_grids_and_summary(trained):
     from student.train import read_metrics
 
     out, summary = trained
-    for name in ("tinybeauty_best_loss.pt", "tinybeauty_best_psnr.pt", "tinybeauty_final.pt",
+    for name in ("tinybeauty_best_loss.pt", "tinybeauty_best_look.pt", "tinybeauty_final.pt",
                  "tinybeauty_last.pt", "summary.json", "samples_epoch_2.png", "samples_epoch_4.png"):
         assert (out / name).is_file(), name
     epochs = [r for r in read_metrics(out) if "epoch" in r and "event" not in r]
     assert [r["epoch"] for r in epochs] == [1, 2, 3, 4]
     assert [r["phase"] for r in epochs] == ["float"] * 3 + ["qat"]
     assert all(np.isfinite(r["val_psnr"]) and 0 < r["val_ssim"] <= 1 for r in epochs)
+    assert all(set(r["val_recovery"]) == {"eyes", "lips", "skin", "brows"} and r["val_spill"] >= 0 for r in epochs)
+    assert summary["final_val"]["recovery"]["lips"] is not None and summary["final_val"]["recovery"]["brows"] is None
     events = {r["event"]: r for r in read_metrics(out) if "event" in r}
     assert events["qat_start"]["float_val_psnr"] == pytest.approx(summary["float_val_psnr"])
     assert summary["qat_val_psnr"] is not None and summary["params"] > 0
@@ -105,22 +135,34 @@ def test_trainer_writes_checkpoints_metrics_grids_and_summary(trained):
     assert json.loads((out / "summary.json").read_text())["epochs"] == 4
 
 
-def test_best_psnr_checkpoint_holds_the_best_val_epoch(trained, tiny_pairs):
+def test_best_look_checkpoint_holds_the_best_val_epoch(trained, tiny_pairs):
+    from makeup.metrics import look_score
     from student.evaluate import evaluate
     from student.train import read_metrics
 
     out, _ = trained
     epochs = [r for r in read_metrics(out) if "epoch" in r and "event" not in r]
-    best = max(epochs, key=lambda r: r["val_psnr"])
-    ckpt = load_student(out / "tinybeauty_best_psnr.pt")
+    best = max(epochs, key=lambda r: r["val_look_score"])
+    ckpt = load_student(out / "tinybeauty_best_look.pt")
     assert ckpt.meta["epoch"] == best["epoch"]
-    assert ckpt.meta["val_psnr"] == pytest.approx(best["val_psnr"])
+    assert ckpt.meta["val_look_score"] == pytest.approx(best["val_look_score"])
     lowest = min(epochs, key=lambda r: r["val_loss"])
     assert load_student(out / "tinybeauty_best_loss.pt").meta["epoch"] == lowest["epoch"]
-    # re-scoring the checkpoint on the same val split gives the logged number
-    result = evaluate(out / "tinybeauty_best_psnr.pt", tiny_pairs, split="val")
+    # re-scoring the checkpoint on the same val split gives the logged numbers
+    result = evaluate(out / "tinybeauty_best_look.pt", tiny_pairs, split="val")
     assert result["count"] == len(split_ids(PairDataset(tiny_pairs).ids)[1])
-    assert result["psnr"] == pytest.approx(best["val_psnr"], abs=0.01 if not ckpt.qat else 0.5)
+    tol = 0.01 if not ckpt.qat else 0.5
+    assert result["psnr"] == pytest.approx(best["val_psnr"], abs=tol)
+    assert look_score(result) == pytest.approx(best["val_look_score"], abs=tol / 10)
+
+
+def test_look_score_prefers_a_model_that_applies_the_look_over_a_sharper_identity():
+    """A model that skips the lips can have the higher PSNR (lips are a sliver of the crop); it must lose."""
+    from makeup.metrics import look_score
+
+    skips_lips = {"recovery": {"eyes": 0.95, "lips": 0.05, "skin": 0.9, "brows": None}, "spill": 0.1}
+    whole_look = {"recovery": {"eyes": 0.85, "lips": 0.8, "skin": 0.85, "brows": None}, "spill": 0.3}
+    assert look_score(whole_look) > look_score(skips_lips)
 
 
 def test_resume_continues_from_the_saved_epoch(tiny_pairs, tmp_path):
@@ -154,7 +196,9 @@ def test_eval_of_a_float_checkpoint_on_all_pairs(trained, tiny_pairs):
 
     out, _ = trained
     result = evaluate(out / "tinybeauty_best_loss.pt", tiny_pairs, split="all")
-    assert set(result) == {"psnr", "ssim", "lpips", "count", "psnr_identity"}
+    assert set(result) == {"psnr", "ssim", "lpips", "count", "psnr_identity", "psnr_gain", "recovery", "spill",
+                           "visible_spill"}
+    assert set(result["recovery"]) == {"eyes", "lips", "skin", "brows"}
     assert result["count"] == 8 and result["lpips"] is None  # no LPIPS weights offline
     assert 10 < result["psnr"] < 100 and 0 < result["ssim"] <= 1
 
@@ -179,3 +223,39 @@ def test_wandb_requested_but_missing_degrades_to_local_metrics(tmp_path, monkeyp
     assert len([r for r in caplog.records if "wandb" in r.getMessage()]) == 1
     metrics.write({"epoch": 1, "val_psnr": 30.0})
     assert read_metrics(tmp_path) == [{"epoch": 1, "val_psnr": 30.0}]
+
+
+def test_a_few_steps_on_a_lips_only_look_move_the_lips():
+    """Lips are ~1 % of a face crop. Raw L1 + the eyeliner term (the old balance) leaves them alone (measured:
+    lips recovery 0.002 after these 300 steps); the normalised terms must reproduce a real share of them."""
+    import dataclasses
+
+    from makeup.metrics import look_fidelity
+    from makeup.render import render_makeup
+    from makeup.styles import load_style
+    from makeup.synth import generate_face
+
+    red = load_style("red_lip")
+    lips_only = dataclasses.replace(red, products={"lipstick": red.products["lipstick"]})
+
+    def data(seeds, size=64):
+        faces = [generate_face(s, size) for s in seeds]
+        t = lambda a: torch.from_numpy(np.stack(a).astype(np.float32) / 255).permute(0, 3, 1, 2)  # noqa: E731
+        return (t([f.image for f in faces]), t([render_makeup(f.image, f.labels, lips_only) for f in faces]),
+                torch.from_numpy(np.stack([f.labels for f in faces]).astype(np.int64)))
+
+    (src, tgt, lab), (vsrc, vtgt, vlab) = data(range(100, 108)), data(range(200, 204))
+    torch.manual_seed(0)
+    model = build_model({"widths": [8, 16, 16, 16]})
+    loss_fn = StudentLoss(LossWeights())
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(300):
+        loss, _ = loss_fn(model(src), tgt, lab, src)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        pred = model(vsrc)
+    nhwc = lambda x: x.permute(0, 2, 3, 1).numpy()  # noqa: E731
+    fid = look_fidelity(nhwc(pred), nhwc(vsrc), nhwc(vtgt), vlab.numpy())
+    assert fid["recovery"]["lips"] > 0.2, fid

@@ -34,8 +34,14 @@ def register(sub) -> None:
 
     ev = sub.add_parser("eval", help="PSNR/SSIM/LPIPS of a student checkpoint, .tflite or .onnx on pairs")
     ev.add_argument("--model", required=True, help="CKPT.pt | FILE.tflite | FILE.onnx")
-    ev.add_argument("--pairs", required=True, help="pair dataset folder")
-    ev.add_argument("--json", required=True, help="where to write {psnr, ssim, lpips, count}")
+    what = ev.add_mutually_exclusive_group(required=True)
+    what.add_argument("--pairs", help="pair dataset folder")
+    what.add_argument("--photo", help="a real photo (or 'astronaut': skimage's), scored against the renderer's "
+                      "--style on it, without and with the look gate")
+    ev.add_argument("--style", help="with --photo: the look the model was trained on (built-in name or YAML)")
+    ev.add_argument("--grid", help="with --photo: save photo | renderer | model | model gated here")
+    ev.add_argument("--json", required=True, help="where to write {psnr, ssim, lpips, count, psnr_identity, "
+                    "psnr_gain, recovery {eyes, lips, skin, brows}, spill, visible_spill}")
     ev.add_argument("--split", default="val", choices=("val", "all"), help="the 10%% val split by id, or all")
     ev.set_defaults(func=_eval)
 
@@ -43,6 +49,9 @@ def register(sub) -> None:
     ap.add_argument("--model", required=True, help="CKPT.pt | FILE.tflite | FILE.onnx")
     ap.add_argument("--input", required=True, help="a photo or a folder of photos")
     ap.add_argument("--out", required=True, help="output photo (for a photo) or folder (for a folder)")
+    ap.add_argument("--no-gate", action="store_true",
+                    help="skip the look gate (by default the change is clipped to the look's range per region "
+                         "of the photo's own face mesh)")
     ap.set_defaults(func=_apply)
 
 
@@ -57,9 +66,12 @@ def _train(args: argparse.Namespace) -> int:
     scores = ", ".join(f"{name} {summary[key]:.2f} dB" for name, key in (("float", "float_val_psnr"),
                                                                        ("QAT int8", "qat_val_psnr"))
                        if summary[key] is not None)
+    from makeup.metrics import format_fidelity
+
     print(f"student: {summary['params']} params, {summary['macs_256'] / 1e9:.3f} GMAC@256, "
           f"{summary['train_pairs']}/{summary['val_pairs']} train/val pairs, val PSNR {scores}, "
           f"{summary['train_seconds']:.0f} s -> {args.out}")
+    print(f"student look vs its pairs' targets (final checkpoint): {format_fidelity(summary['final_val'])}")
     return 0
 
 
@@ -88,18 +100,45 @@ def _info(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from student.evaluate import evaluate, write_eval_json
 
+    if args.photo:
+        return _eval_photo(args)
     result = evaluate(args.model, args.pairs, split=args.split, progress=True)
     write_eval_json(args.json, result)
     lp = f", LPIPS {result['lpips']:.4f}" if result["lpips"] is not None else ""
+    from makeup.metrics import format_fidelity
+
     print(f"{args.model}: PSNR {result['psnr']:.2f} dB (unchanged photos: {result['psnr_identity']:.2f} dB), "
           f"SSIM {result['ssim']:.4f}{lp} on {result['count']} {args.split} pairs -> {args.json}")
+    print(f"look: {format_fidelity(result)}")
+    return 0
+
+
+def _eval_photo(args: argparse.Namespace) -> int:
+    from makeup.errors import TinyBeautyError
+    from makeup.io import load_image
+    from makeup.metrics import format_fidelity
+    from makeup.styles import load_style
+    from student.evaluate import photo_fidelity, write_eval_json
+
+    if not args.style:
+        raise TinyBeautyError("--photo needs --style (the look the model was trained on) for the renderer's truth")
+    if args.photo == "astronaut":
+        from skimage import data
+
+        photo = data.astronaut()
+    else:
+        photo = load_image(args.photo)
+    result = photo_fidelity(args.model, photo, load_style(args.style), name=args.photo, grid=args.grid)
+    write_eval_json(args.json, result)
+    for key, fid in result.items():
+        print(f"{args.photo} {key}: {format_fidelity(fid)}")
     return 0
 
 
 def _apply(args: argparse.Namespace) -> int:
     from student.apply import apply_path
 
-    report = apply_path(args.model, args.input, args.out)
+    report = apply_path(args.model, args.input, args.out, gate=not args.no_gate)
     for photo in report.no_face:
         print(f"skipped (no face): {photo}", file=sys.stderr)
     print(f"wrote {len(report.written)} photo(s) to {args.out}" +

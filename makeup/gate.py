@@ -1,0 +1,101 @@
+"""The look's gate: where, and by how much, a model may change a face.
+
+A student trained on synthetic faces can paint where the look puts nothing when it meets a real photo (red on
+a nose, under glasses). The look itself says what it does per region: red_lip moves the lips far toward red,
+the skin a little toward the foundation tone, and nothing outside the face. :class:`LookGate` records, per
+region (``makeup.metrics.FIDELITY_REGIONS``), the range of per-channel change ``T - S`` the look's pairs show
+(low and high percentiles), and at run time clips a prediction's change to the range of the region each pixel
+is in, with feathered region edges; pixels outside every region the look changes keep the photo's values. The
+regions come from the photo itself (face-mesh polygons, ``makeup.parsing.landmarks_to_labels``), so the gate
+follows the face the user holds up, not the synthetic faces the model learned on.
+
+The gate is stored in the student checkpoint and in ``model_card.json`` (``look_gate``) so apps can apply it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .metrics import CHANGED_REGION_MIN, FIDELITY_REGIONS, region_masks
+
+PERCENTILES = (1.0, 99.0)
+
+
+@dataclass(frozen=True)
+class LookGate:
+    """``bounds[region] = (lo, hi)``: per-channel (RGB) change limits in [0, 1] units; None: the look leaves the
+    region alone. ``feather``: soft edge width as a fraction of the crop side."""
+
+    bounds: dict
+    feather: float = 0.02
+
+    @property
+    def regions(self) -> list[str]:
+        return [r for r in FIDELITY_REGIONS if self.bounds.get(r) is not None]
+
+    @classmethod
+    def from_pairs(cls, sources, targets, labels, feather: float = 0.02) -> "LookGate":
+        """From before/after images (uint8 or [0, 1], HWC each; sizes may differ) and their label maps."""
+        changes: dict[str, list[np.ndarray]] = {r: [] for r in FIDELITY_REGIONS}
+        for src, tgt, lab in zip(sources, targets, labels):
+            change = _unit(tgt) - _unit(src)
+            for region, m in region_masks(np.asarray(lab)).items():
+                changes[region].append(change[m[0].numpy()])
+        bounds: dict = {}
+        for region, parts in changes.items():
+            d = np.concatenate(parts) if parts else np.zeros((0, 3), np.float32)  # (pixels, 3)
+            if len(d) == 0 or float(np.abs(d).mean()) < CHANGED_REGION_MIN:
+                bounds[region] = None
+                continue
+            lo, hi = np.percentile(d, PERCENTILES, axis=0)
+            bounds[region] = (np.minimum(lo, 0).round(4).tolist(), np.maximum(hi, 0).round(4).tolist())
+        return cls(bounds, feather)
+
+    def to_dict(self) -> dict:
+        return {"regions": self.regions, "feather": self.feather,
+                "bounds": {r: ({"low": list(b[0]), "high": list(b[1])} if b is not None else None)
+                           for r, b in self.bounds.items()},
+                "percentiles": list(PERCENTILES)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LookGate":
+        bounds = {r: ((tuple(b["low"]), tuple(b["high"])) if b is not None else None)
+                  for r, b in data["bounds"].items()}
+        return cls(bounds, float(data.get("feather", 0.02)))
+
+    def limits(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-pixel (H, W, 3) low and high change limits for a (H, W) label map, feathered across edges."""
+        import cv2
+
+        lab = np.asarray(labels)
+        h, w = lab.shape
+        masks = region_masks(lab)
+        lo = np.zeros((h, w, 3), np.float32)
+        hi = np.zeros((h, w, 3), np.float32)
+        weight = np.zeros((h, w), np.float32)
+        sigma = max(self.feather * h / 2.0, 1e-3)
+        for region, b in self.bounds.items():
+            if b is None:
+                continue
+            m = masks[region][0].numpy().astype(np.float32)
+            m = cv2.GaussianBlur(m, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT) if self.feather > 0 else m
+            lo += m[..., None] * np.asarray(b[0], np.float32)
+            hi += m[..., None] * np.asarray(b[1], np.float32)
+            weight += m
+        # Where regions overlap after blurring, average their limits; where only part of a region's blur
+        # reaches (its feathered edge), the limits fade toward zero.
+        over = np.maximum(weight, 1.0)[..., None]
+        return lo / over, hi / over
+
+    def apply(self, source: np.ndarray, prediction: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """The prediction with its change clipped to the look's range per region (uint8 in, uint8 out)."""
+        lo, hi = self.limits(labels)
+        src = source.astype(np.float32) / 255.0
+        delta = np.clip(prediction.astype(np.float32) / 255.0 - src, lo, hi)
+        return np.clip(np.round((src + delta) * 255.0), 0, 255).astype(np.uint8)
+
+
+def _unit(x) -> np.ndarray:
+    a = np.asarray(x)
+    return a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a.astype(np.float32)
