@@ -48,13 +48,13 @@ teacher: seeds
 	$(TB) teacher train --seeds $(OUT)/seeds --out $(OUT)/teacher --backend $(BACKEND) --profile $(PROFILE)
 
 amplify: setup
-	$(TB) amplify --teacher $(OUT)/teacher --faces synthetic --count $(COUNT) --out $(OUT)/pairs
+	$(TB) amplify --teacher $(OUT)/teacher --faces synthetic --count $(COUNT) --out $(OUT)/pairs --profile $(PROFILE)
 
 student: setup
 	$(TB) student train --pairs $(OUT)/pairs --out $(OUT)/student --profile $(PROFILE)
 
 export: setup
-	$(TB) export --checkpoint $(OUT)/student/tinybeauty_final.pt --out $(OUT)/export --calib $(OUT)/pairs
+	$(TB) export --checkpoint $(OUT)/student/tinybeauty_final.pt --out $(OUT)/export --calib $(OUT)/pairs --profile $(PROFILE)
 
 android-assets: export
 	mkdir -p android_demo/app/src/main/assets

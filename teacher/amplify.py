@@ -35,6 +35,7 @@ AMPLIFY_DEFAULTS: dict = {
     "batch": 16,
     "seed": 0,
     "steps": None,           # sampler steps (None: the teacher's sample_steps)
+    "samples": 1,            # draws per face whose mean is pasted (teacher.inference.translate)
     "parser": "auto",        # region parser for a folder of photos
     "min_ssim": 0.90,
     "min_energy_ratio": 0.25,
@@ -149,7 +150,8 @@ def _process_batch(teacher, faces, indices: list[int], cfg: dict, energy_ref: fl
     for attempt in range(int(cfg["max_attempts"])):
         drawn = [faces.get(i, attempt) for i in pending]
         noise = [derived_seed("noise", int(cfg["seed"]), i, attempt) for i in pending]
-        outs = teacher.translate([d[0] for d in drawn], [d[1] for d in drawn], noise, steps=cfg["steps"])
+        outs = teacher.translate([d[0] for d in drawn], [d[1] for d in drawn], noise, steps=cfg["steps"],
+                                 samples=int(cfg["samples"]))
         rejected = []
         last = attempt == int(cfg["max_attempts"]) - 1
         for i, (img, lab, name), out, ns in zip(pending, drawn, outs, noise):

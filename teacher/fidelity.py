@@ -24,7 +24,7 @@ GOAL_RECOVERY = 0.8  # share of each region's change the teacher must reproduce
 
 def teacher_fidelity(teacher, style: str | None = None, count: int = 50, batch: int = 16, steps: int | None = None,
                      out_json: str | os.PathLike | None = None, grid: str | os.PathLike | None = None,
-                     progress: bool = True) -> dict:
+                     progress: bool = True, samples: int = 1) -> dict:
     from makeup.metrics import format_fidelity, look_fidelity, psnr_per_image, ssim_per_image
     from makeup.render import render_makeup
     from makeup.styles import load_style
@@ -46,10 +46,11 @@ def teacher_fidelity(teacher, style: str | None = None, count: int = 50, batch: 
     for k in it:
         chunk = faces[k:k + batch]
         outs += teacher.translate([f.image for f in chunk], [f.labels for f in chunk],
-                                  seeds=[FIDELITY_SEED + k + j for j in range(len(chunk))], steps=steps)
+                                  seeds=[FIDELITY_SEED + k + j for j in range(len(chunk))], steps=steps,
+                                  samples=samples)
     elapsed = time.perf_counter() - t0
     pred, gt, src = np.stack(outs), np.stack(truth), np.stack([f.image for f in faces])
-    report = {"style": look.name, "count": count,
+    report = {"style": look.name, "count": count, "samples": samples,
               "psnr": float(np.mean(psnr_per_image(pred, gt))), "ssim": float(np.mean(ssim_per_image(pred, gt))),
               "psnr_identity": float(np.mean(psnr_per_image(src, gt))), "goal_psnr": GOAL_DB,
               "pairs_per_second": round(count / elapsed, 4)}

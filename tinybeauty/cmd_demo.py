@@ -86,21 +86,41 @@ def run_demo(args) -> int:
                            "--count", str(n_seeds)]))
     if not args.only_seeds:
         ckpt = out / "student" / "tinybeauty_final.pt"
+        tflite = out / "export" / "tinybeauty.tflite"
+        n_truth = int(cfg.get("truth_faces", 40))
+        truth_faces, truth_pairs = work / "truth_faces", out / "truth_pairs"
+        prof = ["--profile", args.profile]
         steps += [
-            Step("teacher train", lambda: (out / "teacher" / "dda_final.pt").exists(),
-                 ["teacher", "train", "--seeds", str(out / "seeds"), "--out", str(out / "teacher"),
-                  "--profile", args.profile]),
+            Step("teacher train", lambda: (out / "teacher" / "dda_final.pt").exists()
+                 or (out / "teacher" / "dda_final.safetensors").exists(),
+                 ["teacher", "train", "--seeds", str(out / "seeds"), "--out", str(out / "teacher")] + prof),
             Step("amplify", lambda: (out / "pairs" / "quality.json").exists(),
                  ["amplify", "--teacher", str(out / "teacher"), "--faces", "synthetic", "--count", str(n_pairs),
-                  "--out", str(out / "pairs")]),
+                  "--out", str(out / "pairs")] + prof),
             Step("student train", lambda: ckpt.exists(),
-                 ["student", "train", "--pairs", str(out / "pairs"), "--out", str(out / "student"),
-                  "--profile", args.profile]),
+                 ["student", "train", "--pairs", str(out / "pairs"), "--out", str(out / "student")] + prof),
             Step("export", lambda: (out / "export" / "report.json").exists(),
-                 ["export", "--checkpoint", str(ckpt), "--out", str(out / "export"), "--calib", str(out / "pairs")]),
-            Step("eval tflite", lambda: (out / "eval_tflite.json").exists(),
-                 ["eval", "--model", str(out / "export" / "tinybeauty.tflite"), "--pairs", str(out / "pairs"),
-                  "--json", str(out / "eval_tflite.json")]),
+                 ["export", "--checkpoint", str(ckpt), "--out", str(out / "export"), "--calib", str(out / "pairs")]
+                 + prof),
+            Step("eval tflite vs teacher", lambda: (out / "eval_tflite.json").exists(),
+                 ["eval", "--model", str(tflite), "--pairs", str(out / "pairs"), "--json",
+                  str(out / "eval_tflite.json")]),
+            # New faces no stage has seen, made up by the renderer: the truth the whole chain aims at.
+            Step("truth faces", lambda: len(list(truth_faces.glob("face_*.png"))) >= n_truth,
+                 ["synth-faces", "--out", str(truth_faces), "--count", str(n_truth), "--seed", "7000000"]),
+            Step("truth pairs", lambda: _manifest_count(truth_pairs) >= n_truth,
+                 ["render", "--faces", str(truth_faces), "--style", style, "--out", str(truth_pairs),
+                  "--count", str(n_truth)]),
+            Step("eval tflite vs renderer", lambda: (out / "eval_tflite_truth.json").exists(),
+                 ["eval", "--model", str(tflite), "--pairs", str(truth_pairs), "--split", "all", "--json",
+                  str(out / "eval_tflite_truth.json")]),
+            Step("teacher fidelity", lambda: (out / "teacher_fidelity.json").exists(),
+                 ["teacher", "fidelity", "--teacher", str(out / "teacher"), "--count", str(n_truth),
+                  "--json", str(out / "teacher_fidelity.json"), "--grid", str(out / "teacher_fidelity.png")]
+                 + prof),
+            Step("astronaut", lambda: (out / "astronaut_fidelity.json").exists(),
+                 ["eval", "--model", str(tflite), "--photo", "astronaut", "--style", style, "--json",
+                  str(out / "astronaut_fidelity.json"), "--grid", str(out / "astronaut_look.png")]),
         ]
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
@@ -121,22 +141,43 @@ def run_demo(args) -> int:
     if not args.only_seeds:
         summary.update(_chain_figures(out))
         _apply_astronaut(out, cli_main)
+        summary["look"] = _look_lines(summary)
     from makeup.io import write_text_atomic
 
     write_text_atomic(work / "demo_summary.json", json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(summary, indent=2))
+    print(json.dumps({k: v for k, v in summary.items() if k != "look"}, indent=2))
+    print("\n".join(["", f"look fidelity of {style_name} (recovery 1 = the whole look, 0 = the unchanged face):"]
+                    + summary.get("look", []) + [f"summary: {work / 'demo_summary.json'}"]))
     return 0
 
 
 def _chain_figures(out: Path) -> dict:
     figs: dict = {}
     for name, path in (("amplify_quality", out / "pairs" / "quality.json"),
+                       ("teacher_vs_renderer", out / "teacher_fidelity.json"),
                        ("student", out / "student" / "summary.json"),
                        ("export_report", out / "export" / "report.json"),
-                       ("eval_tflite", out / "eval_tflite.json")):
+                       ("tflite_vs_teacher", out / "eval_tflite.json"),
+                       ("tflite_vs_renderer", out / "eval_tflite_truth.json"),
+                       ("astronaut_vs_renderer", out / "astronaut_fidelity.json")):
         if path.exists():
             figs[name] = json.loads(path.read_text())
     return figs
+
+
+def _look_lines(figs: dict) -> list[str]:
+    """The look-fidelity headline, one line per measurement (what `make demo` prints last)."""
+    from makeup.metrics import format_fidelity
+
+    lines = []
+    for key, what in (("teacher_vs_renderer", "teacher vs renderer, new faces"),
+                      ("tflite_vs_teacher", ".tflite vs teacher, held-out amplified pairs"),
+                      ("tflite_vs_renderer", ".tflite vs renderer, new faces")):
+        if key in figs:
+            lines.append(f"{what}: {format_fidelity(figs[key])}")
+    for key, fid in (figs.get("astronaut_vs_renderer") or {}).items():
+        lines.append(f"astronaut ({key}) vs renderer: {format_fidelity(fid)}")
+    return lines
 
 
 def _apply_astronaut(out: Path, cli_main) -> None:
@@ -149,9 +190,12 @@ def _apply_astronaut(out: Path, cli_main) -> None:
     photo = out / "astronaut.png"
     if not photo.exists():
         save_image(photo, data.astronaut())
-    result = out / "astronaut_tflite.png"
-    if cli_main(["apply", "--model", str(out / "export" / "tinybeauty.tflite"), "--input", str(photo),
-                 "--out", str(result)]) == 0:
-        save_grid(out / "astronaut_before_after.png", [[load_image(photo), load_image(result)]],
-                  titles=["photo", "tinybeauty.tflite"], tile=384)
+    results = {"gated": out / "astronaut_tflite.png", "ungated": out / "astronaut_tflite_ungated.png"}
+    model = str(out / "export" / "tinybeauty.tflite")
+    ok = all(cli_main(["apply", "--model", model, "--input", str(photo), "--out", str(path)]
+                      + (["--no-gate"] if key == "ungated" else [])) == 0 for key, path in results.items())
+    if ok:
+        save_grid(out / "astronaut_before_after.png",
+                  [[load_image(photo), load_image(results["ungated"]), load_image(results["gated"])]],
+                  titles=["photo", "tinybeauty.tflite", "tinybeauty.tflite + look gate"], tile=384)
         print(f"real photo through the .tflite: {out / 'astronaut_before_after.png'}")

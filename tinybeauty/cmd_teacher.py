@@ -31,6 +31,10 @@ def register(sub) -> None:
     fi.add_argument("--count", type=int, default=50)
     fi.add_argument("--batch", type=int, default=16)
     fi.add_argument("--steps", type=int, default=None, help="sampler steps (default: the teacher's)")
+    fi.add_argument("--samples", type=int, default=None,
+                    help="draws per face whose mean is scored (default: the profile's amplify samples, as amplify "
+                         "pastes them)")
+    fi.add_argument("--profile", default="demo", help="demo | paper | FILE.yaml (its amplify: samples)")
     fi.add_argument("--json", default=None, help="write the report here")
     fi.add_argument("--grid", default=None, help="write a before|teacher|renderer grid here")
     fi.add_argument("--sd-path", default=None, help="where the sd15-lora teacher's base lives here (default: "
@@ -48,6 +52,8 @@ def register(sub) -> None:
     am.add_argument("--batch", type=int, default=None)
     am.add_argument("--seed", type=int, default=None)
     am.add_argument("--steps", type=int, default=None, help="sampler steps (default: profile, then teacher)")
+    am.add_argument("--samples", type=int, default=None,
+                    help="draws per face whose mean is pasted (default: the profile's; 1 = one plain draw)")
     am.add_argument("--profile", default="demo", help="demo | paper | FILE.yaml (its amplify: section)")
     am.add_argument("--parser", default=None, help="region parser for photo folders: auto|mediapipe|facer")
     am.add_argument("--upscaler", default=None, help="local Real-ESRGAN/SwinIR weights for low-res outputs")
@@ -82,7 +88,11 @@ def run_fidelity(args) -> int:
     from teacher.inference import load_teacher
 
     teacher = load_teacher(args.teacher, args.device, overrides={"sd_path": _sd_path(args)})
-    report = teacher_fidelity(teacher, args.style, args.count, args.batch, args.steps, args.json, args.grid)
+    from makeup.config import load_profile, section
+
+    samples = args.samples or int(section(load_profile(args.profile), "amplify").get("samples", 1))
+    report = teacher_fidelity(teacher, args.style, args.count, args.batch, args.steps, args.json, args.grid,
+                              samples=samples)
     print(json.dumps(report, indent=2))
     return 0
 
@@ -93,7 +103,8 @@ def run_amplify(args) -> int:
     from teacher.inference import load_teacher
 
     profile = section(load_profile(args.profile), "amplify")
-    over = {"batch": args.batch, "seed": args.seed, "steps": args.steps, "parser": args.parser, "device": args.device}
+    over = {"batch": args.batch, "seed": args.seed, "steps": args.steps, "samples": args.samples,
+            "parser": args.parser, "device": args.device}
     device = merge(profile, over).get("device", "auto")
     if device == "auto" and launched_processes() > 1:  # one GPU per process under `accelerate launch`
         from teacher.amplify import launch_state
