@@ -71,6 +71,21 @@ def alignment_card(size: int) -> dict:
             "feather": inspect.signature(align.face_mask).parameters["feather"].default}
 
 
+def regions_card() -> dict:
+    """How an app parses the crop into regions for the look gate: ``makeup.parsing.landmarks_to_labels``'s
+    face-mesh polygons in fill order (later ones win; cv2.fillPoly, vertices rounded to 1/16 px, LINE_8) and
+    ``makeup.metrics.region_masks``'s eye zone (the eye opening grown by round(eye_reach * crop side) px)."""
+    from makeup import metrics, parsing
+    from makeup.align import FACE_OVAL
+    from makeup.regions import REGION_NAMES
+
+    fill = (("skin", FACE_OVAL), ("eyes", parsing.RIGHT_EYE), ("eyes", parsing.LEFT_EYE),
+            ("brows", parsing.RIGHT_BROW), ("brows", parsing.LEFT_BROW), ("lips", parsing.LIPS_OUTER),
+            ("other", parsing.LIPS_INNER))
+    return {"labels": dict(REGION_NAMES), "fill": [{"label": name, "points": list(ids)} for name, ids in fill],
+            "subpixel_bits": 4, "eye_reach": metrics.EYE_REACH}
+
+
 def model_card(qs, report: dict, student_config: dict | None) -> dict:
     """I/O contract per artifact plus what the model is (style, size, cost)."""
     from student.model import count_macs, count_params
@@ -105,4 +120,5 @@ def model_card(qs, report: dict, student_config: dict | None) -> dict:
         # Where and how far the look changes each region (makeup.gate.LookGate): apps clip the model's change
         # to these per-region ranges over the photo's own parsed regions (tinybeauty apply does by default).
         "look_gate": qs.meta.get("look_gate"),
+        "regions": regions_card(),  # the label map the gate's regions come from
     }

@@ -1,9 +1,11 @@
 """The web demo in a real headless Chromium: LiteRT.js parity with ai_edge_litert, the page's face alignment
-against makeup.align, paste-back, the dropped-file message, the benchmark JSON, a screenshot, and no request
-leaving 127.0.0.1. One browser and one page load for the module (see conftest.py).
+against makeup.align, the look gate against makeup.gate (on by default, the toggle, a card without one),
+paste-back, the dropped-file message, the benchmark JSON, screenshots, and no request leaving 127.0.0.1. One
+browser and one page load for the module (see conftest.py).
 
-Figures (parity, latency beside Python LiteRT in the same run, frame time) go to
-``work/web_test/figures.json`` and the screenshot to ``work/web_test/screenshot.png``.
+Figures (parity, latency beside Python LiteRT in the same run, frame time, gate parity) go to
+``work/web_test/figures.json`` and the screenshots to ``work/web_test/`` (``screenshot.png``,
+``screenshot_gate_on.png``, ``screenshot_gate_off.png``).
 """
 from __future__ import annotations
 
@@ -110,10 +112,34 @@ def test_page_finds_the_face_and_aligns_like_makeup_align(page, astronaut, astro
     assert crop_psnr >= 35.0, crop_psnr
 
 
+def _wait_frame(browser, pred: str, tries: int = 400):
+    """Poll until ``pred`` (a JS expression over the last frame ``f``) holds; the frame's summary."""
+    for _ in range(tries):
+        if browser.eval(f"() => {{ const f = window.tinybeauty.lastFrame(); return Boolean(f && ({pred})); }}"):
+            return browser.eval("() => window.tinybeauty.lastFrame()")
+        time.sleep(0.05)
+    raise AssertionError(f"no frame with {pred}")
+
+
+def _python_gated(frame, card):
+    """makeup.gate on the page's own crop, model output and crop landmarks (student/apply.py gated_crop)."""
+    from makeup.gate import LookGate
+    from makeup.parsing import landmarks_to_labels
+
+    n = frame["size"]
+    crop = b64_array(frame["crop"], np.uint8, (n, n, 4))[..., :3]
+    processed = b64_array(frame["processed"], np.uint8, (n, n, 4))[..., :3]
+    labels = landmarks_to_labels(np.array(frame["cropLandmarks"]), (n, n))
+    gate = LookGate.from_dict(card["look_gate"])
+    return crop, processed, labels, gate, gate.apply(crop, processed, labels)
+
+
 def test_whole_photo_comes_back_made_up_only_around_the_face(page, astronaut, astronaut_aligned, litert):
     import cv2
 
     from makeup.align import face_mask, paste_back
+    from makeup.gate import LookGate
+    from makeup.parsing import landmarks_to_labels
 
     frame = page["browser"].eval("() => window.tinybeauty.lastFrame()")
     result = b64_array(frame["result"], np.uint8, (512, 512, 4))[..., :3]
@@ -126,8 +152,12 @@ def test_whole_photo_comes_back_made_up_only_around_the_face(page, astronaut, as
     footprint = cv2.dilate((reach > 0).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     outside = changed & ~footprint
     assert not outside.any(), f"{outside.sum()} pixels changed outside the face"
-    # The page's whole pipeline against Python's (the same .tflite through ai_edge_litert, makeup.align).
+    # The page's whole pipeline against Python's (the same .tflite through ai_edge_litert, makeup.align, the
+    # card's look gate on the crop's face-mesh regions: student/apply.py apply_to_photo).
     processed = np.round(np.clip(_run_python(litert(1), astronaut_aligned.crop), 0, 1) * 255).astype(np.uint8)
+    card = json.loads((page["assets"] / "model_card.json").read_text())
+    gate = LookGate.from_dict(card["look_gate"])
+    processed = gate.apply(astronaut_aligned.crop, processed, landmarks_to_labels(astronaut_aligned.landmarks, (256, 256)))
     python_result = paste_back(astronaut, processed, astronaut_aligned)
     face = footprint
     _record("made_up_photo_vs_python_pipeline", {
@@ -136,9 +166,77 @@ def test_whole_photo_comes_back_made_up_only_around_the_face(page, astronaut, as
     assert psnr(result[face], python_result[face]) >= 35.0
 
 
+def test_look_gate_is_on_by_default_and_matches_makeup_gate(page, astronaut):
+    """The page's gated crop vs makeup.gate.LookGate.apply on the same crop, model output and landmarks; the
+    label maps (JS rasteriser vs cv2.fillPoly); pixels the gate closes keep the photo exactly."""
+    import cv2
+
+    browser = page["browser"]
+    info = browser.eval("() => window.tinybeauty.info()")
+    assert info["gate"] is True and info["gateOn"] is True and info["gateRegions"] == ["lips", "skin"], info
+    assert info["gateNote"].startswith("look gate: lips, skin") and "\n" not in info["gateNote"]
+    assert browser.eval("() => document.getElementById('gate-toggle').checked") is True
+    card = json.loads((page["assets"] / "model_card.json").read_text())
+    frame = browser.eval("() => window.tinybeauty.lastFrame()")
+    assert frame["gated"] is not None and frame["timings"]["gate_ms"] > 0
+    n = frame["size"]
+    crop, processed, labels, gate, expected = _python_gated(frame, card)
+    js_labels = b64_array(frame["labels"], np.uint8, (n, n))
+    gated = b64_array(frame["gated"], np.uint8, (n, n, 4))[..., :3]
+    # Labels: equal, or off only where Python's map has a region edge (a polygon boundary pixel).
+    off = js_labels != labels
+    edge = cv2.dilate(labels, np.ones((3, 3), np.uint8)) != cv2.erode(labels, np.ones((3, 3), np.uint8))
+    diff = np.abs(gated.astype(int) - expected.astype(int))
+    lo, hi = gate.limits(labels)
+    closed = np.all((lo == 0) & (hi == 0), axis=2)
+    figures = {"labels_differing_px": int(off.sum()), "labels_differing_off_edges": int((off & ~edge).sum()),
+               "gated_max_abs_diff": int(diff.max()), "gated_share_differing": float(np.any(diff > 0, axis=2).mean()),
+               "gate_ms": round(frame["timings"]["gate_ms"], 2),
+               "crop_px_changed_ungated": int(np.any(processed != crop, axis=2).sum()),
+               "crop_px_changed_gated": int(np.any(gated != crop, axis=2).sum()), "crop_px_closed": int(closed.sum())}
+    _record("look_gate_js_vs_makeup_gate", figures)
+    assert not (off & ~edge).any() and off.mean() < 0.005, figures
+    assert diff.max() <= 1 and figures["gated_share_differing"] < 0.001, figures
+    # The gate changed something, and where it is closed the crop is the crop, exactly.
+    assert np.any(gated != processed) and np.array_equal(gated[closed], crop[closed]), figures
+    # On the photo: outside the gate's footprint (warped back, plus bilinear reach) the photo is untouched.
+    result = b64_array(frame["result"], np.uint8, (frame["height"], frame["width"], 4))[..., :3]
+    open_ = (~closed).astype(np.float32)
+    matrix = np.array(frame["matrix"], np.float64).reshape(2, 3)
+    reach = cv2.warpAffine(open_, matrix, (frame["width"], frame["height"]), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    footprint = cv2.dilate((reach > 0).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    assert np.array_equal(result[~footprint], astronaut[~footprint])
+
+
+def test_look_gate_toggle_switches_it(page):
+    """Unticking the box pastes the model's whole change back; ticking it again gives the gated photo again.
+    Screenshots of both."""
+    browser = page["browser"]
+    OUT.mkdir(parents=True, exist_ok=True)
+    on = browser.eval("() => window.tinybeauty.lastFrame()")
+    browser.call("screenshot", path=str(OUT / "screenshot_gate_on.png"))
+    browser.eval("() => document.getElementById('gate-toggle').click()")
+    off = _wait_frame(browser, "f.gated === null")
+    info = browser.eval("() => window.tinybeauty.info()")
+    assert info["gateOn"] is False and info["gate"] is True and "look gate off" in info["gateNote"], info
+    assert browser.eval("() => document.getElementById('crop-after-caption').textContent") == "model output"
+    browser.call("screenshot", path=str(OUT / "screenshot_gate_off.png"))
+    result_on = b64_array(on["result"], np.uint8, (512, 512, 4))
+    result_off = b64_array(off["result"], np.uint8, (512, 512, 4))
+    photo_changed = int(np.any(result_on != result_off, axis=2).sum())
+    assert photo_changed > 1000, photo_changed
+    browser.eval("() => document.getElementById('gate-toggle').click()")
+    again = _wait_frame(browser, "f.gated !== null")
+    assert browser.eval("() => window.tinybeauty.info().gateOn") is True
+    assert again["result"] == on["result"]  # the same photo, gated again: the same pixels
+    _record("look_gate_toggle", {"photo_px_differing_on_vs_off": photo_changed,
+                                 "screenshots": [str((OUT / f"screenshot_gate_{s}.png").relative_to(ROOT))
+                                                 for s in ("on", "off")]})
+
+
 def test_end_to_end_frame_time_on_the_astronaut(page):
     timings = page["browser"].eval("async () => window.tinybeauty.reprocess(5)", timeout=120)
-    keys = ("landmarks_ms", "align_ms", "model_ms", "paste_ms", "frame_ms", "end_to_end_ms")
+    keys = ("landmarks_ms", "align_ms", "model_ms", "gate_ms", "paste_ms", "frame_ms", "end_to_end_ms")
     summary = {k: round(statistics.median(t[k] for t in timings), 2) for k in keys}
     _record("frame_time_astronaut_median_of_5", summary)
     assert 0 < summary["model_ms"] < summary["frame_ms"] <= summary["end_to_end_ms"]
@@ -212,6 +310,38 @@ def test_dropped_files_get_one_clear_message(page, tmp_path):
     browser.eval("async () => { await window.tinybeauty.reprocess(1); }")
     info = browser.eval("() => window.tinybeauty.info()")
     assert info["model"] == "mine.tflite" and info["message"] == "" and browser.eval(visible) == []
+
+
+def test_card_without_look_gate_runs_ungated(page):
+    """A model and a card without "look_gate" (an older export), then a model dropped without its card: the
+    page runs ungated and says so in one line; the bundled model and card bring the gate back."""
+    browser = page["browser"]
+    model = base64.b64encode((page["assets"] / "tinybeauty.tflite").read_bytes()).decode()
+    card = json.loads((page["assets"] / "model_card.json").read_text())
+    old = {k: v for k, v in card.items() if k != "look_gate"}
+
+    def drop(name, card_json=None):
+        files = [{"name": name, "type": "", "b64": model}]
+        if card_json is not None:
+            files.append({"name": "model_card.json", "type": "application/json",
+                          "b64": base64.b64encode(json.dumps(card_json).encode()).decode()})
+        browser.call("drop", selector="body", files=files)
+        for _ in range(200):
+            if browser.eval("() => window.tinybeauty.info().model") == name:
+                break
+            time.sleep(0.05)
+        browser.eval("async () => { await window.tinybeauty.reprocess(1); }")
+        return browser.eval("() => window.tinybeauty.info()"), browser.eval("() => window.tinybeauty.lastFrame()")
+
+    info, frame = drop("old.tflite", old)
+    assert info["gate"] is False and frame["gated"] is None and info["message"] == "", info
+    assert info["gateNote"] == "ungated: model_card.json has no look_gate (an older export): the model's change is not clipped"
+    assert browser.eval("() => document.getElementById('gate-toggle').disabled") is True
+    info, frame = drop("alone.tflite")
+    assert info["gate"] is False and frame["gated"] is None
+    assert info["gateNote"].startswith("ungated: alone.tflite came without its model_card.json"), info
+    info, frame = drop("tinybeauty.tflite", card)
+    assert info["gate"] is True and info["gateOn"] is True and frame["gated"] is not None, info
 
 
 def test_screenshot_is_saved(page):

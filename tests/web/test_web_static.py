@@ -90,10 +90,36 @@ def test_model_card_alignment_is_makeup_align():
 
 
 def test_page_reads_alignment_from_the_card_not_from_constants():
-    src = (WEB / "src" / "align.js").read_text(encoding="utf-8") + (WEB / "src" / "app.js").read_text(encoding="utf-8")
+    src = "".join((WEB / "src" / f).read_text(encoding="utf-8") for f in ("align.js", "app.js", "gate.js"))
     for literal in ("0.375", "0.625", "0.745", "0.47", "0.04", "133", "362", "291"):
         assert not re.search(rf"(?<![\w.]){re.escape(literal)}(?![\w.])", src), f"{literal} hard-coded in the page"
     assert "alignment.template" in src and "alignment.feather" in src and "right_eye_corners" in src
+
+
+def test_model_card_regions_are_makeup_parsing():
+    """The "regions" entry the page's look gate rasterises: makeup.parsing's polygons in landmarks_to_labels's
+    fill order (filling them as listed with cv2 gives landmarks_to_labels's map), its labels, EYE_REACH."""
+    import cv2
+
+    from export.report import regions_card
+    from makeup import metrics, parsing, regions
+    from makeup.parsing import landmarks_to_labels
+
+    card = regions_card()
+    json.dumps(card)
+    assert card["labels"] == regions.REGION_NAMES and card["eye_reach"] == metrics.EYE_REACH
+    assert set(metrics.FIDELITY_REGIONS) <= set(card["labels"])  # the gate's regions (gate.js GATE_REGIONS)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        lm = rng.uniform(-20, 276, (478, 2))
+        lm[:] = 128 + (lm - 128) * rng.uniform(0.3, 1.0)
+        labels = np.zeros((256, 256), np.uint8)
+        for part in card["fill"]:
+            poly = np.round(lm[part["points"]] * 2 ** card["subpixel_bits"]).astype(np.int32)
+            cv2.fillPoly(labels, [poly], card["labels"][part["label"]], lineType=cv2.LINE_8, shift=card["subpixel_bits"])
+        np.testing.assert_array_equal(labels, landmarks_to_labels(lm, (256, 256)))
+    for name in ("RIGHT_EYE", "LEFT_EYE", "RIGHT_BROW", "LEFT_BROW", "LIPS_OUTER", "LIPS_INNER"):
+        assert list(getattr(parsing, name)) in [p["points"] for p in card["fill"]], name
 
 
 def test_landmarker_bundle_matches_face_mesh(tmp_path, astronaut):

@@ -58,6 +58,17 @@ def skip_without_browser() -> None:
 
 # ---- the model: a real export of the default student ----
 
+def _test_gate():
+    from makeup.gate import LookGate
+
+    # Tight on the skin (the test model's change is clipped there), loose on the lips, eyes and brows left
+    # alone: the gate visibly changes the photo, and outside the feathered skin and lips nothing changes.
+    return LookGate({"eyes": None, "lips": ((-0.3, -0.3, -0.3), (0.3, 0.3, 0.3)),
+                     "skin": ((-0.004, -0.004, -0.004), (0.004, 0.004, 0.004)), "brows": None})
+
+
+TEST_GATE = _test_gate()
+
 def export_student(root: Path, size: int = 256) -> Path:
     """The default student (a few QAT steps, fixed seed) exported to ``root/export`` as TFLite."""
     import torch
@@ -83,7 +94,7 @@ def export_student(root: Path, size: int = 256) -> Path:
         opt.step()
     model.load_state_dict(float_state_from_prepared(prepared, model))
     ckpt = save_checkpoint(root / "qat.pt", model, config=cfg, qat_state=prepared.state_dict(),
-                           meta={"style": "web-test"})
+                           meta={"style": "web-test", "look_gate": TEST_GATE.to_dict()})
     out = root / "export"
     run_export(ExportRequest.build(ckpt, out, "tflite", config={"size": size, "parity_images": 2}), progress=False)
     return out

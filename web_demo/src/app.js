@@ -1,7 +1,10 @@
 // The page: a photo (built-in sample, a file, or the webcam) -> FaceLandmarker -> alignment from the model
 // card -> LiteRT.js -> paste-back, shown with a before/after slider; drop a .tflite (and its
-// model_card.json) to replace the bundled model; a latency benchmark with a downloadable JSON.
+// model_card.json) to replace the bundled model; a latency benchmark with a downloadable JSON. The look
+// gate (the card's "look_gate", src/gate.js) clips the model's change on the crop before paste-back, as
+// `tinybeauty apply` does; a checkbox turns it off.
 import {alignFace, centredSquare, faceMask, pasteBack} from './align.js';
+import {gateCrop, gateFromCard} from './gate.js';
 import {createLandmarker, largestFace} from './landmarks.js';
 import {MakeupModel, initLiteRt, looksLikeTflite, maxThreads, webGpuAvailable} from './model.js';
 import {runBenchmark} from './bench.js';
@@ -15,6 +18,9 @@ const state = {
   modelName: null,
   model: null,         // the MakeupModel the pipeline uses (wasm, the most threads available)
   benchModels: new Map(),
+  gate: null,          // the look gate from the card (gate.js), null: ungated
+  gateNote: '',        // one line saying which
+  gateOn: true,        // the page's toggle
   landmarker: null,
   landmarkerProblem: null,
   photo: null,         // {data, width, height}
@@ -61,7 +67,21 @@ async function pipelineThreads() {
   return Math.min(await maxThreads(), 4);
 }
 
-async function setModel(bytes, name, card) {
+function setGate(card, cardName, note) {
+  const g = card ? gateFromCard(card, cardName) : {gate: null, note};
+  state.gate = g.gate;
+  state.gateNote = g.note;
+  showGate();
+}
+
+function showGate() {
+  const box = $('gate-toggle');
+  box.checked = state.gateOn;
+  box.disabled = !state.gate;
+  $('gate-note').textContent = state.gate && !state.gateOn ? 'look gate off: the model\'s whole change is pasted back' : state.gateNote;
+}
+
+async function setModel(bytes, name, card, cardName = 'model_card.json') {
   const model = await MakeupModel.load(bytes, {accelerator: 'wasm', numThreads: await pipelineThreads()});
   model.label = name;
   const nextCard = card || state.card;
@@ -73,6 +93,10 @@ async function setModel(bytes, name, card) {
   state.benchModels.clear();
   if (state.model) state.model.delete();
   Object.assign(state, {model, modelBytes: bytes, modelName: name, card: nextCard});
+  // The look gate belongs to the look: a model dropped without its card runs ungated (the old card still
+  // frames the face: the alignment is the toolkit's, not the look's).
+  if (card) setGate(card, cardName);
+  else setGate(null, null, `ungated: ${name} came without its model_card.json (the look gate is in the card)`);
   const cardSize = nextCard.alignment.crop_size;
   const note = cardSize && cardSize !== model.size ? ` (the card says ${cardSize}: the model's input decides)` : '';
   setStatus(`model: ${describe()}${note}`);
@@ -86,7 +110,7 @@ async function loadBundled() {
     throw new Error('no bundled model: run `make web-assets` (or drop a tinybeauty.tflite and its model_card.json here)');
   }
   const card = validateCard(await cardRes.json(), 'assets/model_card.json');
-  await setModel(new Uint8Array(await modelRes.arrayBuffer()), 'tinybeauty.tflite', card);
+  await setModel(new Uint8Array(await modelRes.arrayBuffer()), 'tinybeauty.tflite', card, 'assets/model_card.json');
 }
 
 // ---- photo in, made-up photo out ----
@@ -118,11 +142,16 @@ async function processFrame(photo, {video = false, timestamp = 0} = {}) {
   const t2 = performance.now();
   const {out: processed, ms: modelMs} = await model.run(aligned.crop);
   const t3 = performance.now();
-  const result = pasteBack(photo, processed, aligned, mask);
+  // student/apply.py gated_crop: the gate needs the crop's landmarks (none for the centred square).
+  const gated = state.gate && state.gateOn && aligned.landmarks ?
+    gateCrop(state.gate, aligned.crop, processed, aligned.landmarks, aligned.size) : null;
   const t4 = performance.now();
-  return {photo, landmarks, aligned, processed, result, face: Boolean(landmarks),
+  const result = pasteBack(photo, gated ? gated.gated : processed, aligned, mask);
+  const t5 = performance.now();
+  return {photo, landmarks, aligned, processed, gated: gated?.gated ?? null, labels: gated?.labels ?? null, result,
+          face: Boolean(landmarks),
           timings: {landmarks_ms: t1 - t0, align_ms: t2 - t1, model_ms: modelMs, model_call_ms: t3 - t2,
-                    paste_ms: t4 - t3, frame_ms: t4 - t0}};
+                    gate_ms: t4 - t3, paste_ms: t5 - t4, frame_ms: t5 - t0}};
 }
 
 function putImage(canvas, img) {
@@ -136,12 +165,14 @@ function draw(frame) {
   putImage($('before'), frame.photo);
   const n = frame.aligned.size;
   putImage($('crop-before'), {data: frame.aligned.crop, width: n, height: n});
-  putImage($('crop-after'), {data: frame.processed, width: n, height: n});
+  putImage($('crop-after'), {data: frame.gated || frame.processed, width: n, height: n});
+  $('crop-after-caption').textContent = frame.gated ? 'model output, gated' : 'model output';
   const t = frame.timings;
   const framing = frame.face ? 'face aligned' :
     (state.landmarker ? 'no face found: centred square crop' : `${state.landmarkerProblem}: centred square crop`);
   $('timings').textContent = `frame ${t.frame_ms.toFixed(1)} ms · landmarks ${t.landmarks_ms.toFixed(1)} · ` +
-    `align ${t.align_ms.toFixed(1)} · model ${t.model_ms.toFixed(1)} · paste ${t.paste_ms.toFixed(1)} · ${framing}`;
+    `align ${t.align_ms.toFixed(1)} · model ${t.model_ms.toFixed(1)} · gate ${t.gate_ms.toFixed(1)} · ` +
+    `paste ${t.paste_ms.toFixed(1)} · ${framing}`;
 }
 
 function serialise(fn) {
@@ -170,7 +201,7 @@ async function handleFiles(files) {
   const list = Array.from(files || []);
   if (!list.length) return;
   try {
-    let tflite = null, card = null, photo = null;
+    let tflite = null, card = null, cardName = null, photo = null;
     for (const file of list) {
       const bytes = new Uint8Array(await file.arrayBuffer());
       const lower = file.name.toLowerCase();
@@ -182,6 +213,7 @@ async function handleFiles(files) {
           throw new Error(`${file.name}: not valid JSON (expected the export's model_card.json)`);
         }
         card = validateCard(parsed, file.name);
+        cardName = file.name;
       } else if (file.type.startsWith('image/') && !lower.endsWith('.tflite')) {
         photo = file;
       } else {
@@ -191,12 +223,13 @@ async function handleFiles(files) {
     }
     if (tflite) {
       try {
-        await setModel(tflite.bytes, tflite.name, card);
+        await setModel(tflite.bytes, tflite.name, card, cardName);
       } catch (err) {
         throw new Error(`${tflite.name}: LiteRT.js cannot run it as a TinyBeauty model: ${err.message || err}`);
       }
     } else if (card) {
       state.card = card;
+      setGate(card, cardName);
       setStatus(`model card ${list.find((f) => f.name.toLowerCase().endsWith('.json')).name} loaded: ${describe()}`);
     }
     showMessage('');
@@ -339,8 +372,20 @@ function setupSlider() {
   apply();
 }
 
+function setupGateToggle() {
+  $('gate-toggle').addEventListener('change', (e) => {
+    state.gateOn = e.target.checked;
+    showGate();
+    // The camera picks the change up on its next frame; a photo is made up again.
+    if (!state.webcam && state.photo) {
+      showPhoto(state.photo, state.photoName).catch((err) => showMessage(err.message || String(err)));
+    }
+  });
+}
+
 async function start() {
   setupSlider();
+  setupGateToggle();
   setupDrop();
   $('sample').addEventListener('click', () => loadSample().catch((err) => showMessage(err.message || String(err))));
   $('webcam').addEventListener('click', () => (state.webcam ? stopWebcam() : startWebcam()));
@@ -379,6 +424,8 @@ window.tinybeauty = {
     landmarker: Boolean(state.landmarker), landmarkerProblem: state.landmarkerProblem, style: state.card?.style ?? null,
     alignment: state.card?.alignment ?? null, message: $('message').hidden ? '' : $('message').textContent,
     crossOriginIsolated: globalThis.crossOriginIsolated === true, photo: state.photoName,
+    gate: Boolean(state.gate), gateOn: state.gateOn, gateRegions: state.gate?.active ?? null,
+    gateNote: $('gate-note').textContent,
   }),
   /** Raw model output (float32 bytes, base64) for an RGB uint8 crop (base64), on backend/threads. */
   runCrop: async (rgbB64, {backend = 'wasm', threads = 1} = {}) => {
@@ -395,7 +442,9 @@ window.tinybeauty = {
     if (!f) return null;
     return {width: f.photo.width, height: f.photo.height, face: f.face, landmarks: f.landmarks,
             matrix: f.aligned.matrix, size: f.aligned.size, crop: toBase64(f.aligned.crop),
-            processed: toBase64(f.processed), result: toBase64(f.result.data), timings: f.timings};
+            processed: toBase64(f.processed), result: toBase64(f.result.data), timings: f.timings,
+            gated: f.gated ? toBase64(f.gated) : null, labels: f.labels ? toBase64(f.labels) : null,
+            cropLandmarks: f.aligned.landmarks};
   },
   /** Process the current photo again `repeat` times; the per-frame timings. */
   reprocess: async (repeat = 1) => {

@@ -1,0 +1,281 @@
+// The look gate in JavaScript: makeup/gate.py's LookGate.apply on the aligned crop, with the crop's regions
+// from its face-mesh landmarks (makeup/parsing.py landmarks_to_labels, makeup/metrics.py region_masks), as
+// student/apply.py gated_crop does before paste-back. Everything it needs comes from the model card:
+// "look_gate" (per-region change ranges, feather) and "regions" (the polygons in fill order, the label
+// values, the eye zone's reach) — export/report.py writes both.
+//
+// Rasterisation follows cv2.fillPoly (shift = 4, LINE_8): vertices in 1/16 px, rows rounded, edges in 16.16
+// fixed point, the outline drawn by cv2's 8-connected line, so the label map matches Python's up to the odd
+// pixel on a polygon edge (OpenCV 4.11's drawing.cpp: edges between the rounded vertices, spans from the
+// ceiling of the left edge to the floor of the right one). Float arithmetic is float32 where numpy's is.
+
+import {roundEven} from './align.js';
+
+const XY_SHIFT = 16;
+const XY_ONE = 2 ** XY_SHIFT;
+const GATE_REGIONS = ['eyes', 'lips', 'skin', 'brows']; // makeup.metrics.FIDELITY_REGIONS
+
+/**
+ * The gate a model card carries: {gate, note}. gate is null (run ungated) when the card has no look_gate or
+ * no regions entry; note is the one line the page shows.
+ */
+export function gateFromCard(card, cardName = 'model_card.json') {
+  const lg = card?.look_gate;
+  if (!lg) return {gate: null, note: `ungated: ${cardName} has no look_gate (an older export): the model's change is not clipped`};
+  const reg = card.regions;
+  if (!reg || !Array.isArray(reg.fill) || !reg.labels || typeof reg.eye_reach !== 'number') {
+    return {gate: null, note: `ungated: ${cardName} has a look_gate but no "regions" entry: export it again with this toolkit`};
+  }
+  const bounds = {};
+  for (const region of GATE_REGIONS) {
+    const b = lg.bounds?.[region];
+    bounds[region] = b ? {low: b.low.map(Number), high: b.high.map(Number)} : null;
+  }
+  const active = GATE_REGIONS.filter((r) => bounds[r]);
+  const gate = {bounds, feather: Number(lg.feather ?? 0.02), regions: reg, active};
+  return {gate, note: `look gate: ${active.length ? active.join(', ') : 'no region'} may change, the rest keeps the photo`};
+}
+
+function floorShift(v) { // int64 >> XY_SHIFT (arithmetic, floors)
+  return Math.floor(v / XY_ONE);
+}
+
+/** cv2.clipLine on integer points (in place); true when some of the segment is inside w x h. */
+function clipLine(w, h, p1, p2) {
+  const right = w - 1, bottom = h - 1;
+  const code = (p) => (p[0] < 0) + (p[0] > right) * 2 + (p[1] < 0) * 4 + (p[1] > bottom) * 8;
+  let c1 = code(p1), c2 = code(p2);
+  if ((c1 & c2) === 0 && (c1 | c2) !== 0) {
+    if (c1 & 12) {
+      const a = c1 < 8 ? 0 : bottom;
+      p1[0] += Math.trunc((a - p1[1]) * (p2[0] - p1[0]) / (p2[1] - p1[1]));
+      p1[1] = a;
+      c1 = (p1[0] < 0) + (p1[0] > right) * 2;
+    }
+    if (c2 & 12) {
+      const a = c2 < 8 ? 0 : bottom;
+      p2[0] += Math.trunc((a - p2[1]) * (p2[0] - p1[0]) / (p2[1] - p1[1]));
+      p2[1] = a;
+      c2 = (p2[0] < 0) + (p2[0] > right) * 2;
+    }
+    if ((c1 & c2) === 0 && (c1 | c2) !== 0) {
+      if (c1) {
+        const a = c1 === 1 ? 0 : right;
+        p1[1] += Math.trunc((a - p1[0]) * (p2[1] - p1[1]) / (p2[0] - p1[0]));
+        p1[0] = a;
+        c1 = 0;
+      }
+      if (c2) {
+        const a = c2 === 1 ? 0 : right;
+        p2[1] += Math.trunc((a - p2[0]) * (p2[1] - p1[1]) / (p2[0] - p1[0]));
+        p2[0] = a;
+        c2 = 0;
+      }
+    }
+  }
+  return (c1 | c2) === 0;
+}
+
+/** cv2's Line(img, pt1, pt2, color, 8): LineIterator (clipped, left to right, 8-connected Bresenham). */
+function drawLine(labels, w, h, a, b, value) {
+  let p1 = a.slice(), p2 = b.slice();
+  const outside = (p) => p[0] < 0 || p[0] >= w || p[1] < 0 || p[1] >= h;
+  if ((outside(p1) || outside(p2)) && !clipLine(w, h, p1, p2)) return;
+  let dx = p2[0] - p1[0], dy = p2[1] - p1[1];
+  let sx = 1, sy = 1;
+  if (dx < 0) { dx = -dx; dy = -dy; [p1, p2] = [p2, p1]; }
+  if (dy < 0) { dy = -dy; sy = -1; }
+  const vert = dy > dx;
+  if (vert) [dx, dy] = [dy, dx];
+  let err = dx - 2 * dy;
+  let x = p1[0], y = p1[1];
+  for (let i = 0; i <= dx; i++) {
+    if (x >= 0 && x < w && y >= 0 && y < h) labels[y * w + x] = value;
+    const minor = err < 0;
+    err += -2 * dy + (minor ? 2 * dx : 0);
+    if (vert) { y += sy; if (minor) x += sx; } else { x += sx; if (minor) y += sy; }
+  }
+}
+
+/** cv2.fillPoly(labels, [poly], value, LINE_8, shift) for one polygon of integer (fixed-point) vertices. */
+export function fillPoly(labels, w, h, poly, value, shift) {
+  const delta = (1 << shift) >> 1;
+  const up = 2 ** (XY_SHIFT - shift);
+  const edges = [];
+  const conv = (p) => [p[0] * up, (p[1] + delta) >> shift];
+  let pt0 = conv(poly[poly.length - 1]);
+  for (let i = 0; i < poly.length; i++) {
+    const pt1 = conv(poly[i]);
+    const t0 = [floorShift(pt0[0] + XY_ONE / 2), pt0[1]], t1 = [floorShift(pt1[0] + XY_ONE / 2), pt1[1]];
+    drawLine(labels, w, h, t0, t1, value);
+    // The edges run between the rounded vertices (clipped to the image where a vertex lies outside it).
+    let c0y = pt0[1], c1y = pt1[1];
+    if (t0[0] < 0 || t0[0] >= w || t1[0] < 0 || t1[0] >= w || t0[1] < 0 || t0[1] >= h || t1[1] < 0 || t1[1] >= h) {
+      clipLine(w, h, t0, t1);
+      if (t0[1] !== t1[1]) { c0y = t0[1]; c1y = t1[1]; }
+    }
+    const c0 = [t0[0] * XY_ONE, c0y], c1 = [t1[0] * XY_ONE, c1y];
+    if (pt0[1] !== pt1[1]) {
+      const dx = Math.trunc((c1[0] - c0[0]) / (c1[1] - c0[1]));
+      if (pt0[1] < pt1[1]) edges.push({y0: pt0[1], y1: pt1[1], x: c0[0] + (pt0[1] - c0[1]) * dx, dx});
+      else edges.push({y0: pt1[1], y1: pt0[1], x: c1[0] + (pt1[1] - c1[1]) * dx, dx});
+    }
+    pt0 = pt1;
+  }
+  if (edges.length < 2) return;
+  let yMin = Infinity, yMax = -Infinity;
+  for (const e of edges) { yMin = Math.min(yMin, e.y0); yMax = Math.max(yMax, e.y1); }
+  // Scanline fill between pairs of active edges (y0 <= y < y1), x at row y = x + (y - y0) * dx.
+  const xs = [];
+  for (let y = Math.max(yMin, 0); y < Math.min(yMax, h); y++) {
+    xs.length = 0;
+    for (const e of edges) if (e.y0 <= y && y < e.y1) xs.push(e.x + (y - e.y0) * e.dx);
+    xs.sort((a, b) => a - b);
+    for (let k = 0; k + 1 < xs.length; k += 2) {
+      let x1 = floorShift(xs[k] + XY_ONE - 1), x2 = floorShift(xs[k + 1]);
+      if (x1 >= w || x2 < 0) continue;
+      x1 = Math.max(x1, 0); x2 = Math.min(x2, w - 1);
+      labels.fill(value, y * w + x1, y * w + x2 + 1);
+    }
+  }
+}
+
+/** makeup.parsing.landmarks_to_labels on a size x size crop: Uint8Array label map (card "regions"). */
+export function landmarksToLabels(landmarks, regions, size) {
+  const labels = new Uint8Array(size * size);
+  const shift = regions.subpixel_bits;
+  const scale = 2 ** shift;
+  for (const {label, points} of regions.fill) {
+    const poly = points.map((i) => [roundEven(landmarks[i][0] * scale), roundEven(landmarks[i][1] * scale)]);
+    fillPoly(labels, size, size, poly, regions.labels[label], shift);
+  }
+  return labels;
+}
+
+/** Square max filter of radius r (F.max_pool2d, padding outside the image never wins). */
+function maxFilter(mask, n, r) {
+  if (r <= 0) return mask.slice();
+  const tmp = new Uint8Array(n * n), out = new Uint8Array(n * n);
+  for (let y = 0; y < n; y++) {
+    for (let x = 0; x < n; x++) {
+      let m = 0;
+      for (let j = Math.max(x - r, 0); j <= Math.min(x + r, n - 1) && !m; j++) m = mask[y * n + j];
+      tmp[y * n + x] = m;
+    }
+  }
+  for (let x = 0; x < n; x++) {
+    for (let y = 0; y < n; y++) {
+      let m = 0;
+      for (let j = Math.max(y - r, 0); j <= Math.min(y + r, n - 1) && !m; j++) m = tmp[j * n + x];
+      out[y * n + x] = m;
+    }
+  }
+  return out;
+}
+
+/** makeup.metrics.region_masks: {eyes: eye zone, lips, skin outside the zone, brows} as 0/1 Uint8Arrays. */
+export function regionMasks(labels, regions, size) {
+  const L = regions.labels, n = size * size;
+  const is = (v) => { const m = new Uint8Array(n); for (let i = 0; i < n; i++) m[i] = labels[i] === v ? 1 : 0; return m; };
+  const zone = maxFilter(is(L.eyes), size, roundEven(regions.eye_reach * size));
+  const skin = is(L.skin);
+  for (let i = 0; i < n; i++) skin[i] &= 1 - zone[i];
+  return {eyes: zone, lips: is(L.lips), skin, brows: is(L.brows)};
+}
+
+/** cv2.getGaussianKernel for a float image and ksize 0: ksize = round(sigma * 8 + 1) | 1, float32 taps. */
+export function gaussianKernel(sigma) {
+  const k = roundEven(sigma * 8 + 1) | 1;
+  const taps = new Float32Array(k);
+  const scale2X = -0.5 / (sigma * sigma);
+  let sum = 0;
+  for (let i = 0; i < k; i++) {
+    const x = i - (k - 1) * 0.5;
+    taps[i] = Math.exp(scale2X * x * x);
+    sum += taps[i];
+  }
+  for (let i = 0; i < k; i++) taps[i] = taps[i] / sum;
+  return taps;
+}
+
+/** cv2.GaussianBlur(mask, (0, 0), sigma, borderType=BORDER_CONSTANT) of a 0/1 mask -> Float32Array. */
+function blurConstant(mask, n, taps) {
+  const r = (taps.length - 1) / 2;
+  const tmp = new Float32Array(n * n), out = new Float32Array(n * n);
+  for (let y = 0; y < n; y++) {
+    const row = y * n;
+    for (let x = 0; x < n; x++) {
+      let acc = 0;
+      const j0 = Math.max(-r, -x), j1 = Math.min(r, n - 1 - x);
+      for (let j = j0; j <= j1; j++) if (mask[row + x + j]) acc += taps[j + r];
+      tmp[row + x] = acc;
+    }
+  }
+  for (let y = 0; y < n; y++) {
+    const j0 = Math.max(-r, -y), j1 = Math.min(r, n - 1 - y);
+    for (let x = 0; x < n; x++) {
+      let acc = 0;
+      for (let j = j0; j <= j1; j++) acc += taps[j + r] * tmp[(y + j) * n + x];
+      out[y * n + x] = acc;
+    }
+  }
+  return out;
+}
+
+/** LookGate.limits: per-pixel low and high change limits (Float32Array n*n*3 each), feathered. */
+export function gateLimits(gate, labels, size) {
+  const n = size * size;
+  const masks = regionMasks(labels, gate.regions, size);
+  const lo = new Float32Array(n * 3), hi = new Float32Array(n * 3), weight = new Float32Array(n);
+  const sigma = Math.max(gate.feather * size / 2, 1e-3);
+  const taps = gate.feather > 0 ? gaussianKernel(sigma) : null;
+  for (const region of GATE_REGIONS) {
+    const b = gate.bounds[region];
+    if (!b) continue;
+    const m = taps ? blurConstant(masks[region], size, taps) : Float32Array.from(masks[region]);
+    for (let i = 0; i < n; i++) {
+      const w = m[i];
+      if (w === 0) continue;
+      for (let c = 0; c < 3; c++) {
+        lo[i * 3 + c] = Math.fround(lo[i * 3 + c] + Math.fround(w * Math.fround(b.low[c])));
+        hi[i * 3 + c] = Math.fround(hi[i * 3 + c] + Math.fround(w * Math.fround(b.high[c])));
+      }
+      weight[i] = Math.fround(weight[i] + w);
+    }
+  }
+  for (let i = 0; i < n; i++) {
+    const over = Math.max(weight[i], 1);
+    for (let c = 0; c < 3; c++) {
+      lo[i * 3 + c] = Math.fround(lo[i * 3 + c] / over);
+      hi[i * 3 + c] = Math.fround(hi[i * 3 + c] / over);
+    }
+  }
+  return {lo, hi, masks};
+}
+
+/**
+ * LookGate.apply: the prediction's change clipped to [lo, hi] per pixel and channel (RGBA crops in, RGBA out):
+ * round((src + clip(pred / 255 - src / 255, lo, hi)) * 255) in float32, half to even.
+ */
+export function applyLimits(crop, processed, lo, hi) {
+  const n = crop.length / 4;
+  const out = new Uint8ClampedArray(crop.length);
+  for (let i = 0; i < n; i++) {
+    for (let c = 0; c < 3; c++) {
+      const s = Math.fround(crop[i * 4 + c] / 255);
+      const d = Math.fround(Math.fround(processed[i * 4 + c] / 255) - s);
+      const k = i * 3 + c;
+      const dc = Math.min(Math.max(d, lo[k]), hi[k]);
+      out[i * 4 + c] = Math.min(255, Math.max(0, roundEven(Math.fround(Math.fround(s + dc) * 255))));
+    }
+    out[i * 4 + 3] = 255;
+  }
+  return out;
+}
+
+/** student/apply.py gated_crop: the gated crop and the label map (landmarks in crop pixels). */
+export function gateCrop(gate, crop, processed, landmarks, size) {
+  const labels = landmarksToLabels(landmarks, gate.regions, size);
+  const {lo, hi} = gateLimits(gate, labels, size);
+  return {gated: applyLimits(crop, processed, lo, hi), labels};
+}
