@@ -198,28 +198,48 @@ export function gaussianKernel(sigma) {
   return taps;
 }
 
-/** cv2.GaussianBlur(mask, (0, 0), sigma, borderType=BORDER_CONSTANT) of a 0/1 mask -> Float32Array. */
+/** Rows and columns [y0, y1] x [x0, x1] holding a mask's ones, or null. */
+function bbox(mask, n) {
+  let x0 = n, x1 = -1, y0 = n, y1 = -1;
+  for (let y = 0; y < n; y++) {
+    for (let x = 0; x < n; x++) {
+      if (mask[y * n + x]) { x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = y; }
+    }
+  }
+  return y1 < 0 ? null : {x0, x1, y0, y1};
+}
+
+/**
+ * cv2.GaussianBlur(mask, (0, 0), sigma, borderType=BORDER_CONSTANT) of a 0/1 mask -> Float32Array and the box
+ * it can be non-zero in (the mask's box grown by the kernel's radius). Zero taps are skipped: adding 0 changes
+ * no float sum, so the values are those of the full convolution.
+ */
 function blurConstant(mask, n, taps) {
   const r = (taps.length - 1) / 2;
-  const tmp = new Float32Array(n * n), out = new Float32Array(n * n);
-  for (let y = 0; y < n; y++) {
+  const out = new Float32Array(n * n);
+  const b = bbox(mask, n);
+  if (!b) return {m: out, box: null};
+  const X0 = Math.max(b.x0 - r, 0), X1 = Math.min(b.x1 + r, n - 1);
+  const Y0 = Math.max(b.y0 - r, 0), Y1 = Math.min(b.y1 + r, n - 1);
+  const tmp = new Float32Array(n * n);
+  for (let y = b.y0; y <= b.y1; y++) {
     const row = y * n;
-    for (let x = 0; x < n; x++) {
+    for (let x = X0; x <= X1; x++) {
       let acc = 0;
       const j0 = Math.max(-r, -x), j1 = Math.min(r, n - 1 - x);
       for (let j = j0; j <= j1; j++) if (mask[row + x + j]) acc += taps[j + r];
       tmp[row + x] = acc;
     }
   }
-  for (let y = 0; y < n; y++) {
-    const j0 = Math.max(-r, -y), j1 = Math.min(r, n - 1 - y);
-    for (let x = 0; x < n; x++) {
+  for (let y = Y0; y <= Y1; y++) {
+    const j0 = Math.max(-r, b.y0 - y), j1 = Math.min(r, b.y1 - y);
+    for (let x = X0; x <= X1; x++) {
       let acc = 0;
       for (let j = j0; j <= j1; j++) acc += taps[j + r] * tmp[(y + j) * n + x];
       out[y * n + x] = acc;
     }
   }
-  return out;
+  return {m: out, box: {x0: X0, x1: X1, y0: Y0, y1: Y1}};
 }
 
 /** LookGate.limits: per-pixel low and high change limits (Float32Array n*n*3 each), feathered. */
@@ -232,19 +252,25 @@ export function gateLimits(gate, labels, size) {
   for (const region of GATE_REGIONS) {
     const b = gate.bounds[region];
     if (!b) continue;
-    const m = taps ? blurConstant(masks[region], size, taps) : Float32Array.from(masks[region]);
-    for (let i = 0; i < n; i++) {
-      const w = m[i];
-      if (w === 0) continue;
-      for (let c = 0; c < 3; c++) {
-        lo[i * 3 + c] = Math.fround(lo[i * 3 + c] + Math.fround(w * Math.fround(b.low[c])));
-        hi[i * 3 + c] = Math.fround(hi[i * 3 + c] + Math.fround(w * Math.fround(b.high[c])));
+    const {m, box} = taps ? blurConstant(masks[region], size, taps) :
+      {m: Float32Array.from(masks[region]), box: {x0: 0, x1: size - 1, y0: 0, y1: size - 1}};
+    if (!box) continue;
+    const low = b.low.map(Math.fround), high = b.high.map(Math.fround);
+    for (let y = box.y0; y <= box.y1; y++) {
+      for (let i = y * size + box.x0; i <= y * size + box.x1; i++) {
+        const w = m[i];
+        if (w === 0) continue;
+        for (let c = 0; c < 3; c++) {
+          lo[i * 3 + c] = Math.fround(lo[i * 3 + c] + Math.fround(w * low[c]));
+          hi[i * 3 + c] = Math.fround(hi[i * 3 + c] + Math.fround(w * high[c]));
+        }
+        weight[i] = Math.fround(weight[i] + w);
       }
-      weight[i] = Math.fround(weight[i] + w);
     }
   }
   for (let i = 0; i < n; i++) {
-    const over = Math.max(weight[i], 1);
+    const over = weight[i];
+    if (over <= 1) continue; // max(weight, 1): dividing by 1 changes nothing
     for (let c = 0; c < 3; c++) {
       lo[i * 3 + c] = Math.fround(lo[i * 3 + c] / over);
       hi[i * 3 + c] = Math.fround(hi[i * 3 + c] / over);
