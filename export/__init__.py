@@ -6,7 +6,7 @@
 Heavy libraries (torch, litert-torch, coremltools, onnxruntime) are imported only inside the exporters.
 """
 from .formats import BUDGET_BYTES, DEFAULT_FORMATS, FORMATS, ExportFormat, artifact_bytes, parse_formats
-from .pipeline import ExportRefused, ExportRequest, run_export
+from .pipeline import ExportRefused, ExportRequest, ExportSettings, run_export
 
-__all__ = ["BUDGET_BYTES", "DEFAULT_FORMATS", "FORMATS", "ExportFormat", "ExportRefused", "ExportRequest",
+__all__ = ["BUDGET_BYTES", "DEFAULT_FORMATS", "FORMATS", "ExportFormat", "ExportRefused", "ExportRequest", "ExportSettings",
            "artifact_bytes", "parse_formats", "run_export"]

@@ -18,9 +18,11 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
+from makeup.config import StageSettings
 from makeup.errors import TinyBeautyError
 
 from .formats import BUDGET_BYTES, DEPENDS_ON, ExportFormat, artifact_bytes, parse_formats
@@ -28,16 +30,22 @@ from .parity import ParitySet, compare, load_parity_set, parity_failures, run_ba
 
 log = logging.getLogger("tinybeauty")
 
-DEFAULTS = {
-    "size": 256,                       # artifacts are specialised to one square input size
-    "budget_bytes": BUDGET_BYTES,
-    "min_psnr_vs_torch_db": 45.0,      # exported vs its PyTorch reference
-    "max_target_psnr_drop_db": 0.1,    # exported may lose at most this vs target, compared with PyTorch
-    "parity_images": 16,               # validation pairs run through every runtime
-    "calib_images": 64,                # training-split pairs for post-training calibration
-    "onnx_opset": 18,
-    "coreml_modes": ["qat", "int8", "palettize6"],
-}
+@dataclass(frozen=True)
+class ExportSettings(StageSettings):
+    """What `export` runs with: the profile's ``export:`` section (thresholds, sizes) over these defaults."""
+
+    STAGE: ClassVar[str] = "export"
+    size: int = 256                    # artifacts are specialised to one square input size
+    budget_bytes: int = BUDGET_BYTES
+    min_psnr_vs_torch_db: float = 45.0    # exported vs its PyTorch reference
+    max_target_psnr_drop_db: float = 0.1  # exported may lose at most this vs target, compared with PyTorch
+    parity_images: int = 16            # validation pairs run through every runtime
+    calib_images: int = 64             # training-split pairs for post-training calibration
+    onnx_opset: int = 18
+    coreml_modes: list = field(default_factory=lambda: ["qat", "int8", "palettize6"])
+
+
+DEFAULTS: dict = ExportSettings().to_dict()  # every key, for reference
 REPORT, FAILED_REPORT, CARD, REPORT_MD = "report.json", "report.failed.json", "model_card.json", "report.md"
 
 
@@ -52,11 +60,11 @@ class ExportRequest:
     formats: list[ExportFormat]
     calib: Path | None = None
     pairs: Path | None = None
-    config: dict = field(default_factory=dict)
+    config: ExportSettings = field(default_factory=ExportSettings)
 
     @classmethod
     def build(cls, checkpoint, out, formats: str | None = None, calib=None, pairs=None,
-              config: dict | None = None) -> "ExportRequest":
+              config: ExportSettings | dict | None = None) -> "ExportRequest":
         """Validate everything cheap before any conversion starts."""
         out = Path(out)
         if out.exists() and not out.is_dir():
@@ -69,7 +77,7 @@ class ExportRequest:
         for flag, p in (("--calib", calib), ("--pairs", pairs)):
             if p is not None and not Path(p).is_dir():
                 raise TinyBeautyError(f"{flag} {p}: no such pair dataset folder")
-        cfg = {**DEFAULTS, **(config or {})}
+        cfg = ExportSettings.of(config)
         return cls(Path(checkpoint), out, selected, Path(calib) if calib else None,
                    Path(pairs) if pairs else None, cfg)
 
@@ -102,7 +110,7 @@ def _reference(qs, fmt: ExportFormat, details: dict):
     return qs.float_model if details.get("reference") == "float" else qs.graph(fmt.reference)
 
 
-def _verify(fmt: ExportFormat, path: Path, qs, parity_set: ParitySet, cfg: dict, details: dict) -> dict:
+def _verify(fmt: ExportFormat, path: Path, qs, parity_set: ParitySet, cfg: ExportSettings, details: dict) -> dict:
     """Run the artifact where a runtime exists here; otherwise validate what can be validated."""
     ok, why_not = fmt.runs_here()
     if not ok:
@@ -114,16 +122,17 @@ def _verify(fmt: ExportFormat, path: Path, qs, parity_set: ParitySet, cfg: dict,
     exported = run_batched(fmt.runner_fn()(path), parity_set.sources)
     reference = run_torch(_reference(qs, fmt, details), parity_set.sources)
     p = compare(exported, reference, parity_set.targets, parity_set)
-    fails = parity_failures(p, cfg["min_psnr_vs_torch_db"], cfg["max_target_psnr_drop_db"])
+    fails = parity_failures(p, cfg.min_psnr_vs_torch_db, cfg.max_target_psnr_drop_db)
     return {**p.to_dict(), "verified": not fails, "reason": "; ".join(fails) or None,
             "failures": [f"{fmt.name}: {f}" for f in fails]}
 
 
-def _export_one(fmt: ExportFormat, qs, staging: Path, staged: dict, parity_set: ParitySet, cfg: dict) -> dict:
+def _export_one(fmt: ExportFormat, qs, staging: Path, staged: dict, parity_set: ParitySet,
+                cfg: ExportSettings) -> dict:
     path = staging / fmt.filename
     t0 = time.perf_counter()
     try:
-        details = fmt.exporter_fn()(qs, path, cfg, staged)
+        details = fmt.exporter_fn()(qs, path, cfg.to_dict(), staged)  # exporters take the settings as a mapping
     except TinyBeautyError:
         raise
     except Exception as exc:  # a converter bug is a refused format, not a traceback
@@ -134,7 +143,7 @@ def _export_one(fmt: ExportFormat, qs, staging: Path, staged: dict, parity_set: 
                 "failures": [f"{fmt.name}: export failed ({exc.__class__.__name__})"]}
     staged[fmt.name] = path
     size = artifact_bytes(path)
-    budget = int(cfg["budget_bytes"])
+    budget = cfg.budget_bytes
     entry = {"path": fmt.filename, "bytes": size, "within_budget": size <= budget, "runtime": fmt.runtime,
              "seconds": round(time.perf_counter() - t0, 2), **details}
     entry.update(_verify(fmt, path, qs, parity_set, cfg, details))
@@ -188,14 +197,14 @@ def run_export(req: ExportRequest, progress: bool = True) -> dict:
 
     cfg = req.config
     t_start = time.perf_counter()
-    size = int(cfg["size"])
+    size = cfg.size
     ckpt = load_checkpoint(req.checkpoint)
     calib = None
     if req.calib is not None and not getattr(ckpt, "qat", False):
-        calib = _calibration_images(req.calib, size, int(cfg["calib_images"]))
+        calib = _calibration_images(req.calib, size, cfg.calib_images)
     parity_pairs = req.pairs or req.calib
-    parity_set = (load_parity_set(parity_pairs, size, int(cfg["parity_images"])) if parity_pairs
-                  else _synthetic_inputs(size, min(4, int(cfg["parity_images"]))))
+    parity_set = (load_parity_set(parity_pairs, size, cfg.parity_images) if parity_pairs
+                  else _synthetic_inputs(size, min(4, cfg.parity_images)))
     qs = quantize_student(ckpt, size, calib)
 
     req.out.parent.mkdir(parents=True, exist_ok=True)
@@ -216,14 +225,16 @@ def run_export(req: ExportRequest, progress: bool = True) -> dict:
             "quantization": qs.quantization,
             "calibration_images": qs.calib_images,
             "size": size,
-            "budget_bytes": int(cfg["budget_bytes"]),
-            "thresholds": {"min_psnr_vs_torch_db": cfg["min_psnr_vs_torch_db"],
-                           "max_target_psnr_drop_db": cfg["max_target_psnr_drop_db"]},
+            "budget_bytes": cfg.budget_bytes,
+            "thresholds": {"min_psnr_vs_torch_db": cfg.min_psnr_vs_torch_db,
+                           "max_target_psnr_drop_db": cfg.max_target_psnr_drop_db},
             "parity_set": {"pairs": str(parity_pairs) if parity_pairs else None,
                            "split": "validation" if parity_pairs else "synthetic", "images": len(parity_set.ids)},
             "platform": platform.system(),
             "export_seconds": round(time.perf_counter() - t_start, 1),
         }
+        cfg.save(req.out, checkpoint=str(req.checkpoint), formats=[f.name for f in req.formats],
+                 calib=req.calib and str(req.calib), pairs=req.pairs and str(req.pairs), passed=not failures)
         if failures:
             write_text_atomic(req.out / FAILED_REPORT, json.dumps(report, indent=2) + "\n")
             raise ExportRefused("export refused, nothing shipped: " + "; ".join(failures)

@@ -15,18 +15,20 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 
-from makeup.config import merge
+from makeup.config import StageSettings, read_settings
 from makeup.errors import TinyBeautyError
 from makeup.grid import heatmap, save_grid
 from makeup.io import write_text_atomic
 from makeup.metrics import LookFidelity, format_fidelity, look_score, ssim_per_image
 from makeup.pairs import PairDataset, PairTorchDataset, split_ids
+from makeup.runlog import MetricsLog
 from makeup.runtime import pick_device, seed_everything
 
 from .checkpoint import load_student, save_checkpoint
@@ -36,28 +38,42 @@ from .qat import float_state_from_prepared, prepare_qat, restore_qat, set_qat_mo
 
 log = logging.getLogger("tinybeauty")
 
-# The paper schedule; profiles override (configs/<profile>.yaml, section ``student``).
-TRAIN_DEFAULTS: dict = {
-    "model": {},             # StudentConfig overrides on top of student.model.DEFAULT_CONFIG
-    "epochs": 50,            # float epochs
-    "qat_epochs": 5,         # PT2E QAT epochs after the float warm-up (0: float only)
-    "batch_size": 32,
-    "lr": 2e-4,
-    "qat_lr": 5e-5,
-    "lr_schedule": "plateau",  # float phase: "plateau" (ReduceLROnPlateau on val loss) or "cosine"
-    "plateau_factor": 0.5,
-    "plateau_patience": 3,
-    "train_crop": None,      # random square crop side for training (None: whole images); the net is convolutional
-    "crop_focus": 0.75,      # share of crops centred on a pixel of a makeup region (eyes, lips, skin, brows)
-    "val_fraction": 0.1,
-    "max_val": None,         # cap on val pairs scored per epoch (None: all)
-    "sample_every": 5,       # epochs between sample grids
-    "sample_count": 4,
-    "loss": {},              # student.losses.LossWeights overrides (term weights, soft_eps, spill_margin)
-    "lpips_weights": None,
-    "amp": True,             # mixed precision on CUDA (float phase)
-    "seed": 0,
-}
+@dataclass(frozen=True)
+class StudentSettings(StageSettings):
+    """What `student train` runs with: the paper schedule here, the profile's ``student:`` section
+    (configs/<profile>.yaml) over it, CLI overrides over that."""
+
+    STAGE: ClassVar[str] = "student"
+    model: dict = field(default_factory=dict)  # StudentConfig overrides on top of student.model.DEFAULT_CONFIG
+    epochs: int = 50             # float epochs
+    qat_epochs: int = 5          # PT2E QAT epochs after the float warm-up (0: float only)
+    batch_size: int = 32
+    lr: float = 2e-4
+    qat_lr: float = 5e-5
+    lr_schedule: str = "plateau"  # float phase: "plateau" (ReduceLROnPlateau on val loss) or "cosine"
+    plateau_factor: float = 0.5
+    plateau_patience: int = 3
+    train_crop: int | None = None  # random square crop side for training (None: whole images); the net is convolutional
+    crop_focus: float = 0.75     # share of crops centred on a pixel of a makeup region (eyes, lips, skin, brows)
+    val_fraction: float = 0.1
+    max_val: int | None = None   # cap on val pairs scored per epoch (None: all)
+    sample_every: int = 5        # epochs between sample grids
+    sample_count: int = 4
+    loss: dict = field(default_factory=dict)  # student.losses.LossWeights overrides (term weights, soft_eps, spill_margin)
+    lpips_weights: str | None = None
+    amp: bool = True             # mixed precision on CUDA (float phase)
+    seed: int = 0
+
+    def __post_init__(self):
+        StudentConfig.from_dict({**DEFAULT_CONFIG.to_dict(), **self.model})  # unknown model keys: one line
+        LossWeights.from_dict(self.loss)
+        if self.lr_schedule not in ("plateau", "cosine"):
+            raise TinyBeautyError(f"unknown lr_schedule {self.lr_schedule!r}: use 'plateau' or 'cosine'")
+
+
+TRAIN_DEFAULTS: dict = StudentSettings().to_dict()  # every key, for reference
+# Settings a --resume may change: more (or fewer) QAT epochs after the same float phase, the grids.
+RESUME_MAY_CHANGE = ("qat_epochs", "sample_every", "sample_count")
 
 CKPT_BEST_LOSS = "tinybeauty_best_loss.pt"
 CKPT_BEST_LOOK = "tinybeauty_best_look.pt"
@@ -99,37 +115,9 @@ def fidelity_of(scores: dict) -> dict:
             "spill": scores["val_spill"], "visible_spill": scores["val_visible_spill"]}
 
 
-def student_settings(section: dict | None = None, **overrides) -> dict:
-    """TRAIN_DEFAULTS <- profile section <- CLI overrides (None values ignored)."""
-    return merge(merge(TRAIN_DEFAULTS, section or {}), overrides)
-
-
-class MetricsLog:
-    """Append-only ``metrics.jsonl`` plus wandb when installed and asked for (offline mode is fine)."""
-
-    def __init__(self, path: Path, use_wandb: bool, config: dict):
-        self.path = path
-        self.wandb = None
-        if use_wandb and not os.environ.get("TINYBEAUTY_NO_WANDB"):
-            try:
-                import wandb  # type: ignore
-
-                self.wandb = wandb.init(project="tinybeauty", config=config, dir=str(path.parent),
-                                        mode=os.environ.get("WANDB_MODE", "offline"))
-            except ImportError:
-                log.warning("wandb is not installed: metrics go to %s only", path)
-        elif use_wandb:
-            log.warning("wandb disabled (TINYBEAUTY_NO_WANDB): metrics go to %s only", path)
-
-    def write(self, record: dict) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, sort_keys=True) + "\n")
-        if self.wandb is not None:
-            self.wandb.log({k: v for k, v in record.items() if isinstance(v, (int, float))})
-
-    def close(self) -> None:
-        if self.wandb is not None:
-            self.wandb.finish()
+def student_settings(section: dict | None = None, profile: str | None = None, **overrides) -> StudentSettings:
+    """The paper defaults <- a profile's ``student:`` section <- CLI overrides (None values ignored)."""
+    return StudentSettings.build(section, overrides, profile=profile)
 
 
 def read_metrics(out_dir: str | os.PathLike) -> list[dict]:
@@ -168,9 +156,9 @@ def random_crop(batch: dict, side: int | None, rng: np.random.Generator, focus: 
 
 
 class StudentTrainer:
-    def __init__(self, pairs_dir: str | os.PathLike, out_dir: str | os.PathLike, settings: dict,
+    def __init__(self, pairs_dir: str | os.PathLike, out_dir: str | os.PathLike, settings: StudentSettings,
                  device: str = "auto", use_wandb: bool = False, progress: bool = True):
-        self.settings = settings
+        self.settings = settings = StudentSettings.of(settings)
         self.out = Path(out_dir)
         self.progress = progress
         self.device = pick_device(device)
@@ -178,22 +166,22 @@ class StudentTrainer:
         if len(self.pairs) < 2:
             raise TinyBeautyError(f"{self.pairs.root}: {len(self.pairs)} pairs; the student needs at least 2 "
                                   "(one for training, one for validation)")
-        train_ids, val_ids = split_ids(self.pairs.ids, settings["val_fraction"])
-        if settings.get("max_val"):
-            val_ids = val_ids[: int(settings["max_val"])]
-        self.train_set = PairTorchDataset(self.pairs, train_ids, augment=True, seed=settings["seed"])
+        train_ids, val_ids = split_ids(self.pairs.ids, settings.val_fraction)
+        if settings.max_val:
+            val_ids = val_ids[: int(settings.max_val)]
+        self.train_set = PairTorchDataset(self.pairs, train_ids, augment=True, seed=settings.seed)
         self.val_set = PairTorchDataset(self.pairs, val_ids, augment=False)
-        self.config = StudentConfig.from_dict({**DEFAULT_CONFIG.to_dict(), **(settings.get("model") or {})})
+        self.config = StudentConfig.from_dict({**DEFAULT_CONFIG.to_dict(), **settings.model})
         self.look = look_of(self.pairs, train_ids or val_ids)
-        self.loss_fn = StudentLoss(LossWeights.from_dict(settings["loss"]), settings.get("lpips_weights"))
-        self.float_epochs = int(settings["epochs"])
-        self.total_epochs = self.float_epochs + int(settings["qat_epochs"])
+        self.loss_fn = StudentLoss(LossWeights.from_dict(settings.loss), settings.lpips_weights)
+        self.float_epochs = int(settings.epochs)
+        self.total_epochs = self.float_epochs + int(settings.qat_epochs)
 
     # --- model/optimizer phases ------------------------------------------------------------------------
     def _float_phase(self, model):
         model.to(self.device).train()
-        opt = torch.optim.Adam(model.parameters(), lr=self.settings["lr"])
-        return model, opt, self._scheduler(opt, self.settings.get("lr_schedule", "plateau"))
+        opt = torch.optim.Adam(model.parameters(), lr=self.settings.lr)
+        return model, opt, self._scheduler(opt, self.settings.lr_schedule)
 
     def _qat_phase(self, model, qat_state: dict | None = None):
         """Prepare the float model for QAT (on CPU: PT2E export), then train it on the device."""
@@ -203,17 +191,17 @@ class StudentTrainer:
             prepared.load_state_dict(qat_state, strict=True)
         prepared.to(self.device)
         set_qat_mode(prepared, train=True)
-        opt = torch.optim.Adam(prepared.parameters(), lr=self.settings["qat_lr"])
+        opt = torch.optim.Adam(prepared.parameters(), lr=self.settings.qat_lr)
         return prepared, opt, self._scheduler(opt)
 
     def _scheduler(self, opt, kind: str = "plateau"):
         if kind == "cosine":  # a short CPU schedule ends on a low LR instead of waiting for a plateau
             return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(self.float_epochs, 1),
-                                                              eta_min=self.settings["lr"] * 0.02)
+                                                              eta_min=self.settings.lr * 0.02)
         if kind != "plateau":
             raise TinyBeautyError(f"unknown lr_schedule {kind!r}: use 'plateau' or 'cosine'")
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=self.settings["plateau_factor"],
-                                                          patience=self.settings["plateau_patience"])
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=self.settings.plateau_factor,
+                                                          patience=self.settings.plateau_patience)
 
     # --- one epoch -------------------------------------------------------------------------------------
     def _train_epoch(self, net, opt, epoch: int, qat: bool, scaler) -> float:
@@ -221,10 +209,10 @@ class StudentTrainer:
         from tqdm import tqdm
 
         self.train_set.set_epoch(epoch)
-        gen = torch.Generator().manual_seed(self.settings["seed"] * 100_003 + epoch)
-        loader = DataLoader(self.train_set, batch_size=self.settings["batch_size"], shuffle=True, generator=gen,
-                            num_workers=0, drop_last=len(self.train_set) > self.settings["batch_size"])
-        rng = np.random.default_rng([self.settings["seed"], epoch])
+        gen = torch.Generator().manual_seed(self.settings.seed * 100_003 + epoch)
+        loader = DataLoader(self.train_set, batch_size=self.settings.batch_size, shuffle=True, generator=gen,
+                            num_workers=0, drop_last=len(self.train_set) > self.settings.batch_size)
+        rng = np.random.default_rng([self.settings.seed, epoch])
         if qat:
             set_qat_mode(net, train=True)
         else:
@@ -234,7 +222,7 @@ class StudentTrainer:
         bar = tqdm(loader, desc=f"epoch {epoch}/{self.total_epochs}{' qat' if qat else ''}", unit="batch",
                    disable=not self.progress, leave=False)
         for batch in bar:
-            batch = random_crop(batch, self.settings.get("train_crop"), rng, float(self.settings["crop_focus"]))
+            batch = random_crop(batch, self.settings.train_crop, rng, float(self.settings.crop_focus))
             src, tgt, mask = (batch[k].to(self.device) for k in ("source", "target", "mask"))
             with torch.autocast(self.device.type, enabled=use_amp):
                 pred = net(src)
@@ -271,7 +259,7 @@ class StudentTrainer:
             s, p, t = (x.cpu().numpy().transpose(0, 2, 3, 1) for x in (src, pred, tgt))
             fidelity.update(p, s, t, mask.cpu())
             ssims += list(ssim_per_image(p, t, 1.0))
-            if len(samples) < self.settings["sample_count"]:
+            if len(samples) < self.settings.sample_count:
                 samples += list(zip(s, p, t))
         n = len(self.val_set)
         fid = fidelity.result()
@@ -279,7 +267,7 @@ class StudentTrainer:
                   "val_psnr_identity": fid["psnr_identity"], "val_psnr_gain": fid["psnr_gain"],
                   "val_recovery": fid["recovery"], "val_spill": fid["spill"],
                   "val_visible_spill": fid["visible_spill"], "val_look_score": look_score(fid)}
-        return scores, samples[: self.settings["sample_count"]]
+        return scores, samples[: self.settings.sample_count]
 
     def _save_samples(self, epoch: int, samples: list, scores: dict) -> None:
         rows = [[s, q, g, heatmap(q - s, scale=0.25)] for s, q, g in samples]
@@ -309,7 +297,7 @@ class StudentTrainer:
     # --- the loop --------------------------------------------------------------------------------------
     def run(self, resume: bool = False, use_wandb: bool = False) -> dict:
         self.out.mkdir(parents=True, exist_ok=True)
-        seed_everything(self.settings["seed"])
+        seed_everything(self.settings.seed)
         state = TrainState()
         model = build_model(self.config)
         qat = self.float_epochs == 0 and self.total_epochs > 0
@@ -319,8 +307,10 @@ class StudentTrainer:
         else:
             for stale in (METRICS, SUMMARY):
                 (self.out / stale).unlink(missing_ok=True)
-        metrics = MetricsLog(self.out / METRICS, use_wandb, self.settings)
-        scaler = torch.amp.GradScaler("cuda") if self.device.type == "cuda" and self.settings["amp"] else None
+        self.settings.save(self.out, pairs=str(self.pairs.root), device=str(self.device),
+                           resumed_from_epoch=state.epoch)
+        metrics = MetricsLog(self.out / METRICS, use_wandb, self.settings.to_dict())
+        scaler = torch.amp.GradScaler("cuda") if self.device.type == "cuda" and self.settings.amp else None
         if state.epoch == 0:
             log.info("student: %d params, %.3f GMAC at 256, %d train / %d val pairs, device %s",
                      count_params(model), count_macs(model) / 1e9, len(self.train_set), len(self.val_set),
@@ -359,7 +349,7 @@ class StudentTrainer:
             if scores["val_look_score"] > state.best_look:
                 state.best_look = scores["val_look_score"]
                 self._save(CKPT_BEST_LOOK, net, qat, meta)
-            if epoch % self.settings["sample_every"] == 0 or epoch == self.total_epochs:
+            if epoch % self.settings.sample_every == 0 or epoch == self.total_epochs:
                 self._save_samples(epoch, samples, scores)
             trainer = {"state": state.to_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                        "settings_epochs": [self.float_epochs, self.total_epochs]}
@@ -372,6 +362,11 @@ class StudentTrainer:
         last = self.out / CKPT_LAST
         if not last.exists():
             raise TinyBeautyError(f"{self.out}: nothing to resume ({CKPT_LAST} missing); run without --resume")
+        recorded = read_settings(self.out)
+        diff = self.settings.differences(recorded["settings"], RESUME_MAY_CHANGE) if recorded else []
+        if diff:
+            raise TinyBeautyError(f"--resume: {self.out} was trained with other settings ({', '.join(diff)} differ "
+                                  f"from {self.out / 'settings.yaml'}); use the same settings or a new --out")
         ckpt = load_student(last)
         if ckpt.config != self.config:
             raise TinyBeautyError(f"{last}: saved for model {ckpt.config}, but the settings ask for {self.config}")
@@ -412,9 +407,12 @@ class StudentTrainer:
         return summary
 
 
-def train_student(pairs_dir, out_dir, settings: dict | None = None, *, resume: bool = False,
+def train_student(pairs_dir, out_dir, settings: StudentSettings | dict | None = None, *, resume: bool = False,
                   device: str = "auto", use_wandb: bool = False, progress: bool = True) -> dict:
-    """Train (or resume) a student; returns the summary dict also written to ``OUT/summary.json``."""
-    settings = student_settings(settings)
+    """Train (or resume) a student; returns the summary dict also written to ``OUT/summary.json``.
+
+    ``settings``: :class:`StudentSettings` (a mapping is built into one; unknown keys are an error), saved as
+    ``OUT/settings.yaml``; a ``resume`` whose settings differ from the saved ones is refused."""
+    settings = StudentSettings.of(settings)
     trainer = StudentTrainer(pairs_dir, out_dir, settings, device=device, progress=progress)
     return trainer.run(resume=resume, use_wandb=use_wandb)

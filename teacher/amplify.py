@@ -21,28 +21,39 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
+from makeup.config import SETTINGS_FILE, StageSettings, read_settings
 from makeup.errors import NoFaceError, TinyBeautyError
 from makeup.io import list_images, write_text_atomic
-from makeup.pairs import PairWriter, read_manifest
+from makeup.pairs import MANIFEST, SUBDIRS, PairWriter, read_manifest
 from makeup.regions import BROWS, EYES, LIPS
 
 log = logging.getLogger("tinybeauty")
 
-AMPLIFY_DEFAULTS: dict = {
-    "batch": 16,
-    "seed": 0,
-    "steps": None,           # sampler steps (None: the teacher's sample_steps)
-    "samples": 1,            # draws per face whose mean is pasted (teacher.inference.translate)
-    "parser": "auto",        # region parser for a folder of photos
-    "min_ssim": 0.90,
-    "min_energy_ratio": 0.25,
-    "max_attempts": 3,
-    "visualize": 8,          # pairs in samples_visualization.png
-    "device": "auto",
-}
+@dataclass(frozen=True)
+class AmplifySettings(StageSettings):
+    """What `amplify` runs with: the profile's ``amplify:`` section (its teacher backend's subsection winning)
+    + CLI overrides."""
+
+    STAGE: ClassVar[str] = "amplify"
+    batch: int = 16
+    seed: int = 0
+    steps: int | None = None      # sampler steps (None: the teacher's sample_steps)
+    samples: int = 1              # draws per face whose mean is pasted (teacher.inference.translate)
+    parser: str = "auto"          # region parser for a folder of photos
+    min_ssim: float = 0.90
+    min_energy_ratio: float = 0.25
+    max_attempts: int = 3
+    visualize: int = 8            # pairs in samples_visualization.png
+    device: str = "auto"
+
+
+AMPLIFY_DEFAULTS: dict = AmplifySettings().to_dict()  # every key, for reference
+# Settings a rerun into the same folder may change: they do not change which pairs are written.
+RERUN_MAY_CHANGE = ("visualize", "device")
 FEATURES = (EYES, LIPS, BROWS)
 
 
@@ -55,6 +66,12 @@ def amplify_section(section: dict, backend: str) -> dict:
     cfg = {k: v for k, v in section.items() if k not in names}
     own = section.get(backend)
     return {**cfg, **own} if isinstance(own, dict) else cfg
+
+
+def amplify_settings(section: dict | None, backend: str, overrides: dict | None = None,
+                     profile: str | None = None) -> AmplifySettings:
+    """The profile's ``amplify:`` section for a teacher of ``backend`` + CLI overrides."""
+    return AmplifySettings.build(amplify_section(dict(section or {}), backend), overrides, profile=profile)
 
 
 def derived_seed(kind: str, seed: int, index: int, attempt: int) -> int:
@@ -138,22 +155,23 @@ def pair_scores(before: np.ndarray, after: np.ndarray, labels: np.ndarray) -> di
     return {"ssim_outside": round(ssim_out, 6), "energy": round(energy, 6)}
 
 
-def passes(scores: dict, cfg: dict, energy_ref: float) -> bool:
-    return scores["ssim_outside"] >= cfg["min_ssim"] and scores["energy"] >= cfg["min_energy_ratio"] * energy_ref
+def passes(scores: dict, cfg: AmplifySettings, energy_ref: float) -> bool:
+    return scores["ssim_outside"] >= cfg.min_ssim and scores["energy"] >= cfg.min_energy_ratio * energy_ref
 
 
 # --- the run ------------------------------------------------------------------------------------------
-def _process_batch(teacher, faces, indices: list[int], cfg: dict, energy_ref: float) -> dict[int, tuple]:
+def _process_batch(teacher, faces, indices: list[int], cfg: AmplifySettings,
+                   energy_ref: float) -> dict[int, tuple]:
     """Results of one fixed batch: index -> (before, after, labels, record extras)."""
     results: dict[int, tuple] = {}
     pending = list(indices)
-    for attempt in range(int(cfg["max_attempts"])):
+    for attempt in range(cfg.max_attempts):
         drawn = [faces.get(i, attempt) for i in pending]
-        noise = [derived_seed("noise", int(cfg["seed"]), i, attempt) for i in pending]
-        outs = teacher.translate([d[0] for d in drawn], [d[1] for d in drawn], noise, steps=cfg["steps"],
-                                 samples=int(cfg["samples"]))
+        noise = [derived_seed("noise", cfg.seed, i, attempt) for i in pending]
+        outs = teacher.translate([d[0] for d in drawn], [d[1] for d in drawn], noise, steps=cfg.steps,
+                                 samples=cfg.samples)
         rejected = []
-        last = attempt == int(cfg["max_attempts"]) - 1
+        last = attempt == cfg.max_attempts - 1
         for i, (img, lab, name), out, ns in zip(pending, drawn, outs, noise):
             scores = pair_scores(img, out, lab)
             ok = passes(scores, cfg, energy_ref)
@@ -188,24 +206,96 @@ def launch_state():
     return state
 
 
-def amplify(teacher, faces_spec: str, count: int, out: str | os.PathLike, config: dict | None = None,
-            progress: bool = True) -> dict:
-    """Write ``count`` pairs to ``out``; returns the quality report (also ``out/quality.json``)."""
-    cfg = {**AMPLIFY_DEFAULTS, **(config or {})}
+def teacher_fingerprint(teacher) -> str:
+    """sha256 of what decides a teacher's pairs: its weights (``inference_state``) and its ``config.yaml``."""
+    import torch
+
+    h = hashlib.sha256(json.dumps(teacher.config, sort_keys=True, default=str).encode())
+    state = teacher.backend.inference_state()
+    for key in sorted(state):
+        t = state[key]
+        h.update(key.encode())
+        if isinstance(t, torch.Tensor):
+            t = t.detach().cpu().contiguous()
+            h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            h.update(repr(t).encode())
+    return h.hexdigest()
+
+
+# What a pair folder holds (removed by --force-new, nothing else).
+PAIR_FILES = (MANIFEST, *SUBDIRS, "quality.json", "samples_visualization.png", "skipped.json", SETTINGS_FILE)
+
+
+def start_over(out: Path) -> None:
+    """``--force-new``: remove the pairs (and records) of an earlier run from ``out``; nothing else there."""
+    import shutil
+
+    for name in PAIR_FILES:
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink(missing_ok=True)
+
+
+def _same_run_or_refuse(out: Path, cfg: AmplifySettings, inputs: dict) -> None:
+    """Pairs already in ``out`` must come from this very run: same settings, same teacher, same faces."""
+    existing = len(read_manifest(out)) if (out / MANIFEST).exists() else 0
+    if existing == 0:
+        return
+    recorded = read_settings(out)
+    how = "rerun the same command, pass --force-new to start over, or use a new --out"
+    if recorded is None:
+        raise TinyBeautyError(f"--out {out}: holds {existing} pairs but no {SETTINGS_FILE} saying how they were "
+                              f"made; {how}")
+    diff = cfg.differences(recorded["settings"], ignore=RERUN_MAY_CHANGE)
+    before = recorded.get("inputs") or {}
+    keys = ["teacher", "faces", "upscaler"] + (["count"] if inputs["faces"] != "synthetic" else [])
+    diff += [k for k in keys if before.get(k) != inputs.get(k)]
+    if diff:
+        raise TinyBeautyError(f"--out {out}: its {existing} pairs were made with another {', '.join(diff)} "
+                              f"(see {out / SETTINGS_FILE}); {how}")
+
+
+def amplify(teacher, faces_spec: str, count: int, out: str | os.PathLike,
+            config: AmplifySettings | dict | None = None, progress: bool = True, force_new: bool = False) -> dict:
+    """Write ``count`` pairs to ``out``; returns the quality report (also ``out/quality.json``).
+
+    ``config``: :class:`AmplifySettings` (a mapping is built into one). ``out/settings.yaml`` records them with
+    the teacher's fingerprint and the faces; a rerun into a folder whose pairs were made otherwise is refused
+    (one line) unless ``force_new``, which removes the earlier pairs first. A rerun of the same run resumes, and
+    a synthetic-faces run may grow its ``count``."""
+    cfg = AmplifySettings.of(config)
     if count < 1:
         raise TinyBeautyError(f"--count must be >= 1, got {count}")
-    batch = max(1, int(cfg["batch"]))
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise TinyBeautyError(f"--out {out}: exists and is not a folder")
+    batch = max(1, cfg.batch)
     size = int(teacher.config.get("size", 256))
     state = launch_state()
     rank, world = (state.process_index, state.num_processes) if state else (0, 1)
+    upscaler = getattr(teacher.upscaler, "path", None) if teacher.upscaler is not None else None
+    inputs = {"teacher": teacher_fingerprint(teacher), "teacher_style": teacher.style, "faces": faces_spec,
+              "count": count, "upscaler": None if upscaler is None else str(upscaler)}
+    if force_new and rank == 0:
+        start_over(out)
+    if state:
+        state.wait_for_everyone()
+    _same_run_or_refuse(out, cfg, inputs)  # every process, so all of them refuse alike
     if faces_spec == "synthetic":
-        faces = SyntheticFaces(size, int(cfg["seed"]))
+        faces = SyntheticFaces(size, cfg.seed)
     else:
         folder = Path(faces_spec)
         if not folder.is_dir():
             raise TinyBeautyError(f"--faces {folder}: not a folder of face photos (or use --faces synthetic)")
-        faces = FolderFaces(folder, size, count, cfg["parser"])
+        faces = FolderFaces(folder, size, count, cfg.parser)
         faces.prepare(progress and rank == 0)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save(out, **inputs)
     writer = PairWriter(out)
     start_count = len(writer)
     energy_ref = float(teacher.config.get("energy_ref", 0.0))
@@ -231,7 +321,7 @@ def amplify(teacher, faces_spec: str, count: int, out: str | os.PathLike, config
     if rank == 0:
         writer.refresh()
         report = write_report(Path(out), count, teacher.style, (len(writer) - start_count) / max(elapsed, 1e-9),
-                              faces.skipped, int(cfg["visualize"]))
+                              faces.skipped, cfg.visualize)
     if state:
         state.wait_for_everyone()
     return report
@@ -253,25 +343,24 @@ def write_report(out: Path, count: int, style: str, pairs_per_second: float, ski
     rows, psnrs = [], []
     lp = load_lpips()
     lp_vals = []
-    for k, r in enumerate(records):
-        if k < visualize or lp is not None:
-            src, tgt = load_image(out / r["source"]), load_image(out / r["target"])
-            psnrs.append(psnr(tgt, src))
-            if k < visualize:
-                lab = load_label_map(out / r["mask"])
-                rows.append([src, tgt, heatmap(tgt.astype(np.float32) - src), overlay(src, lab)])
-            if lp is not None:
-                import torch
+    for k, r in enumerate(records):  # every pair: the report's means cover the whole dataset
+        src, tgt = load_image(out / r["source"]), load_image(out / r["target"])
+        psnrs.append(psnr(tgt, src))
+        if k < visualize:
+            lab = load_label_map(out / r["mask"])
+            rows.append([src, tgt, heatmap(tgt.astype(np.float32) - src), overlay(src, lab)])
+        if lp is not None:
+            import torch
 
-                t = lambda a: torch.from_numpy(a.transpose(2, 0, 1)[None].astype(np.float32) / 255)  # noqa: E731
-                lp_vals.append(lp(t(tgt), t(src)))
+            t = lambda a: torch.from_numpy(a.transpose(2, 0, 1)[None].astype(np.float32) / 255)  # noqa: E731
+            lp_vals.append(lp(t(tgt), t(src)))
     if rows:
         save_grid(out / "samples_visualization.png", rows,
                   titles=["before", "teacher after", "|residual|", "regions"], tile=128)
     report = {
         "count": len(records), "style": style,
         "ssim": float(np.mean([r["ssim_outside"] for r in records])),  # before vs after, outside eyes/lips/brows
-        "psnr": float(np.mean(psnrs)) if psnrs else None,  # after vs before (how much the makeup changes)
+        "psnr": float(np.mean(psnrs)),  # after vs before over every pair (how much the makeup changes)
         "lpips": float(np.mean(lp_vals)) if lp_vals else None,
         "rejection_rate": attempts / (attempts + len(records)),
         "forced": sum(r.get("gate") == "forced" for r in records),

@@ -15,17 +15,20 @@ import os
 import re
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import cv2
 import numpy as np
 import torch
 import yaml
 
+from makeup.config import StageSettings, check_keys, read_settings
 from makeup.errors import TinyBeautyError
 from makeup.io import atomic_path, write_text_atomic
 from makeup.pairs import PairDataset
+from makeup.runlog import MetricsLog
 
 from .backends import DEFAULT_BACKEND, get_backend
 from .formulation import make_condition
@@ -33,22 +36,39 @@ from .inference import CONFIG, translate, write_final
 
 log = logging.getLogger("tinybeauty")
 
-TRAIN_DEFAULTS: dict = {
-    "backend": DEFAULT_BACKEND,
-    "epochs": 500,            # one epoch = one pass over the seed pairs
-    "batch_size": 5,
-    "grad_accum": 1,
-    "lr": 1.0e-4,
-    "sample_every": 50,
-    "held_out_faces": 3,      # synthetic faces (never seeds) shown in the sample grids
-    "sample_steps": None,     # sampler steps for the grids (None: the model's sample_steps)
-    "augment": {"flip": True, "rotate_deg": 4.0, "scale": 0.04, "translate": 0.03},
-    "seed": 0,
-    "device": "auto",
-    "mixed_precision": "fp16",  # on CUDA: fp16 autocast + loss scaling | bf16 autocast | no
-    "wandb": False,
-    "model": {},              # backend config (teacher/backends/<backend>.py DEFAULTS)
-}
+AUGMENT_DEFAULTS: dict = {"flip": True, "rotate_deg": 4.0, "scale": 0.04, "translate": 0.03}
+
+
+@dataclass(frozen=True)
+class TeacherSettings(StageSettings):
+    """What `teacher train` runs with: the profile's ``teacher:`` section for the chosen backend + CLI overrides."""
+
+    STAGE: ClassVar[str] = "teacher"
+    backend: str = DEFAULT_BACKEND
+    epochs: int = 500             # one epoch = one pass over the seed pairs
+    batch_size: int = 5
+    grad_accum: int = 1
+    lr: float = 1.0e-4
+    sample_every: int = 50
+    held_out_faces: int = 3       # synthetic faces (never seeds) shown in the sample grids
+    sample_steps: int | None = None  # sampler steps for the grids (None: the model's sample_steps)
+    augment: dict = field(default_factory=lambda: dict(AUGMENT_DEFAULTS))
+    seed: int = 0
+    device: str = "auto"
+    mixed_precision: str = "fp16"  # on CUDA: fp16 autocast + loss scaling | bf16 autocast | no
+    wandb: bool = False
+    model: dict = field(default_factory=dict)  # backend config (teacher/backends/<backend>.py DEFAULTS)
+
+    def __post_init__(self):
+        check_keys(self.augment, AUGMENT_DEFAULTS, "teacher augment")
+        check_keys(self.model, get_backend(self.backend).defaults, f"teacher model ({self.backend})")
+        if self.mixed_precision not in ("fp16", "bf16", "no"):
+            raise TinyBeautyError(f"teacher setting 'mixed_precision': fp16, bf16 or no, got {self.mixed_precision!r}")
+
+
+# Settings a --resume may change: they do not touch the weights of the epochs already trained.
+RESUME_MAY_CHANGE = ("epochs", "device", "wandb", "sample_every", "held_out_faces", "sample_steps")
+TRAIN_DEFAULTS: dict = TeacherSettings().to_dict()  # every key, for reference
 HELD_OUT_SEED = 900_000_000  # synthetic face seeds for held-out grids/fidelity (far from synth-faces seeds)
 CKPT_RE = re.compile(r"dda_checkpoint_epoch_(\d+)\.pt$")
 
@@ -139,29 +159,6 @@ def _save(path: Path, obj: dict) -> None:
         torch.save(obj, tmp)
 
 
-class _Logger:
-    """metrics.jsonl always; wandb as well when installed and enabled (not required: degrade to files)."""
-
-    def __init__(self, out: Path, cfg: dict, fresh: bool):
-        self.path = out / "metrics.jsonl"
-        if fresh and self.path.exists():
-            self.path.unlink()
-        self.run = None
-        if cfg.get("wandb"):
-            try:
-                import wandb
-
-                self.run = wandb.init(project="tinybeauty-teacher", config=cfg, dir=str(out))
-            except Exception as exc:  # not installed / offline: local files only
-                log.warning("wandb unavailable (%s); logging to %s only", exc.__class__.__name__, self.path)
-
-    def log(self, rec: dict) -> None:
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(rec) + "\n")
-        if self.run is not None:
-            self.run.log(rec)
-
-
 def teacher_section(section: dict, backend: str | None = None) -> dict:
     """A profile's ``teacher:`` section for ``backend`` (default: the section's own ``backend``).
 
@@ -181,6 +178,12 @@ def teacher_section(section: dict, backend: str | None = None) -> dict:
         cfg = {**cfg, **{k: v for k, v in own.items() if k != "model"}, "model": dict(own.get("model") or {})}
     cfg["backend"] = name
     return cfg
+
+
+def teacher_settings(section: dict | None = None, backend: str | None = None, overrides: dict | None = None,
+                     profile: str | None = None) -> TeacherSettings:
+    """The profile's ``teacher:`` section (for ``backend``, see :func:`teacher_section`) + CLI overrides."""
+    return TeacherSettings.build(teacher_section(dict(section or {}), backend), overrides, profile=profile)
 
 
 def _average_gradients(params: list, world: int) -> None:
@@ -210,9 +213,40 @@ def _epoch_batches(order: np.ndarray, bs: int, rank: int, world: int) -> list[li
     return [[int(order[(s * bs * world + rank * bs + j) % n]) for j in range(bs)] for s in range(steps)]
 
 
-def train_teacher(seeds: str | os.PathLike, out: str | os.PathLike, config: dict, resume: bool = False,
-                  progress: bool = True) -> Path:
+def _check_resume(out: Path, settings: TeacherSettings) -> None:
+    """A --resume continues the run recorded in ``out/settings.yaml``, never another one."""
+    recorded = read_settings(out)
+    if recorded is None:
+        return
+    diff = settings.differences(recorded["settings"], ignore=RESUME_MAY_CHANGE)
+    if diff:
+        raise TinyBeautyError(f"--resume: {out} was trained with other settings ({', '.join(diff)} differ from "
+                              f"{out / 'settings.yaml'}); use the same settings or train into a new --out")
+
+
+def _rng_state(gen: torch.Generator) -> dict:
+    """Where the random streams stand (noise generator, global torch RNG for dropout): a resume continues them."""
+    state = {"generator": gen.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _restore_rng(gen: torch.Generator, state: dict) -> None:
+    gen.set_state(state["generator"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def train_teacher(seeds: str | os.PathLike, out: str | os.PathLike, config: TeacherSettings | dict,
+                  resume: bool = False, progress: bool = True) -> Path:
     """Train and return the path of the final teacher file (``dda_final.pt`` or ``dda_final.safetensors``).
+
+    ``config``: :class:`TeacherSettings` (a mapping is built into one; unknown keys are an error). They are
+    saved as ``settings.yaml``; a ``resume`` whose settings differ (beyond :data:`RESUME_MAY_CHANGE`) is
+    refused, and it continues the random streams where the checkpoint left them, so a killed and resumed run
+    ends with the weights an uninterrupted one would have.
 
     Under ``accelerate launch`` (``WORLD_SIZE`` > 1) every process trains on its slice of each step's seed
     pairs and gradients are averaged; process 0 writes the folder."""
@@ -220,7 +254,7 @@ def train_teacher(seeds: str | os.PathLike, out: str | os.PathLike, config: dict
 
     from .amplify import launch_state
 
-    cfg = {**TRAIN_DEFAULTS, **config, "augment": {**TRAIN_DEFAULTS["augment"], **(config.get("augment") or {})}}
+    cfg = TeacherSettings.of(config)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise TinyBeautyError(f"--out {out}: exists and is not a folder")
@@ -228,21 +262,23 @@ def train_teacher(seeds: str | os.PathLike, out: str | os.PathLike, config: dict
     state = launch_state()
     rank, world = (state.process_index, state.num_processes) if state else (0, 1)
     main = rank == 0
-    device = state.device if state and cfg["device"] == "auto" else pick_device(cfg["device"])
-    seed_everything(int(cfg["seed"]))
-    backend = get_backend(cfg["backend"]).from_config(dict(cfg["model"] or {}))
+    device = state.device if state and cfg.device == "auto" else pick_device(cfg.device)
+    seed_everything(cfg.seed)
+    backend = get_backend(cfg.backend).from_config(dict(cfg.model))
     backend.to(device)
     backend.prepare(pairs, style)  # seed statistics (region prior, residual scale, ...) into backend.config
     res = int(backend.config["resolution"])
     backend.enable_ema()
     params = backend.trainable()
-    optimizer = torch.optim.Adam(params, lr=float(cfg["lr"]))
-    amp = str(cfg.get("mixed_precision", "fp16"))
+    optimizer = torch.optim.Adam(params, lr=cfg.lr)
+    amp = cfg.mixed_precision
     use_amp = device.type == "cuda" and amp in ("fp16", "bf16")
     amp_dtype = torch.bfloat16 if amp == "bf16" else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp == "fp16")
     start_epoch = 0
     latest = _latest_checkpoint(out) if resume else None
+    if resume:
+        _check_resume(out, cfg)
     if latest:
         ckpt = torch.load(latest[1], map_location="cpu", weights_only=False)
         base = (ckpt.get("teacher_config") or {}).get("base")
@@ -257,23 +293,27 @@ def train_teacher(seeds: str | os.PathLike, out: str | os.PathLike, config: dict
         log.info("resuming from %s", latest[1])
     teacher_cfg = {"backend": backend.name, "style": style, "seeds": str(seeds), "seed_count": len(pairs),
                    "size": int(pairs[0].before.shape[0]), "energy_ref": region_energy(pairs),
-                   "train": {k: v for k, v in cfg.items() if k != "model"}, "model": backend.config}
+                   "train": {k: v for k, v in cfg.to_dict().items() if k != "model"}, "model": backend.config}
     if backend.base_info() is not None:
         teacher_cfg["base"] = backend.base_info()
     if main:
         out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out / CONFIG, yaml.safe_dump(teacher_cfg, sort_keys=False))
-        logger = _Logger(out, cfg, fresh=start_epoch == 0)
-        held_out = _held_out_faces(int(cfg["held_out_faces"]), pairs[0].before.shape[0])
+        cfg.save(out, seeds=str(seeds), resumed_from_epoch=start_epoch)
+        logger = MetricsLog(out / "metrics.jsonl", cfg.wandb, cfg.to_dict(), project="tinybeauty-teacher",
+                            fresh=start_epoch == 0)
+        held_out = _held_out_faces(cfg.held_out_faces, pairs[0].before.shape[0])
     radius = float(backend.config["feather_radius"])
-    bs, accum = max(1, int(cfg["batch_size"])), max(1, int(cfg["grad_accum"]))
-    epochs = int(cfg["epochs"])
-    gen = torch.Generator(device=device).manual_seed(int(cfg["seed"]) + start_epoch + 1_000_003 * rank)
+    bs, accum = max(1, cfg.batch_size), max(1, cfg.grad_accum)
+    epochs = cfg.epochs
+    gen = torch.Generator(device=device).manual_seed(cfg.seed + start_epoch + 1_000_003 * rank)
+    if latest and (ckpt.get("rng") or {}).get(rank) is not None:
+        _restore_rng(gen, ckpt["rng"][rank])
 
     def checkpoint(epoch: int) -> dict:
         return {"backend": backend.name, "model_config": backend.config, "weights": backend.state_dict(),
                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
-                "teacher_config": teacher_cfg}
+                "teacher_config": teacher_cfg, "rng": {rank: _rng_state(gen)}}
 
     it = range(start_epoch, epochs)
     if progress and main:
@@ -283,16 +323,16 @@ def train_teacher(seeds: str | os.PathLike, out: str | os.PathLike, config: dict
     t0 = time.perf_counter()
     for epoch in it:
         backend.train()
-        rng = np.random.default_rng([int(cfg["seed"]), epoch])
+        rng = np.random.default_rng([cfg.seed, epoch])
         order = rng.permutation(len(pairs))
         if world > 1:  # the order is shared; each process augments its own items
-            rng = np.random.default_rng([int(cfg["seed"]), epoch, rank])
+            rng = np.random.default_rng([cfg.seed, epoch, rank])
         batches = _epoch_batches(order, bs, rank, world)
         parts_sum: Counter = Counter()
         n_batches = 0
         optimizer.zero_grad(set_to_none=True)
         for b, idx in enumerate(batches):
-            items = [augment_pair(pairs[i], rng, cfg["augment"]) for i in idx]
+            items = [augment_pair(pairs[i], rng, cfg.augment) for i in idx]
             batch = make_batch(items, res, radius, device)
             with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
                 loss, parts = backend.training_loss(batch, generator=gen)
@@ -314,14 +354,16 @@ def train_teacher(seeds: str | os.PathLike, out: str | os.PathLike, config: dict
                "alpha": float(backend.head.alpha.detach()),
                "region_weights": [round(float(w), 4) for w in backend.head.fgmm.region_weights.detach()],
                "elapsed_s": round(time.perf_counter() - t0, 2)}
-        logger.log(rec)
+        logger.write(rec)
         if progress:
             it.set_postfix(loss=f"{rec['loss']:.4f}")
-        if done % int(cfg["sample_every"]) == 0 or done == epochs:
+        if done % cfg.sample_every == 0 or done == epochs:
             _save(out / f"dda_checkpoint_epoch_{done}.pt", checkpoint(done))
             with backend.ema_weights():
-                save_sample_grid(out / f"sample_epoch_{done}.png", backend, pairs, held_out, cfg["sample_steps"])
+                save_sample_grid(out / f"sample_epoch_{done}.png", backend, pairs, held_out, cfg.sample_steps)
     final = write_final(out, backend, teacher_cfg, epochs) if main else None
+    if main:
+        logger.close()
     if state:
         state.wait_for_everyone()
     return final or out

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ClassVar
+
+from makeup.config import SETTINGS_FILE, StageSettings
+from makeup.styles import BUILTIN_STYLES
 
 
 @dataclass
@@ -56,26 +59,32 @@ def _manifest_count(folder: Path) -> int:
     return sum(1 for line in m.read_text().splitlines() if line.strip()) if m.exists() else 0
 
 
-def run_demo(args) -> int:
-    from makeup.config import load_profile, section
-    from makeup.errors import TinyBeautyError
-    from makeup.styles import BUILTIN_STYLES
+@dataclass(frozen=True)
+class DemoSettings(StageSettings):
+    """The profile's ``demo:`` section: what `tinybeauty demo` makes before and around the chain."""
 
-    from .cli import main as cli_main
+    STAGE: ClassVar[str] = "demo"
+    style: str = "glamorous"       # the look the chain trains
+    seed_styles: list = field(default_factory=lambda: list(BUILTIN_STYLES))  # looks given seed pairs + a grid row
+    faces: int = 24                # synthetic faces the seed pairs are drawn from
+    seeds: int = 5                 # seed pairs per look
+    pairs: int = 300               # amplified pairs the student trains on
+    truth_faces: int = 40          # new faces made up by the renderer: the chain's truth
 
-    profile = load_profile(args.profile)
-    cfg = section(profile, "demo")
+
+# stage -> its output folder under WORK/STYLE, which holds the settings.yaml the stage ran with
+STAGE_FOLDERS = {"teacher": "teacher", "amplify": "pairs", "student": "student", "export": "export"}
+
+
+def demo_steps(args, cfg: DemoSettings) -> tuple[list[Step], list[str]]:
+    """The chain as the subcommands a user would run (every stage gets ``--profile``), and the seed looks."""
     work = Path(args.work)
-    if work.exists() and not work.is_dir():
-        raise TinyBeautyError(f"{work}: exists and is not a folder")
-    style = args.style or cfg.get("style", "glamorous")
-    styles = list(cfg.get("seed_styles") or BUILTIN_STYLES)
+    style = args.style or cfg.style
+    styles = list(cfg.seed_styles or BUILTIN_STYLES)
     if style not in styles and Path(style).suffix not in (".yaml", ".yml"):
         styles.append(style)
     style_name = Path(style).stem
-    n_faces = int(cfg.get("faces", 24))
-    n_seeds = int(cfg.get("seeds", 5))
-    n_pairs = int(cfg.get("pairs", 300))
+    n_faces, n_seeds, n_pairs = cfg.faces, cfg.seeds, cfg.pairs
     faces, out = work / "faces", work / style_name
     steps = [Step("synth-faces", lambda: len(list(faces.glob("face_*.png"))) >= n_faces,
                   ["synth-faces", "--out", str(faces), "--count", str(n_faces), "--seed", "0"])]
@@ -87,7 +96,7 @@ def run_demo(args) -> int:
     if not args.only_seeds:
         ckpt = out / "student" / "tinybeauty_final.pt"
         tflite = out / "export" / "tinybeauty.tflite"
-        n_truth = int(cfg.get("truth_faces", 40))
+        n_truth = cfg.truth_faces
         truth_faces, truth_pairs = work / "truth_faces", out / "truth_pairs"
         prof = ["--profile", args.profile]
         steps += [
@@ -122,6 +131,24 @@ def run_demo(args) -> int:
                  ["eval", "--model", str(tflite), "--photo", "astronaut", "--style", style, "--json",
                   str(out / "astronaut_fidelity.json"), "--grid", str(out / "astronaut_look.png")]),
         ]
+    return steps, styles
+
+
+def run_demo(args) -> int:
+    from makeup.config import load_profile, section
+    from makeup.errors import TinyBeautyError
+
+    from .cli import main as cli_main
+
+    profile = load_profile(args.profile)
+    cfg = DemoSettings.build(section(profile, "demo"), profile=args.profile)
+    work = Path(args.work)
+    if work.exists() and not work.is_dir():
+        raise TinyBeautyError(f"{work}: exists and is not a folder")
+    steps, styles = demo_steps(args, cfg)
+    style = args.style or cfg.style
+    style_name = Path(style).stem
+    out = work / style_name
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
     for i, step in enumerate(steps, 1):
@@ -139,6 +166,8 @@ def run_demo(args) -> int:
     summary = {"profile": args.profile, "style": style_name, "timings_s": timings,
                "total_s": round(time.perf_counter() - t_all, 1), "seeds_grid": str(grid)}
     if not args.only_seeds:
+        summary["settings"] = {stage: str(out / folder / SETTINGS_FILE) for stage, folder in STAGE_FOLDERS.items()
+                               if (out / folder / SETTINGS_FILE).exists()}
         summary.update(_chain_figures(out))
         _apply_astronaut(out, cli_main)
         summary["look"] = _look_lines(summary)
@@ -147,7 +176,8 @@ def run_demo(args) -> int:
     write_text_atomic(work / "demo_summary.json", json.dumps(summary, indent=2) + "\n")
     print(json.dumps({k: v for k, v in summary.items() if k != "look"}, indent=2))
     print("\n".join(["", f"look fidelity of {style_name} (recovery 1 = the whole look, 0 = the unchanged face):"]
-                    + summary.get("look", []) + [f"summary: {work / 'demo_summary.json'}"]))
+                    + summary.get("look", []) + [f"summary: {work / 'demo_summary.json'}"]
+                    + [f"{stage} ran with: {path}" for stage, path in summary.get("settings", {}).items()]))
     return 0
 
 

@@ -59,8 +59,8 @@ def _train(args: argparse.Namespace) -> int:
     from makeup.config import load_profile, section
     from student.train import student_settings, train_student
 
-    settings = student_settings(section(load_profile(args.profile), "student"), epochs=args.epochs,
-                                qat_epochs=args.qat_epochs, batch_size=args.batch_size)
+    settings = student_settings(section(load_profile(args.profile), "student"), profile=args.profile,
+                                epochs=args.epochs, qat_epochs=args.qat_epochs, batch_size=args.batch_size)
     summary = train_student(args.pairs, args.out, settings, resume=args.resume, device=args.device,
                             use_wandb=args.wandb, progress=True)
     scores = ", ".join(f"{name} {summary[key]:.2f} dB" for name, key in (("float", "float_val_psnr"),

@@ -12,8 +12,8 @@ def register(sub) -> None:
 
     tr = tsub.add_parser("train", help="train the teacher on seed pairs",
                          description="Conditional residual diffusion (RDM + FGMM + eyeliner loss) on seed pairs. "
-                                     "Writes TEACHER/{config.yaml, metrics.jsonl, dda_checkpoint_epoch_N.pt, "
-                                     "sample_epoch_N.png, dda_final.pt}.")
+                                     "Writes TEACHER/{config.yaml, settings.yaml, metrics.jsonl, "
+                                     "dda_checkpoint_epoch_N.pt, sample_epoch_N.png, dda_final.pt}.")
     tr.add_argument("--seeds", required=True, help="seed pair dataset (tinybeauty render output or your pairs)")
     tr.add_argument("--out", required=True, help="teacher folder")
     tr.add_argument("--backend", default=None, help="tiny-ddpm (default) or sd15-lora")
@@ -44,7 +44,8 @@ def register(sub) -> None:
 
     am = sub.add_parser("amplify", help="paint the teacher's look onto many faces -> pair dataset",
                         description="Deterministic, resumable, shardable (accelerate launch) amplification "
-                                    "with a quality gate; writes pairs + quality.json + samples_visualization.png.")
+                                    "with a quality gate; writes pairs + settings.yaml + quality.json + "
+                                    "samples_visualization.png.")
     am.add_argument("--teacher", required=True, help="teacher folder (tinybeauty teacher train --out)")
     am.add_argument("--faces", required=True, help="a folder of face photos, or 'synthetic'")
     am.add_argument("--count", type=int, required=True, help="number of pairs to write")
@@ -60,6 +61,9 @@ def register(sub) -> None:
     am.add_argument("--sd-path", default=None, help="where the sd15-lora teacher's base lives here (default: "
                     "$TINYBEAUTY_SD_PATH, then the path recorded at training; a different base is refused)")
     am.add_argument("--device", default=None)
+    am.add_argument("--force-new", action="store_true",
+                    help="remove the pairs of an earlier run from --out first (a rerun with other settings, another "
+                         "teacher or other faces is refused otherwise)")
     am.set_defaults(func=run_amplify)
 
 
@@ -69,15 +73,14 @@ def _sd_path(args) -> str | None:
 
 
 def run_train(args) -> int:
-    from makeup.config import load_profile, merge, section
-    from teacher.train import teacher_section, train_teacher
+    from makeup.config import load_profile, section
+    from teacher.train import teacher_settings, train_teacher
 
-    cfg = teacher_section(section(load_profile(args.profile), "teacher"), args.backend)
-    over = {"epochs": args.epochs, "device": args.device}
-    cfg = merge(cfg, over)
-    if _sd_path(args):
-        cfg["model"] = {**(cfg.get("model") or {}), "sd_path": _sd_path(args)}
-    final = train_teacher(args.seeds, args.out, cfg, resume=args.resume)
+    profile = load_profile(args.profile)
+    over = {"epochs": args.epochs, "device": args.device,
+            "model": {"sd_path": _sd_path(args)} if _sd_path(args) else None}
+    settings = teacher_settings(section(profile, "teacher"), args.backend, over, profile=args.profile)
+    final = train_teacher(args.seeds, args.out, settings, resume=args.resume)
     if os.environ.get("RANK", "0") == "0":  # one line under `accelerate launch`, from the process that wrote it
         print(f"teacher: {final}")
     return 0
@@ -89,8 +92,10 @@ def run_fidelity(args) -> int:
 
     teacher = load_teacher(args.teacher, args.device, overrides={"sd_path": _sd_path(args)})
     from makeup.config import load_profile, section
+    from teacher.amplify import amplify_settings
 
-    samples = args.samples or int(section(load_profile(args.profile), "amplify").get("samples", 1))
+    samples = args.samples or amplify_settings(section(load_profile(args.profile), "amplify"),
+                                               teacher.config.get("backend", "tiny-ddpm")).samples
     report = teacher_fidelity(teacher, args.style, args.count, args.batch, args.steps, args.json, args.grid,
                               samples=samples)
     print(json.dumps(report, indent=2))
@@ -98,21 +103,22 @@ def run_fidelity(args) -> int:
 
 
 def run_amplify(args) -> int:
-    from makeup.config import load_profile, merge, section
-    from teacher.amplify import amplify, amplify_section, launched_processes
+    from makeup.config import load_profile, section
+    from teacher.amplify import amplify, amplify_settings, launched_processes
     from teacher.inference import load_teacher
 
     profile = section(load_profile(args.profile), "amplify")
     over = {"batch": args.batch, "seed": args.seed, "steps": args.steps, "samples": args.samples,
             "parser": args.parser, "device": args.device}
-    device = merge(profile, over).get("device", "auto")
+    # checked before the teacher loads (a typo costs nothing); rebuilt for the teacher's backend below
+    device = amplify_settings(profile, "", over, profile=args.profile).device
     if device == "auto" and launched_processes() > 1:  # one GPU per process under `accelerate launch`
         from teacher.amplify import launch_state
 
         device = str(launch_state().device)
     teacher = load_teacher(args.teacher, device, upscaler=args.upscaler, overrides={"sd_path": _sd_path(args)})
-    cfg = merge(amplify_section(profile, teacher.config.get("backend", "tiny-ddpm")), over)
-    report = amplify(teacher, args.faces, args.count, args.out, cfg)
+    cfg = amplify_settings(profile, teacher.config.get("backend", "tiny-ddpm"), over, profile=args.profile)
+    report = amplify(teacher, args.faces, args.count, args.out, cfg, force_new=args.force_new)
     if report:
         print(json.dumps(report, indent=2))
     return 0

@@ -43,6 +43,7 @@ class TeacherBackend:
 
     name = ""
     config: dict
+    defaults: dict = {}  # every key ``config`` may hold, with its default
     ema = None
     # translate() adds ``alpha`` x the image-space region prior (painted with full-resolution masks) to what
     # ``sample`` returns; a backend whose sample already contains its prior sets this False.

@@ -146,6 +146,7 @@ def _load(root: Path, what: str, loader):
 @register_backend("sd15-lora")
 class SD15LoRABackend(TeacherBackend):
     name = "sd15-lora"
+    defaults = DEFAULTS  # every model config key (a profile's teacher.model is checked against them)
     weights_format = "safetensors"   # dda_final.safetensors: trained tensors only
     pastes_region_prior = False      # the prior lives in latent space: sample() already decodes it
 

@@ -83,6 +83,7 @@ class DDAModel(nn.Module):
 @register_backend("tiny-ddpm")
 class TinyDDPMBackend(TeacherBackend):
     name = "tiny-ddpm"
+    defaults = DEFAULTS  # every model config key (a profile's teacher.model is checked against them)
 
     def __init__(self, config: dict):
         from diffusers import DDPMScheduler
