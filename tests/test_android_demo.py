@@ -314,3 +314,48 @@ def test_crop_size_comes_from_the_interpreter(model_kt):
     assert not re.search(r"\b(224|256|320|512)\b", model_kt), "crop size hard-coded in MakeupModel.kt"
     activity = _kotlin("MainActivity.kt")
     assert re.search(r"FaceAligner\(\s*context\s*,\s*\w+\.size\s*\)", activity)
+
+
+# ---- the look gate: makeup/gate.py through the model card ----
+
+def test_look_gate_reads_the_cards_gate_and_regions():
+    """LookGate.kt reads every key export/report.py writes for the gate (``look_gate`` from makeup.gate,
+    ``regions`` from makeup.parsing / makeup.metrics) and gates the regions makeup.metrics reports on."""
+    from export.report import regions_card
+    from makeup.gate import LookGate
+    from makeup.metrics import FIDELITY_REGIONS
+
+    gate_kt = _kotlin("LookGate.kt")
+    assert kotlin_value(gate_kt, "REGIONS") == list(FIDELITY_REGIONS)
+    regions = regions_card()
+    stored = LookGate({"lips": ((-0.1, -0.1, -0.1), (0.1, 0.1, 0.1))}).to_dict()
+    keys = ["look_gate", "regions", "bounds", "low", "high", "feather", "labels", "fill", "label", "points",
+            "eye_reach"]
+    for key in keys:
+        assert f'"{key}"' in gate_kt, f"LookGate.kt does not read {key}"
+    assert {"bounds", "feather"} <= set(stored) and {"low", "high"} == set(stored["bounds"]["lips"])
+    assert {"labels", "fill", "eye_reach"} <= set(regions) and {"label", "points"} == set(regions["fill"][0])
+    # Every region name the gate looks up is a label the card defines.
+    for name in re.findall(r'getValue\("(\w+)"\)', gate_kt):
+        assert name in regions["labels"], name
+    # Feather as LookGate.limits: sigma = feather * size / 2, cv2's float kernel size round(sigma * 8 + 1) | 1.
+    assert re.search(r"feather\s*\*\s*n\s*/\s*2\.0", gate_kt) and re.search(r"sigma\s*\*\s*8\.0\s*\+\s*1\.0", gate_kt)
+
+
+def test_look_gate_runs_before_paste_back_with_a_switch():
+    """MainActivity clips the model's change with the card's gate on the crop (gated_crop) before paste-back,
+    only with crop landmarks; a switch, on by default, turns it off; the note says when the app is ungated."""
+    activity = _kotlin("MainActivity.kt")
+    assert "LookGate.load(context, fresh.size)" in activity
+    apply_at = activity.index("lookGate.apply(aligner.crop, processed, cropLandmarks, gated)")
+    assert "aligner.cropLandmarks(cropLandmarks)" in activity
+    assert apply_at < activity.index("aligner.pasteBack(outPixels, change)")
+    assert re.search(r"R\.id\.gate_switch\)\.setOnCheckedChangeListener\s*\{\s*_,\s*on\s*->\s*pipeline\.gateOn\s*=\s*on",
+                     activity)
+    assert re.search(r"var gateOn\s*=\s*true", activity)
+    layout = (APP / "app" / "src" / "main" / "res" / "layout" / "activity_main.xml").read_text(encoding="utf-8")
+    switch = re.search(r'android:id="@\+id/gate_switch"(.*?)/>', layout, re.S)
+    assert switch and 'android:checked="true"' in switch.group(1)
+    assert "gate.note" in activity
+    readme = (APP / "README.md").read_text(encoding="utf-8")
+    assert "LookGate.kt" in readme and "look gate" in readme.lower()

@@ -205,6 +205,21 @@ class FaceAligner(context: Context, val size: Int) : AutoCloseable {
         }
     }
 
+    /**
+     * The face's landmarks in crop pixels (`AlignedFace.landmarks`) into [out] (`2 * MESH_POINTS`), for the
+     * look gate; false when this crop has no face (the gate then leaves the crop alone, as `gated_crop` does).
+     */
+    fun cropLandmarks(out: DoubleArray): Boolean {
+        if (framing != Framing.FACE || pointCount < MESH_POINTS) return false
+        val m = matrix
+        for (i in 0 until MESH_POINTS) {
+            val x = points[2 * i]; val y = points[2 * i + 1]
+            out[2 * i] = m[0] * x + m[1] * y + m[2]
+            out[2 * i + 1] = m[3] * x + m[4] * y + m[5]
+        }
+        return true
+    }
+
     override fun close() {
         landmarker?.close()
     }

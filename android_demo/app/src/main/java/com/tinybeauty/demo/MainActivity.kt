@@ -68,6 +68,7 @@ class MainActivity : AppCompatActivity() {
         }
         findViewById<SwitchCompat>(R.id.gpu_switch).setOnCheckedChangeListener { _, on -> pipeline.wantGpu = on }
         findViewById<SwitchCompat>(R.id.split_switch).setOnCheckedChangeListener { _, on -> frameView.split = on }
+        findViewById<SwitchCompat>(R.id.gate_switch).setOnCheckedChangeListener { _, on -> pipeline.gateOn = on }
 
         if (ContextCompat.checkSelfPermission(this, Manifest.permission.CAMERA) == PackageManager.PERMISSION_GRANTED) {
             startCamera()
@@ -141,11 +142,13 @@ private class MakeupPipeline(
 ) : ImageAnalysis.Analyzer {
 
     @Volatile var wantGpu = false
+    @Volatile var gateOn = true                  // the look gate switch (on by default, as `tinybeauty apply`)
     @Volatile private var closed = false
 
     private var modelBuffer: ByteBuffer? = null
     private var model: MakeupModel? = null
     private var aligner: FaceAligner? = null
+    private var gate = LookGate.Loaded(null, null)  // the card's look gate for the aligner's crop size
     private var setupProblem: String? = null
 
     private var raw: Bitmap? = null              // the analysis frame as delivered (sensor orientation)
@@ -154,6 +157,8 @@ private class MakeupPipeline(
     private var framePixels = IntArray(0)        // upright frame, ARGB
     private var outPixels = IntArray(0)          // upright frame with the look pasted back
     private var processed = IntArray(0)          // model output crop
+    private var gated = IntArray(0)              // model output crop, its change clipped by the look gate
+    private val cropLandmarks = DoubleArray(2 * FaceAligner.MESH_POINTS)
 
     private var inferenceMs = 0f                 // exponential moving averages
     private var frameMs = 0f
@@ -206,8 +211,14 @@ private class MakeupPipeline(
         frame.before.getPixels(framePixels, 0, w, 0, 0, w, h)
         val framing = aligner.align(frame.before, framePixels, image.imageInfo.timestamp / 1_000_000L)
         val ms = model.run(aligner.crop, processed)
+        // student/apply.py gated_crop: the look gate on the crop, over the crop's own face-mesh regions.
+        val lookGate = gate.gate
+        val change = if (gateOn && lookGate != null && aligner.cropLandmarks(cropLandmarks)) {
+            lookGate.apply(aligner.crop, processed, cropLandmarks, gated)
+            gated
+        } else processed
         System.arraycopy(framePixels, 0, outPixels, 0, w * h)
-        aligner.pasteBack(outPixels, processed)
+        aligner.pasteBack(outPixels, change)
         frame.after.setPixels(outPixels, 0, w, 0, 0, w, h)
         view.publish(frame)
 
@@ -241,8 +252,12 @@ private class MakeupPipeline(
                 if (aligner?.size != fresh.size) {
                     aligner?.close()
                     aligner = FaceAligner(context, fresh.size)
+                    gate = LookGate.load(context, fresh.size)
                 }
-                if (processed.size != fresh.size * fresh.size) processed = IntArray(fresh.size * fresh.size)
+                if (processed.size != fresh.size * fresh.size) {
+                    processed = IntArray(fresh.size * fresh.size)
+                    gated = IntArray(fresh.size * fresh.size)
+                }
             }
             return true
         } catch (e: Exception) {
@@ -300,7 +315,8 @@ private class MakeupPipeline(
             FaceAligner.Framing.NO_LANDMARKER ->
                 "${aligner.landmarkerProblem ?: "no face landmarker"}: centred square crop (see README)"
         }
-        return listOfNotNull(framingNote, aligner.alignment.note, model.note).joinToString("\n")
+        val gateNote = if (gate.gate != null && !gateOn) "look gate off" else gate.note
+        return listOfNotNull(framingNote, aligner.alignment.note, gateNote, model.note).joinToString("\n")
     }
 
     private companion object {
