@@ -336,12 +336,13 @@ def test_card_without_look_gate_runs_ungated(page):
     info, frame = drop("old.tflite", old)
     assert info["gate"] is False and frame["gated"] is None and info["message"] == "", info
     assert info["gateNote"] == "ungated: model_card.json has no look_gate (an older export): the model's change is not clipped"
-    assert browser.eval("() => document.getElementById('gate-toggle').disabled") is True
+    assert browser.eval("() => { const b = document.getElementById('gate-toggle'); return b.disabled && !b.checked; }")
     info, frame = drop("alone.tflite")
     assert info["gate"] is False and frame["gated"] is None
     assert info["gateNote"].startswith("ungated: alone.tflite came without its model_card.json"), info
     info, frame = drop("tinybeauty.tflite", card)
     assert info["gate"] is True and info["gateOn"] is True and frame["gated"] is not None, info
+    assert browser.eval("() => document.getElementById('gate-toggle').checked") is True
 
 
 def test_screenshot_is_saved(page):

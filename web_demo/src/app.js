@@ -76,7 +76,7 @@ function setGate(card, cardName, note) {
 
 function showGate() {
   const box = $('gate-toggle');
-  box.checked = state.gateOn;
+  box.checked = state.gateOn && Boolean(state.gate); // no gate in the card: shown off, and cannot be turned on
   box.disabled = !state.gate;
   $('gate-note').textContent = state.gate && !state.gateOn ? 'look gate off: the model\'s whole change is pasted back' : state.gateNote;
 }
