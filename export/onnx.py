@@ -17,39 +17,25 @@ LAYOUT = "NCHW"
 
 def strip_onnx(model) -> dict:
     """Drop what the runtime never reads: per-node ``metadata_props`` (the dynamo exporter's source
-    locations, ~40% of a tiny model's file), ``doc_string``s and ``value_info`` shape annotations.
+    locations, ~40% of a tiny model's file) and ``doc_string``s, with onnx_ir's
+    ``ClearMetadataAndDocStringPass``, and the ``value_info`` shape annotations of the main graph.
 
     Works in place on an ``onnx.ModelProto``; returns counts of what was removed.
     """
-    removed = {"metadata_props": 0, "doc_string": 0, "value_info": 0}
+    import onnx_ir as ir
+    from onnx_ir.passes.common import ClearMetadataAndDocStringPass
 
-    def strip_graph(graph) -> None:
-        removed["value_info"] += len(graph.value_info)
-        del graph.value_info[:]
-        if graph.doc_string:
-            removed["doc_string"] += 1
-            graph.doc_string = ""
-        del graph.metadata_props[:]
-        for node in graph.node:
-            removed["metadata_props"] += len(node.metadata_props)
-            del node.metadata_props[:]
-            if node.doc_string:
-                removed["doc_string"] += 1
-                node.doc_string = ""
-            for attr in node.attribute:  # subgraphs (If/Loop) carry their own nodes
-                if attr.g.node:
-                    strip_graph(attr.g)
-                for g in attr.graphs:
-                    strip_graph(g)
-
-    strip_graph(model.graph)
-    for fn in model.functions:
-        for node in fn.node:
-            removed["metadata_props"] += len(node.metadata_props)
-            del node.metadata_props[:]
-            node.doc_string = ""
-        del fn.metadata_props[:]
-    model.doc_string = ""
+    irm = ir.serde.deserialize_model(model)
+    nodes = list(ir.traversal.RecursiveGraphIterator(irm.graph))
+    nodes += [n for fn in irm.functions.values() for n in fn]
+    removed = {"metadata_props": sum(len(n.metadata_props) for n in nodes),
+               "doc_string": sum(bool(n.doc_string) for n in nodes) + bool(irm.graph.doc_string),
+               "value_info": len(model.graph.value_info)}
+    ClearMetadataAndDocStringPass()(irm)
+    stripped = ir.serde.serialize_model(irm)
+    del stripped.graph.value_info[:]  # the serializer writes the values' shapes back; the runtime infers them
+    stripped.doc_string = ""
+    model.CopyFrom(stripped)
     return removed
 
 

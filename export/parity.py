@@ -68,7 +68,8 @@ def run_torch(module, sources: np.ndarray) -> np.ndarray:
                                for x in sources], axis=0).astype(np.float32)
 
 
-def run_batched(runner: Callable, sources: np.ndarray) -> np.ndarray:
+def run_each(runner: Callable, sources: np.ndarray) -> np.ndarray:
+    """An exported artifact's runner on one image at a time (the artifacts are specialised to batch 1)."""
     return np.concatenate([np.asarray(runner(np.ascontiguousarray(x[None]))) for x in sources],
                           axis=0).astype(np.float32)
 

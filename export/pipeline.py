@@ -26,7 +26,7 @@ from makeup.config import StageSettings
 from makeup.errors import TinyBeautyError
 
 from .formats import BUDGET_BYTES, DEPENDS_ON, ExportFormat, artifact_bytes, parse_formats
-from .parity import ParitySet, compare, load_parity_set, parity_failures, run_batched, run_torch
+from .parity import ParitySet, compare, load_parity_set, parity_failures, run_each, run_torch
 
 log = logging.getLogger("tinybeauty")
 
@@ -119,7 +119,7 @@ def _verify(fmt: ExportFormat, path: Path, qs, parity_set: ParitySet, cfg: Expor
         return {"verified": False, "reason": reason, "spec_check": check, "psnr_vs_torch": None,
                 "psnr_vs_target": None, "torch_psnr_vs_target": None, "max_abs_diff": None,
                 "failures": [] if check["ok"] else [f"{fmt.name}: {reason}"]}
-    exported = run_batched(fmt.runner_fn()(path), parity_set.sources)
+    exported = run_each(fmt.runner_fn()(path), parity_set.sources)
     reference = run_torch(_reference(qs, fmt, details), parity_set.sources)
     p = compare(exported, reference, parity_set.targets, parity_set)
     fails = parity_failures(p, cfg.min_psnr_vs_torch_db, cfg.max_target_psnr_drop_db)

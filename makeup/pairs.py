@@ -1,4 +1,4 @@
-"""Pair datasets on disk (DESIGN.md "Pair dataset directory").
+"""Pair datasets on disk (README.md, "Pair dataset format").
 
 PAIRS/manifest.jsonl          one JSON object a line: {"id", "source", "target", "mask", "style", "origin", ...}
 PAIRS/source|target|mask/ID.png

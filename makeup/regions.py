@@ -1,6 +1,6 @@
 """The region label map shared by parsers, renderer, teacher and student.
 
-0 other, 1 eyes, 2 lips, 3 skin, 4 brows (DESIGN.md). "eyes" is the eye opening up to the lash lines (as in
+0 other, 1 eyes, 2 lips, 3 skin, 4 brows (the pair dataset format in README.md). "eyes" is the eye opening up to the lash lines (as in
 LaPa and the synthetic maps); the lids are skin. Eye makeup (shadow, liner) is painted on the lid skin the
 renderer finds above each opening, and no style paints the eyeball itself.
 """

@@ -3,12 +3,14 @@
 output = clamp(input + predicted residual, 0, 1). Makeup changes few pixels by little, so predicting the
 residual lets a tiny net spend its capacity on the change instead of on copying the face.
 
-Only ops that survive int8 export to all three formats (DESIGN.md "Student ops that travel well"):
-zero-padded 3x3/1x1 convs, ReLU, one ``MaxPool2d`` instance per level (DESIGN.md: the PT2E QAT path was verified
-with a separate instance per pooling), nearest upsampling, add/concat. No normalisation layers.
+Only ops that survive int8 export to all three formats (measured with litert-torch, torch.onnx and
+coremltools): zero-padded 3x3/1x1 convs, ReLU, one ``MaxPool2d`` instance per level (the PT2E QAT path was
+verified with a separate instance per pooling), nearest upsampling, add/concat. No normalisation layers, no
+reflect padding.
 
-The export helper may shrink :data:`DEFAULT_CONFIG` when an artifact is over budget: it is the one constant
-every stage reads.
+:data:`DEFAULT_CONFIG` is the one architecture every stage reads; nothing shrinks it automatically: when an
+artifact is over budget, export refuses it (``tinybeauty export``) and a smaller ``student: model:`` in the
+profile is the remedy.
 """
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from export import FORMATS, ExportRefused, ExportRequest, run_export
-from export.parity import compare, load_parity_set, parity_failures, run_batched, run_torch
+from export.parity import compare, load_parity_set, parity_failures, run_each, run_torch
 from makeup.errors import TinyBeautyError
 
 SIZE = 32
@@ -120,7 +120,7 @@ def test_runtime_parity_numbers_are_real(exported, quantized):
         assert entry["psnr_vs_torch"] >= 45.0
         assert entry["torch_psnr_vs_target"] - entry["psnr_vs_target"] <= 0.1
         runner = load_runner(out / entry["path"])
-        p = compare(run_batched(runner, ps.sources), run_torch(graph, ps.sources), ps.targets, ps)
+        p = compare(run_each(runner, ps.sources), run_torch(graph, ps.sources), ps.targets, ps)
         assert p.psnr_vs_torch == pytest.approx(entry["psnr_vs_torch"], abs=1e-3)
         assert p.psnr_vs_target == pytest.approx(entry["psnr_vs_target"], abs=1e-3)
         # per region too: the artifact keeps the look the PyTorch graph has, in each region the pairs change
@@ -226,7 +226,7 @@ def test_corrupted_tflite_weight_fails_parity(exported, quantized, tmp_path):
     shutil.copy(exported["out"] / "tinybeauty.tflite", bad)
     _corrupt_tflite_weight(bad)
     ps = load_parity_set(exported["pairs"], SIZE, CFG["parity_images"])
-    p = compare(run_batched(load_runner(bad), ps.sources), run_torch(quantized.unfolded, ps.sources), ps.targets)
+    p = compare(run_each(load_runner(bad), ps.sources), run_torch(quantized.unfolded, ps.sources), ps.targets)
     assert parity_failures(p, 45.0, 0.1), p
 
 
