@@ -337,3 +337,13 @@ def test_cli_bad_inputs_one_line_no_output(exported, tmp_path, capsys, case):
     assert "Traceback" not in err[0]
     if case != "out_is_file":
         assert not out.exists()
+
+
+def test_export_records_its_settings(exported):
+    import yaml
+
+    rec = yaml.safe_load((exported["out"] / "settings.yaml").read_text())
+    assert rec["stage"] == "export" and rec["inputs"]["passed"] is True
+    assert rec["inputs"]["checkpoint"] == str(exported["qat"]) and rec["inputs"]["calib"] == str(exported["pairs"])
+    assert rec["settings"]["size"] == CFG["size"] and rec["settings"]["budget_bytes"] == 102400
+    assert sorted(rec["inputs"]["formats"]) == sorted(exported["report"]["formats"])

@@ -131,3 +131,20 @@ def test_every_make_stage_target_passes_the_profile():
         assert recipe, target
         assert "--profile $(PROFILE)" in recipe.group(1), (target, recipe.group(1))
     assert re.search(r"^demo:[^\n]*\n\t[^\n]*--profile \$\(PROFILE\)", text, re.M)
+
+
+@pytest.mark.parametrize("name", ["demo", "paper"])
+def test_every_shipped_profile_builds_every_stage(name):
+    from export.pipeline import ExportSettings
+    from student.train import student_settings
+    from teacher.amplify import amplify_settings
+    from teacher.train import teacher_settings
+    from tinybeauty.cmd_demo import DemoSettings
+
+    prof = load_profile(name)
+    for backend in ("tiny-ddpm", "sd15-lora"):
+        assert teacher_settings(section(prof, "teacher"), backend).backend == backend
+        amplify_settings(section(prof, "amplify"), backend)
+    student_settings(section(prof, "student"))
+    ExportSettings.build(section(prof, "export"))
+    DemoSettings.build(section(prof, "demo"))
