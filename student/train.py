@@ -59,7 +59,7 @@ class StudentSettings(StageSettings):
     max_val: int | None = None   # cap on val pairs scored per epoch (None: all)
     sample_every: int = 5        # epochs between sample grids
     sample_count: int = 4
-    loss: dict = field(default_factory=dict)  # student.losses.LossWeights overrides (term weights, soft_eps, spill_margin)
+    loss: dict = field(default_factory=dict)  # student.losses.LossWeights overrides (weights, soft_eps, spill_margin)
     lpips_weights: str | None = None
     amp: bool = True             # mixed precision on CUDA (float phase)
     seed: int = 0

@@ -9,7 +9,6 @@ the newest epoch checkpoint. wandb logs too when it is installed and ``wandb: tr
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re

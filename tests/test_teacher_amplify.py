@@ -74,14 +74,18 @@ def _images(root: Path) -> dict[str, tuple]:
 def fresh_run(tiny_teacher, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("fresh") / "pairs"
     report = _amplify(tiny_teacher, out)
-    assert report["count"] == 5 and report["lpips"] is None or isinstance(report["lpips"], float)
+    assert report["count"] == 5 and (report["lpips"] is None or isinstance(report["lpips"], float))
     return out
 
 
 def test_amplify_outputs(fresh_run):
+    from makeup.metrics import psnr
+
     assert check_pairs(fresh_run).count == 5
     q = json.loads((fresh_run / "quality.json").read_text())
     assert {"ssim", "psnr", "lpips", "rejection_rate", "pairs_per_second"} <= set(q)
+    # the report's PSNR covers every pair, not only the visualised ones (visualize=2 here)
+    assert q["psnr"] == pytest.approx(np.mean([psnr(p.target, p.source) for p in PairDataset(fresh_run)]))
     assert (fresh_run / "samples_visualization.png").exists()
     rec = PairDataset(fresh_run).records[0]
     assert rec["origin"] == "amplify" and rec["style"] == "glamorous" and "ssim_outside" in rec
@@ -110,6 +114,53 @@ def test_amplify_kill_and_resume_is_exact(tiny_teacher, fresh_run, tmp_path, mon
     for pid in fresh:
         for a, b in zip(resumed[pid], fresh[pid]):
             np.testing.assert_array_equal(a, b)
+
+
+def test_train_and_amplify_record_their_settings(tiny_teacher, fresh_run):
+    from teacher.amplify import teacher_fingerprint
+    from teacher.inference import load_teacher
+
+    t = yaml.safe_load((tiny_teacher / "settings.yaml").read_text())
+    assert t["stage"] == "teacher" and t["settings"]["epochs"] == 3 and t["settings"]["model"] == TINY_MODEL
+    assert t["inputs"]["resumed_from_epoch"] == 2
+    a = yaml.safe_load((fresh_run / "settings.yaml").read_text())
+    assert a["stage"] == "amplify" and a["settings"]["seed"] == AMP_CFG["seed"] and a["settings"]["steps"] is None
+    assert a["inputs"]["teacher"] == teacher_fingerprint(load_teacher(tiny_teacher, "cpu"))
+    assert a["inputs"]["faces"] == "synthetic" and a["inputs"]["count"] == 5
+
+
+def test_amplify_refuses_to_mix_runs_and_force_new_starts_over(tiny_teacher, fresh_run, tmp_path, capsys):
+    import shutil
+
+    from makeup.errors import TinyBeautyError
+    from teacher.amplify import amplify
+    from teacher.inference import load_teacher
+
+    out = tmp_path / "pairs"
+    shutil.copytree(fresh_run, out)
+    before = _images(out)
+    # other settings (the CLI with the demo profile: steps 6, 4 samples, other seed): one line, nothing written
+    rc = cli_main(["amplify", "--teacher", str(tiny_teacher), "--faces", "synthetic", "--count", "5",
+                   "--out", str(out), "--device", "cpu"])
+    err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error:"), err
+    assert "made with another batch, seed, steps, samples" in err[0] and "--force-new" in err[0], err[0]
+    # another teacher (same weights, another config) is another run too
+    teacher = load_teacher(tiny_teacher, "cpu")
+    teacher.config["energy_ref"] = teacher.config["energy_ref"] * 2
+    with pytest.raises(TinyBeautyError, match="made with another teacher"):
+        amplify(teacher, "synthetic", 5, out, AMP_CFG, progress=False)
+    # the same run again only resumes (and may grow the synthetic count)
+    assert _amplify(tiny_teacher, out, count=6, visualize=1)["count"] == 6
+    assert all(np.array_equal(a, b) for pid in before for a, b in zip(before[pid], _images(out)[pid]))
+    # --force-new starts over with the new settings
+    report = amplify(load_teacher(tiny_teacher, "cpu"), "synthetic", 2, out, {**AMP_CFG, "seed": 9}, progress=False,
+                 force_new=True)
+    assert report["count"] == 2 and yaml.safe_load((out / "settings.yaml").read_text())["settings"]["seed"] == 9
+    # pairs whose making nobody recorded are refused as well
+    (out / "settings.yaml").unlink()
+    with pytest.raises(TinyBeautyError, match="no settings.yaml"):
+        _amplify(tiny_teacher, out, count=2, seed=9)
 
 
 def test_amplify_rejects_and_replaces(tiny_teacher, tmp_path):
