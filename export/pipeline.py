@@ -2,9 +2,10 @@
 
 Every artifact is built in a staging folder beside EXPORT and measured and run there. Only when every
 required format passes the gate are the artifacts moved into EXPORT (each by rename, a package folder
-replaced whole), then ``model_card.json``, ``report.md`` and ``report.json`` (last, so its presence means a
-complete export). A refused export changes no artifact: it writes ``report.failed.json`` with every size and
-PSNR and fails with one line naming each failing format. A killed export leaves only its hidden staging
+replaced whole), then ``model_card.json``, ``report.md``, ``settings.yaml`` (:class:`ExportSettings` and the
+inputs) and ``report.json`` (last, so its presence means a complete export). A refused export changes no
+artifact: it writes ``report.failed.json`` with every size and PSNR and its settings, and fails with one line
+naming each failing format. A killed export leaves only its hidden staging
 folder, which the next export beside it removes.
 """
 from __future__ import annotations
@@ -233,10 +234,11 @@ def run_export(req: ExportRequest, progress: bool = True) -> dict:
             "platform": platform.system(),
             "export_seconds": round(time.perf_counter() - t_start, 1),
         }
-        cfg.save(req.out, checkpoint=str(req.checkpoint), formats=[f.name for f in req.formats],
-                 calib=req.calib and str(req.calib), pairs=req.pairs and str(req.pairs), passed=not failures)
-        if failures:
-            write_text_atomic(req.out / FAILED_REPORT, json.dumps(report, indent=2) + "\n")
+        inputs = {"checkpoint": str(req.checkpoint), "formats": [f.name for f in req.formats],
+                  "calib": req.calib and str(req.calib), "pairs": req.pairs and str(req.pairs)}
+        if failures:  # EXPORT keeps the shipped export's files (settings.yaml too); the refusal records its own
+            failed = {**report, "settings": cfg.to_dict(), "inputs": inputs}
+            write_text_atomic(req.out / FAILED_REPORT, json.dumps(failed, indent=2) + "\n")
             raise ExportRefused("export refused, nothing shipped: " + "; ".join(failures)
                                 + f" (details: {req.out / FAILED_REPORT})")
         for name, entry in entries.items():
@@ -247,6 +249,7 @@ def run_export(req: ExportRequest, progress: bool = True) -> dict:
             student_config = student_config.to_dict()
         write_text_atomic(req.out / CARD, json.dumps(model_card(qs, report, student_config), indent=2) + "\n")
         write_text_atomic(req.out / REPORT_MD, report_markdown(report))
+        cfg.save(req.out, **inputs)
         write_text_atomic(req.out / REPORT, json.dumps(report, indent=2) + "\n")
         (req.out / FAILED_REPORT).unlink(missing_ok=True)
         return report
