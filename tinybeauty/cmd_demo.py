@@ -3,7 +3,8 @@
 It runs the same contract subcommands a user would (`synth-faces`, `render`, `teacher train`, `amplify`,
 `student train`, `export`, `eval`, `apply`) in-process, skipping a step whose output is already complete, so
 a rerun after an interruption picks up where it stopped. Timings and headline figures go to
-``WORK/demo_summary.json``; ``WORK/seeds_grid.png`` shows every built-in look.
+``WORK/demo_summary.json`` (and ``WORK/<style>/demo_summary.json``); ``WORK/seeds_grid.png`` shows every
+built-in look.
 """
 from __future__ import annotations
 
@@ -173,7 +174,10 @@ def run_demo(args) -> int:
         summary["look"] = _look_lines(summary)
     from makeup.io import write_text_atomic
 
-    write_text_atomic(work / "demo_summary.json", json.dumps(summary, indent=2) + "\n")
+    text = json.dumps(summary, indent=2) + "\n"
+    write_text_atomic(work / "demo_summary.json", text)
+    if not args.only_seeds:  # also beside the look's own outputs: demos of several looks share WORK
+        write_text_atomic(work / style_name / "demo_summary.json", text)
     print(json.dumps({k: v for k, v in summary.items() if k != "look"}, indent=2))
     print("\n".join(["", f"look fidelity of {style_name} (recovery 1 = the whole look, 0 = the unchanged face):"]
                     + summary.get("look", []) + [f"summary: {work / 'demo_summary.json'}"]
