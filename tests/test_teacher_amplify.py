@@ -2,10 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +11,8 @@ import yaml
 from makeup.pairs import PairDataset, PairWriter, check_pairs
 from tinybeauty.cli import main as cli_main
 
-ROOT = Path(__file__).resolve().parents[1]
+from amplify_helpers import assert_same_pairs, pair_images, run_sharded_amplify
+
 TINY_MODEL = {"resolution": 32, "base_channels": 8, "channel_mults": [1, 2], "attention_res": [16],
               "norm_groups": 4, "sample_steps": 2}
 AMP_CFG = {"batch": 2, "seed": 3, "min_ssim": 0.0, "min_energy_ratio": 0.0, "visualize": 2}
@@ -65,10 +62,6 @@ def _amplify(teacher_dir, out, count=5, **over):
     return amplify(load_teacher(teacher_dir, "cpu"), "synthetic", count, out, {**AMP_CFG, **over}, progress=False)
 
 
-def _images(root: Path) -> dict[str, tuple]:
-    ds = PairDataset(root)
-    return {p.id: (p.source, p.target, p.mask) for p in ds}
-
 
 @pytest.fixture(scope="module")
 def fresh_run(tiny_teacher, tmp_path_factory) -> Path:
@@ -109,11 +102,8 @@ def test_amplify_kill_and_resume_is_exact(tiny_teacher, fresh_run, tmp_path, mon
     with open(out / "manifest.jsonl", "a") as fh:
         fh.write('{"id": "amp_0000')  # and a torn manifest line, as a kill mid-append leaves
     _amplify(tiny_teacher, out)
-    resumed, fresh = _images(out), _images(fresh_run)
-    assert sorted(resumed) == sorted(fresh) and len(resumed) == 5
-    for pid in fresh:
-        for a, b in zip(resumed[pid], fresh[pid]):
-            np.testing.assert_array_equal(a, b)
+    assert_same_pairs(out, fresh_run)
+    assert len(pair_images(out)) == 5
 
 
 def test_train_and_amplify_record_their_settings(tiny_teacher, fresh_run):
@@ -138,7 +128,7 @@ def test_amplify_refuses_to_mix_runs_and_force_new_starts_over(tiny_teacher, fre
 
     out = tmp_path / "pairs"
     shutil.copytree(fresh_run, out)
-    before = _images(out)
+    before = pair_images(out)
     # other settings (the CLI with the demo profile: steps 6, 4 samples, other seed): one line, nothing written
     rc = cli_main(["amplify", "--teacher", str(tiny_teacher), "--faces", "synthetic", "--count", "5",
                    "--out", str(out), "--device", "cpu"])
@@ -152,7 +142,7 @@ def test_amplify_refuses_to_mix_runs_and_force_new_starts_over(tiny_teacher, fre
         amplify(teacher, "synthetic", 5, out, AMP_CFG, progress=False)
     # the same run again only resumes (and may grow the synthetic count)
     assert _amplify(tiny_teacher, out, count=6, visualize=1)["count"] == 6
-    assert all(np.array_equal(a, b) for pid in before for a, b in zip(before[pid], _images(out)[pid]))
+    assert all(np.array_equal(a, b) for pid in before for a, b in zip(before[pid], pair_images(out)[pid]))
     # --force-new starts over with the new settings
     report = amplify(load_teacher(tiny_teacher, "cpu"), "synthetic", 2, out, {**AMP_CFG, "seed": 9}, progress=False,
                  force_new=True)
@@ -169,33 +159,13 @@ def test_amplify_rejects_and_replaces(tiny_teacher, tmp_path):
     assert report["count"] == 2 and report["rejection_rate"] == pytest.approx(0.5) and report["forced"] == 2
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_sharded_amplify_equals_single_process(tiny_teacher, fresh_run, tmp_path):
     out = tmp_path / "sharded"
     profile = tmp_path / "p.yaml"
     profile.write_text(yaml.safe_dump({"amplify": AMP_CFG}))
-    port = str(_free_port())
-    procs = []
-    for rank in range(2):
-        env = {**os.environ, "WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank),
-               "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "OMP_NUM_THREADS": "1"}
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "tinybeauty", "amplify", "--teacher", str(tiny_teacher), "--faces", "synthetic",
-             "--count", "5", "--out", str(out), "--profile", str(profile), "--device", "cpu"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    for p in procs:
-        _, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err[-2000:]
-    sharded, fresh = _images(out), _images(fresh_run)
-    assert sorted(sharded) == sorted(fresh)
-    for pid in fresh:
-        for a, b in zip(sharded[pid], fresh[pid]):
-            np.testing.assert_array_equal(a, b)
+    run_sharded_amplify(tiny_teacher, out, profile, 5)
+    assert_same_pairs(out, fresh_run)
     assert (out / "quality.json").exists()
 
 

@@ -5,11 +5,8 @@ No network: every socket connection and name lookup raises inside this module, a
 from __future__ import annotations
 
 import json
-import os
 import socket
 import string
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +17,8 @@ import yaml
 from makeup.pairs import PairDataset, PairWriter, check_pairs
 from tinybeauty.cli import main as cli_main
 
-ROOT = Path(__file__).resolve().parents[1]
+from amplify_helpers import assert_same_pairs, pair_images, run_sharded_amplify
+
 SIZE = 64  # seed/face size = working resolution here: latents are 8x8
 SD_MODEL = {"resolution": SIZE, "sample_steps": 3, "lora_rank": 4, "gradient_checkpointing": True,
             "eyeliner_max_t": 0.5}
@@ -158,9 +156,6 @@ def fresh_pairs(work, sd_teacher, profile) -> Path:
     return out
 
 
-def _images(root: Path) -> dict:
-    return {p.id: (p.source, p.target, p.mask) for p in PairDataset(root)}
-
 
 def _backend(sd_path: Path, **over):
     from teacher.backends import get_backend
@@ -199,7 +194,7 @@ def test_amplify_outputs_and_gate(fresh_pairs):
     rec = PairDataset(fresh_pairs).records[0]
     assert rec["origin"] == "amplify" and rec["style"] == "glamorous"
     changed = 0
-    for src, tgt, mask in _images(fresh_pairs).values():
+    for src, tgt, mask in pair_images(fresh_pairs).values():
         np.testing.assert_array_equal(tgt[mask == 0], src[mask == 0])  # outside the gate nothing changes
         changed += int((tgt[mask > 0] != src[mask > 0]).any())
     assert changed == 4
@@ -221,39 +216,15 @@ def test_amplify_kill_and_resume_is_exact(sd_teacher, fresh_pairs, profile, tmp_
     monkeypatch.setattr(PairWriter, "write", real_write)
     assert len(PairDataset(out)) == 1
     assert _amplify(sd_teacher, out, "--profile", str(profile)) == 0
-    resumed, fresh = _images(out), _images(fresh_pairs)
-    assert sorted(resumed) == sorted(fresh)
-    for pid in fresh:
-        for a, b in zip(resumed[pid], fresh[pid]):
-            np.testing.assert_array_equal(a, b)
+    assert_same_pairs(out, fresh_pairs)
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_sharded_amplify_equals_single_process(sd_teacher, fresh_pairs, profile, tmp_path):
     out = tmp_path / "sharded"
-    port = str(_free_port())
-    procs = []
-    for rank in range(2):
-        env = {**os.environ, "WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": "2",
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-        env.pop("TINYBEAUTY_SD_PATH", None)
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "tinybeauty", "amplify", "--teacher", str(sd_teacher), "--faces", "synthetic",
-             "--count", "4", "--out", str(out), "--profile", str(profile), "--device", "cpu"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    for p in procs:
-        _, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err[-2000:]
-    sharded, fresh = _images(out), _images(fresh_pairs)
-    assert sorted(sharded) == sorted(fresh)
-    for pid in fresh:
-        for a, b in zip(sharded[pid], fresh[pid]):
-            np.testing.assert_array_equal(a, b)
+    run_sharded_amplify(sd_teacher, out, profile, 4, drop_env=("TINYBEAUTY_SD_PATH",),
+                        extra_env={"HF_HUB_OFFLINE": "1"})
+    assert_same_pairs(out, fresh_pairs)
 
 
 def test_different_base_refused_in_one_line(sd_teacher, sd_other, tmp_path, capsys, monkeypatch):
