@@ -51,3 +51,21 @@ def run_sharded_amplify(teacher: Path, out: Path, profile: Path, count: int, dro
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err[-2000:]
+
+
+def interrupt_writes_after(monkeypatch, count: int):
+    """Make `PairWriter.write` raise KeyboardInterrupt after ``count`` pairs (a kill between two pairs); returns
+    the real method so the test can put it back."""
+    from makeup.pairs import PairWriter
+
+    real_write = PairWriter.write
+    calls = {"n": 0}
+
+    def dying_write(self, *a, **k):
+        if calls["n"] == count:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        return real_write(self, *a, **k)
+
+    monkeypatch.setattr(PairWriter, "write", dying_write)
+    return real_write

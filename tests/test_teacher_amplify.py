@@ -11,7 +11,7 @@ import yaml
 from makeup.pairs import PairDataset, PairWriter, check_pairs
 from tinybeauty.cli import main as cli_main
 
-from amplify_helpers import assert_same_pairs, pair_images, run_sharded_amplify
+from amplify_helpers import assert_same_pairs, interrupt_writes_after, pair_images, run_sharded_amplify
 
 TINY_MODEL = {"resolution": 32, "base_channels": 8, "channel_mults": [1, 2], "attention_res": [16],
               "norm_groups": 4, "sample_steps": 2}
@@ -86,16 +86,7 @@ def test_amplify_outputs(fresh_run):
 
 def test_amplify_kill_and_resume_is_exact(tiny_teacher, fresh_run, tmp_path, monkeypatch):
     out = tmp_path / "pairs"
-    real_write = PairWriter.write
-    calls = {"n": 0}
-
-    def dying_write(self, *a, **k):
-        if calls["n"] == 3:
-            raise KeyboardInterrupt  # killed between two pairs
-        calls["n"] += 1
-        return real_write(self, *a, **k)
-
-    monkeypatch.setattr(PairWriter, "write", dying_write)
+    real_write = interrupt_writes_after(monkeypatch, 3)  # killed between two pairs
     with pytest.raises(KeyboardInterrupt):
         _amplify(tiny_teacher, out)
     monkeypatch.setattr(PairWriter, "write", real_write)

@@ -17,7 +17,7 @@ import yaml
 from makeup.pairs import PairDataset, PairWriter, check_pairs
 from tinybeauty.cli import main as cli_main
 
-from amplify_helpers import assert_same_pairs, pair_images, run_sharded_amplify
+from amplify_helpers import assert_same_pairs, interrupt_writes_after, pair_images, run_sharded_amplify
 
 SIZE = 64  # seed/face size = working resolution here: latents are 8x8
 SD_MODEL = {"resolution": SIZE, "sample_steps": 3, "lora_rank": 4, "gradient_checkpointing": True,
@@ -202,16 +202,7 @@ def test_amplify_outputs_and_gate(fresh_pairs):
 
 def test_amplify_kill_and_resume_is_exact(sd_teacher, fresh_pairs, profile, tmp_path, monkeypatch, one_thread):
     out = tmp_path / "pairs"
-    real_write = PairWriter.write
-    calls = {"n": 0}
-
-    def dying_write(self, *a, **k):
-        if calls["n"] == 1:
-            raise KeyboardInterrupt  # killed between two pairs
-        calls["n"] += 1
-        return real_write(self, *a, **k)
-
-    monkeypatch.setattr(PairWriter, "write", dying_write)
+    real_write = interrupt_writes_after(monkeypatch, 1)  # killed between two pairs
     assert _amplify(sd_teacher, out, "--profile", str(profile)) == 130
     monkeypatch.setattr(PairWriter, "write", real_write)
     assert len(PairDataset(out)) == 1
