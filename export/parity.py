@@ -14,8 +14,7 @@ from typing import Callable
 import numpy as np
 
 from makeup.errors import TinyBeautyError
-
-PSNR_CAP_DB = 100.0  # identical outputs give infinite PSNR; JSON has no inf and 100 dB already means "same"
+from makeup.metrics import PSNR_CAP_DB, capped_psnr_per_image  # noqa: F401 (PSNR_CAP_DB: the report's cap)
 
 
 @dataclass
@@ -75,11 +74,9 @@ def run_each(runner: Callable, sources: np.ndarray) -> np.ndarray:
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    from makeup.metrics import psnr_per_image
-
-    per = psnr_per_image(np.clip(a, 0, 1).transpose(0, 2, 3, 1), np.clip(b, 0, 1).transpose(0, 2, 3, 1),
-                         data_range=1.0)
-    return float(np.mean(np.minimum(per, PSNR_CAP_DB)))
+    per = capped_psnr_per_image(np.clip(a, 0, 1).transpose(0, 2, 3, 1), np.clip(b, 0, 1).transpose(0, 2, 3, 1),
+                                data_range=1.0)
+    return float(np.mean(per))
 
 
 def _fidelity(pred: np.ndarray, ps: ParitySet) -> dict:

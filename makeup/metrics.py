@@ -47,6 +47,14 @@ def psnr_per_image(pred, target, data_range: float | None = None) -> np.ndarray:
         return 10.0 * np.log10(rng**2 / mse)
 
 
+PSNR_CAP_DB = 100.0  # identical images give infinite PSNR; JSON has no inf and 100 dB already means "same"
+
+
+def capped_psnr_per_image(pred, target, data_range: float | None = None) -> np.ndarray:
+    """:func:`psnr_per_image` with identical images counted as :data:`PSNR_CAP_DB` instead of ``inf``."""
+    return np.minimum(psnr_per_image(pred, target, data_range), PSNR_CAP_DB)
+
+
 def psnr(pred, target, data_range: float | None = None) -> float:
     """Mean per-image PSNR (dB)."""
     return float(np.mean(psnr_per_image(pred, target, data_range)))
@@ -196,8 +204,8 @@ class LookFidelity:
         self.spill_sum += float(excess.sum())
         self.visible += int((excess > VISIBLE_SPILL).sum())
         self.total_pixels += excess.size
-        self.psnr += list(np.minimum(psnr_per_image(p, t, 1.0), 100.0))
-        self.psnr_identity += list(np.minimum(psnr_per_image(s, t, 1.0), 100.0))
+        self.psnr += list(capped_psnr_per_image(p, t, 1.0))
+        self.psnr_identity += list(capped_psnr_per_image(s, t, 1.0))
         return self
 
     def recovery(self) -> dict[str, float | None]:

@@ -93,7 +93,8 @@ class StudentLoss(nn.Module):
     def forward(self, pred: torch.Tensor, target: torch.Tensor, labels: torch.Tensor, source: torch.Tensor):
         w = self.weights
         err = _soft((pred - target).abs().mean(dim=1), w.soft_eps)  # (N, H, W) per-pixel channel mean
-        change = _soft((target - source).abs().mean(dim=1), w.soft_eps)
+        raw_change = (target - source).abs().mean(dim=1)
+        change = _soft(raw_change, w.soft_eps)
         parts: dict[str, torch.Tensor] = {}
         if w.regions > 0:
             ratios = [r for m in region_masks(labels).values() if (r := _ratio(err, change, m)) is not None]
@@ -102,8 +103,7 @@ class StudentLoss(nn.Module):
         denom = change.sum().clamp_min(CHANGED_REGION_MIN * change.numel())
         parts["l1"] = err.sum() / denom
         if w.spill > 0:
-            excess = ((pred - source).abs().mean(dim=1) - (target - source).abs().mean(dim=1)
-                      - w.spill_margin).clamp_min(0.0)
+            excess = ((pred - source).abs().mean(dim=1) - raw_change - w.spill_margin).clamp_min(0.0)
             parts["spill"] = excess.sum() / denom
         if w.eyeliner > 0:
             eye = labels == EYES
