@@ -33,7 +33,13 @@ setup: $(STAMP)
 test: setup
 	$(BIN)/python -m pytest -q tests
 
+# Latency table first (one run, every figure with its thread count): the demo export of STYLE when there is
+# one, else the default student exported untrained. Then the pytest-benchmark suite (render, teacher, ...).
+BENCH_EXPORT := $(if $(wildcard $(OUT)/export/report.json),--export $(OUT)/export,)
+
 bench: setup
+	mkdir -p $(WORK)
+	$(TB) bench $(BENCH_EXPORT) --json $(WORK)/bench_latency.json
 	$(BIN)/python -m pytest -q benchmarks --benchmark-enable --benchmark-only \
 		--benchmark-json=$(WORK)/bench.json
 

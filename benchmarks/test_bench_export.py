@@ -1,7 +1,8 @@
 """LiteRT and ONNX Runtime CPU latency of the exported DEFAULT student at 256x256 (artifact sizes in extra_info).
 
-The student is the default config put through PT2E QAT preparation (observers initialised on random
-batches, no training: latency does not depend on the weights) and exported once per module.
+The student is the default config exported untrained (export.latency.export_default: latency does not depend
+on the weights). `make bench` also prints `tinybeauty bench`'s one-run table (torch, roofline, partitions,
+per-op profile) for the demo export; this file keeps the same two runtimes under pytest-benchmark's statistics.
 Run: .venv/bin/pytest benchmarks/test_bench_export.py --benchmark-enable --benchmark-only
 """
 from __future__ import annotations
@@ -14,26 +15,10 @@ SIZE = 256
 
 @pytest.fixture(scope="module")
 def exported_default(tmp_path_factory):
-    import torch
-
-    from export import ExportRequest, run_export
-    from student.checkpoint import save_checkpoint
-    from student.model import DEFAULT_CONFIG, build_model
-    from student.qat import float_state_from_prepared, prepare_qat
+    from export.latency import export_default
 
     root = tmp_path_factory.mktemp("bench_export")
-    torch.manual_seed(0)
-    model = build_model(DEFAULT_CONFIG)
-    torch.nn.init.normal_(model.head.weight, 0.0, 0.02)  # a non-identity residual, as after training
-    prepared, _ = prepare_qat(model, torch.rand(2, 3, SIZE, SIZE))
-    with torch.no_grad():
-        for _ in range(2):
-            prepared(torch.rand(2, 3, SIZE, SIZE))
-    model.load_state_dict(float_state_from_prepared(prepared, model))
-    ckpt = save_checkpoint(root / "default_qat.pt", model, config=DEFAULT_CONFIG,
-                           qat_state=prepared.state_dict(), meta={"style": "benchmark"})
-    report = run_export(ExportRequest.build(ckpt, root / "export", "tflite,onnx", config={"size": SIZE}),
-                        progress=False)
+    _, report = export_default(root, size=SIZE, formats="tflite,onnx")
     return root / "export", report
 
 

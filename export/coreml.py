@@ -33,7 +33,8 @@ COREML_MODES = ("qat", "int8", "palettize6")
 # as expected (or a graph change nobody reviewed).
 ALLOWED_OPS = {"add", "clip", "concat", "const", "constexpr_affine_dequantize", "constexpr_lut_to_dense",
                "conv", "dequantize", "quantize", "max_pool", "relu", "relu6", "upsample_nearest_neighbor",
-               "transpose", "cast", "mul", "sub"}
+               "upsample_bilinear", "transpose", "cast", "mul", "sub",
+               "reshape", "slice_by_index"}  # these two: the depth-to-space of the s2d head/stem options
 
 
 @contextlib.contextmanager

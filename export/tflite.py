@@ -39,18 +39,24 @@ def export_tflite(qs, path: Path, cfg: dict, staged: dict | None = None) -> dict
     The channel-last wrapper adds the transposes inside the graph, so an app feeds its RGB buffer as is.
     """
     import litert_torch
-    from litert_torch.quantize.quant_config import QuantConfig
 
-    graph = NamedIO(litert_torch.to_channel_last_io(qs.unfolded, args=[0], outputs=[0]))
-    graph.training = False  # plain wrappers; .eval() would recurse into the exported graph, which refuses it
-    example = qs.example().permute(0, 2, 3, 1).contiguous()
-    with quiet_litert(log.isEnabledFor(logging.DEBUG)):
-        edge = litert_torch.convert(graph, sample_kwargs={INPUT_NAME: example},
-                                    quant_config=QuantConfig(pt2e_quantizer=qs.quantizer))
-        edge.export(str(path))
+    convert_pt2e_graph(qs.unfolded, qs.quantizer, qs.example(), path)
     return {"layout": LAYOUT, "batch": 1, "weights": "int8", "activations": "int8", "io_dtype": "float32",
             "input_name": INPUT_NAME, "output_name": OUTPUT_NAME,
             "converter": f"litert-torch {litert_torch.__version__}"}
+
+
+def convert_pt2e_graph(graph, quantizer, example, path: Path) -> None:
+    """Write the converted int8 PT2E ``graph`` (NCHW ``example``) as a ``.tflite`` with NHWC I/O."""
+    import litert_torch
+    from litert_torch.quantize.quant_config import QuantConfig
+
+    wrapped = NamedIO(litert_torch.to_channel_last_io(graph, args=[0], outputs=[0]))
+    wrapped.training = False  # plain wrappers; .eval() would recurse into the exported graph, which refuses it
+    with quiet_litert(log.isEnabledFor(logging.DEBUG)):
+        edge = litert_torch.convert(wrapped, sample_kwargs={INPUT_NAME: example.permute(0, 2, 3, 1).contiguous()},
+                                    quant_config=QuantConfig(pt2e_quantizer=quantizer))
+        edge.export(str(path))
 
 
 class NamedIO(nn.Module):

@@ -66,7 +66,7 @@ def load_student(path: str | os.PathLike) -> StudentCheckpoint:
         raise TinyBeautyError(f"{path}: not a readable student checkpoint ({exc.__class__.__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise TinyBeautyError(f"{path}: not a TinyBeauty student checkpoint")
-    config = StudentConfig.from_dict(payload["config"])
+    config = StudentConfig.from_saved(payload["config"])
     model = build_model(config)
     try:
         model.load_state_dict(payload["state_dict"])

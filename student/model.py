@@ -5,8 +5,9 @@ residual lets a tiny net spend its capacity on the change instead of on copying 
 
 Only ops that survive int8 export to all three formats (measured with litert-torch, torch.onnx and
 coremltools): zero-padded 3x3/1x1 convs, ReLU, one ``MaxPool2d`` instance per level (the PT2E QAT path was
-verified with a separate instance per pooling), nearest upsampling, add/concat. No normalisation layers, no
-reflect padding.
+verified with a separate instance per pooling), bilinear (or nearest) upsampling, add/concat, and a clamp
+spelled so that XNNPACK takes it (:func:`clamp01`): the whole int8 graph is one XNNPACK partition
+(``tests/test_export_latency.py``). No normalisation layers, no reflect padding.
 
 :data:`DEFAULT_CONFIG` is the one architecture every stage reads; nothing shrinks it automatically: when an
 artifact is over budget, export refuses it (``tinybeauty export``) and a smaller ``student: model:`` in the
@@ -27,21 +28,40 @@ SIZE_MULTIPLE = 2 ** LEVELS_DOWN
 
 @dataclass(frozen=True)
 class StudentConfig:
-    """Architecture of the student. ``widths`` = channels at full, 1/2, 1/4 and 1/8 resolution."""
+    """Architecture of the student. ``widths`` = channels at the four levels (full, 1/2, 1/4, 1/8 of the input
+    with the ``full`` stem; each one halving further with ``s2d``).
+
+    The defaults are the shipped architecture, chosen by measuring latency (``tinybeauty bench``) and look
+    fidelity together (README, "Latency"); the other choices are kept because they are real trade-offs (each
+    comment gives its measured cost). :data:`LEGACY` is what checkpoints saved before these options existed
+    were built with.
+    """
 
     widths: tuple[int, ...] = (12, 24, 28, 36)  # 59.4K params, 0.54 GMAC at 256x256
     convs_per_level: int = 2  # 3x3 convs per encoder level (and in the bottleneck)
     decoder_convs: int = 1  # 3x3 convs per decoder level after merging the skip
     skip: str = "add"  # "add": decoder adds the skip (fewer MACs at full res); "concat": concatenates it
     act: str = "relu"  # "relu" or "relu6"
+    # "bilinear": 1x1 conv at low resolution + bilinear x2 (int8 RESIZE_BILINEAR, inside the one XNNPACK
+    # partition). "nearest": nearest x2, which XNNPACK does not take: the graph ran as 4 partitions with the
+    # three resizes on the reference kernels between them. Same look fidelity (README, "Latency").
+    upsample: str = "bilinear"
+    # "conv": a 3x3 conv to the 3 residual channels. "1x1": a 1x1 conv (6 % faster, measured to lose the look:
+    # red_lip +6.3 dB over the unchanged face instead of +8.3). "s2d": a 2x2 stride-2 conv to 12 channels +
+    # depth-to-space (the 3x3 head's 0.8 ms -> 0.1 ms, but each 2x2 block is painted alone: grid artifacts,
+    # glamorous lips 0.20 recovered instead of 0.55).
+    head: str = "conv"
+    # "full": level 0 runs at the input resolution. "s2d": a 2x2 stride-2 conv in (space-to-depth + 1x1 conv)
+    # and 1x1 conv + depth-to-space out, every level at half the resolution: 3.5x fewer MACs and 3.6x faster,
+    # but measured to lose the look (red_lip +4.7 dB instead of +8.3, lips 0.68 vs 0.83 recovered).
+    stem: str = "full"
 
     def __post_init__(self):
         if len(self.widths) != LEVELS_DOWN + 1 or any(int(w) < 1 for w in self.widths):
             raise TinyBeautyError(f"student widths must be {LEVELS_DOWN + 1} positive ints, got {self.widths}")
-        if self.skip not in ("add", "concat"):
-            raise TinyBeautyError(f"student skip must be 'add' or 'concat', got {self.skip!r}")
-        if self.act not in ("relu", "relu6"):
-            raise TinyBeautyError(f"student act must be 'relu' or 'relu6', got {self.act!r}")
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise TinyBeautyError(f"student {name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
         if self.convs_per_level < 1 or self.decoder_convs < 1:
             raise TinyBeautyError("student convs_per_level and decoder_convs must be >= 1")
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
@@ -62,6 +82,16 @@ class StudentConfig:
             data["widths"] = tuple(data["widths"])
         return cls(**data)
 
+    @classmethod
+    def from_saved(cls, data: dict) -> "StudentConfig":
+        """A config as a checkpoint or model card stored it: keys it lacks predate them (:data:`LEGACY`)."""
+        return cls.from_dict({**LEGACY, **dict(data)})
+
+
+CHOICES = {"skip": ("add", "concat"), "act": ("relu", "relu6"), "stem": ("full", "s2d"),
+           "upsample": ("bilinear", "nearest"), "head": ("conv", "1x1", "s2d")}
+LEGACY = {"stem": "full", "upsample": "nearest", "head": "conv"}  # checkpoints saved before stop 15
+
 
 DEFAULT_CONFIG = StudentConfig()
 
@@ -79,13 +109,16 @@ def conv_stack(cin: int, cout: int, n: int, act: str) -> nn.Sequential:
 
 
 class UpBlock(nn.Module):
-    """1x1 conv to the skip's width at low resolution (cheap), nearest x2, merge the skip, 3x3 convs."""
+    """1x1 conv to the skip's width at low resolution (cheap), x2 up (bilinear or nearest), merge the skip,
+    3x3 convs. (A 2x2 stride-2 transposed conv instead was measured: litert-torch's quantizer leaves it in
+    float, 4x the parameters of the 1x1 conv: over budget and out of the int8 partition.)"""
 
-    def __init__(self, cin: int, cskip: int, n: int, skip: str, act: str):
+    def __init__(self, cin: int, cskip: int, n: int, skip: str, act: str, upsample: str = "bilinear"):
         super().__init__()
         self.skip = skip
         self.reduce = nn.Sequential(nn.Conv2d(cin, cskip, 1), _act(act))
-        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        extra = {"align_corners": False} if upsample == "bilinear" else {}
+        self.up = nn.Upsample(scale_factor=2, mode=upsample, **extra)
         self.convs = conv_stack(cskip * (2 if skip == "concat" else 1), cskip, n, act)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
@@ -103,11 +136,24 @@ class TinyBeauty(nn.Module):
             if config is not None else DEFAULT_CONFIG
         self.config = cfg
         w, n, a = cfg.widths, cfg.convs_per_level, cfg.act
-        self.enc = nn.ModuleList([conv_stack(3 if i == 0 else w[i - 1], w[i], n, a) for i in range(LEVELS_DOWN)])
+        if cfg.stem == "s2d":
+            first = nn.Sequential(nn.Conv2d(3, w[0], 2, stride=2), _act(a), *conv_stack(w[0], w[0], n - 1, a))
+            self.head = nn.Conv2d(w[0], 3 * 4, 1)  # 4 sub-pixels x RGB of the residual at half resolution
+            self.shuffle = DepthToSpace2()
+        elif cfg.head == "s2d":
+            first = conv_stack(3, w[0], n, a)
+            self.head = nn.Conv2d(w[0], 3 * 4, 2, stride=2)  # each 2x2 block's residual from its features
+            self.shuffle = DepthToSpace2()
+        else:
+            first = conv_stack(3, w[0], n, a)
+            k = 1 if cfg.head == "1x1" else 3
+            self.head = nn.Conv2d(w[0], 3, k, padding=k // 2)  # the residual; zeroing it makes the net the identity
+            self.shuffle = nn.Identity()
+        self.enc = nn.ModuleList([first] + [conv_stack(w[i - 1], w[i], n, a) for i in range(1, LEVELS_DOWN)])
         self.pools = nn.ModuleList([nn.MaxPool2d(2) for _ in range(LEVELS_DOWN)])  # one instance per level
         self.bottleneck = conv_stack(w[LEVELS_DOWN - 1], w[LEVELS_DOWN], n, a)
-        self.dec = nn.ModuleList([UpBlock(w[i + 1], w[i], cfg.decoder_convs, cfg.skip, a) for i in reversed(range(LEVELS_DOWN))])
-        self.head = nn.Conv2d(w[0], 3, 3, padding=1)  # the residual; zeroing it makes the net the identity
+        self.dec = nn.ModuleList([UpBlock(w[i + 1], w[i], cfg.decoder_convs, cfg.skip, a, cfg.upsample)
+                                  for i in reversed(range(LEVELS_DOWN))])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
@@ -119,17 +165,52 @@ class TinyBeauty(nn.Module):
         h = self.bottleneck(h)
         for dec, skip in zip(self.dec, reversed(skips)):
             h = dec(h, skip)
-        return torch.clamp(x + self.head(h), 0.0, 1.0)
+        return clamp01(x + self.shuffle(self.head(h)))
+
+
+class DepthToSpace2(nn.Module):
+    """(N, 12, H, W) -> (N, 3, 2H, 2W), channels read as (dy, dx, colour): out[2h+dy, 2w+dx] =
+    in[h, w, 6 dy + 3 dx + colour] (a fixed arrangement of the head's channels, learned into its weights).
+
+    Written in NHWC with only slices, reshapes and a concat, so the converter keeps it NHWC: each dy half
+    reshapes (H, W, 6) -> (H, 2W, 3) (one output row of pixel pairs), the two rows concatenate along width
+    and reshape to (2H, 2W, 3). ``nn.PixelShuffle`` converts to rank-4 transposes instead, which also pull
+    the graph's I/O into NCHW (two more full-resolution transposes). Two 6-channel head convs instead of the
+    slices converted wrong (36 dB vs torch), so the slices stay.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        y = x.permute(0, 2, 3, 1)
+        rows = [y[..., 6 * dy:6 * dy + 6].reshape(n, h, 2 * w, 3) for dy in (0, 1)]
+        return torch.cat(rows, dim=2).reshape(n, 2 * h, 2 * w, 3).permute(0, 3, 1, 2)
+
+
+def clamp01(y: torch.Tensor) -> torch.Tensor:
+    """clamp(y, 0, 1) as 1 - relu(1 - relu(y)), spelled with negations so it converts to ops XNNPACK runs.
+
+    ``torch.clamp`` and min(relu(y), 1) convert to TFLite's RELU_0_TO_1, which XNNPACK does not take (the
+    last op then ran outside the delegate); ``1.0 - t`` converts to a SUB with a fused ReLU that came out
+    wrong (-1 everywhere) once the head ends in reshapes; relu(y) - relu(y - 1) pulled in transposes. This
+    form converts to ADD/MUL with fused ReLUs, all delegated, and matches torch exactly (tests).
+    """
+    return -torch.relu(-torch.relu(y) + 1.0) + 1.0
 
 
 def build_model(config: StudentConfig | dict | None = None) -> TinyBeauty:
     return TinyBeauty(config)
 
 
-def check_input_size(height: int, width: int) -> None:
-    if height % SIZE_MULTIPLE or width % SIZE_MULTIPLE or height <= 0 or width <= 0:
+def size_multiple(config: StudentConfig | None = None) -> int:
+    """Inputs must be divisible by this: 2 per halving (the s2d stem halves once more)."""
+    return SIZE_MULTIPLE * (2 if (config or DEFAULT_CONFIG).stem == "s2d" else 1)
+
+
+def check_input_size(height: int, width: int, config: StudentConfig | None = None) -> None:
+    multiple = size_multiple(config)
+    if height % multiple or width % multiple or height <= 0 or width <= 0:
         raise TinyBeautyError(f"student input {width}x{height}: both sides must be positive multiples of "
-                              f"{SIZE_MULTIPLE}")
+                              f"{multiple}")
 
 
 def count_params(model: nn.Module) -> int:

@@ -14,7 +14,7 @@ import logging
 import torch
 from torch import nn
 
-from .model import SIZE_MULTIPLE, build_model
+from .model import build_model, size_multiple
 
 log = logging.getLogger("tinybeauty")
 
@@ -31,14 +31,14 @@ def make_quantizer():
     return quantizer
 
 
-def _dynamic_shapes(dynamic_batch: bool, dynamic_size: bool):
+def _dynamic_shapes(dynamic_batch: bool, dynamic_size: bool, multiple: int):
     dims: dict[int, object] = {}
     if dynamic_batch:
         dims[0] = torch.export.Dim("batch", min=1, max=4096)
     if dynamic_size:
-        # Height/width stay multiples of 8 so the three poolings and upsamplings line up.
-        dims[2] = SIZE_MULTIPLE * torch.export.Dim("h8", min=1, max=512)
-        dims[3] = SIZE_MULTIPLE * torch.export.Dim("w8", min=1, max=512)
+        # Height/width stay multiples of the model's size multiple so its halvings and doublings line up.
+        dims[2] = multiple * torch.export.Dim("hm", min=1, max=4096 // multiple)
+        dims[3] = multiple * torch.export.Dim("wm", min=1, max=4096 // multiple)
     return ({**dims},) if dims else None
 
 
@@ -56,7 +56,8 @@ def prepare_qat(model: nn.Module, example: torch.Tensor, dynamic_batch: bool = T
     if dynamic_batch and example.shape[0] == 1:
         example = example.repeat(2, 1, 1, 1)
     model = model.cpu().train()
-    exported = torch.export.export(model, (example,), dynamic_shapes=_dynamic_shapes(dynamic_batch, dynamic_size))
+    exported = torch.export.export(model, (example,), dynamic_shapes=_dynamic_shapes(
+        dynamic_batch, dynamic_size, size_multiple(getattr(model, "config", None))))
     quantizer = make_quantizer()
     prepared = prepare_qat_pt2e(exported.module(), quantizer)
     move_exported_model_to_train(prepared)

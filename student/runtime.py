@@ -56,7 +56,7 @@ def _torch_runner(path: Path) -> Runner:
         net = ckpt.model.eval()
 
     def run(x: np.ndarray) -> np.ndarray:
-        check_input_size(x.shape[2], x.shape[3])
+        check_input_size(x.shape[2], x.shape[3], ckpt.config)
         with torch.no_grad():
             return net(torch.from_numpy(x)).numpy()
 

@@ -90,6 +90,64 @@ def test_checkpoint_round_trip(tmp_path):
     assert not list(tmp_path.glob(".*tmp*"))  # atomic write leaves no temp file
 
 
+def test_checkpoints_saved_before_the_architecture_options_load_as_they_were_built(tmp_path):
+    """A stop-14 checkpoint's config has no stem/upsample/head: it loads as nearest upsampling + 3x3 head."""
+    from student.model import LEGACY
+
+    legacy = StudentConfig.from_dict({**LEGACY, "widths": (4, 6, 8, 8)})
+    model = build_model(legacy)
+    path = save_checkpoint(tmp_path / "old.pt", model)
+    payload = torch.load(path, weights_only=False)
+    for key in LEGACY:
+        payload["config"].pop(key)
+    torch.save(payload, path)
+    ckpt = load_student(path)
+    assert ckpt.config == legacy and ckpt.config != StudentConfig(widths=(4, 6, 8, 8))
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(ckpt.model(x), model.eval()(x))
+
+
+@settings(max_examples=20, deadline=None)
+@given(h=st.integers(1, 6), w=st.integers(1, 6), n=st.integers(1, 2))
+def test_depth_to_space_places_each_channel_in_its_subpixel(h, w, n):
+    from student.model import DepthToSpace2
+
+    x = torch.rand(n, 12, h, w)
+    y = DepthToSpace2()(x)
+    assert y.shape == (n, 3, 2 * h, 2 * w)
+    for dy in (0, 1):
+        for dx in (0, 1):
+            c = 6 * dy + 3 * dx
+            assert torch.equal(y[:, :, dy::2, dx::2], x[:, c:c + 3])
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(-3, 3, width=32), min_size=1, max_size=64))
+def test_clamp01_is_clamp(values):
+    from student.model import clamp01
+
+    y = torch.tensor(values)
+    assert torch.allclose(clamp01(y), y.clamp(0, 1), atol=1e-6)
+
+
+@pytest.mark.parametrize("options", [{"stem": "s2d", "head": "conv"}, {"head": "conv"}, {"upsample": "nearest"}, {}])
+def test_every_architecture_option_keeps_shape_range_and_identity(options):
+    cfg = StudentConfig.from_dict({"widths": (4, 6, 8, 8), **options})
+    model = build_model(cfg).eval()
+    torch.nn.init.zeros_(model.head.weight)
+    torch.nn.init.zeros_(model.head.bias)
+    x = torch.rand(2, 3, 32, 48)
+    with torch.no_grad():
+        assert torch.equal(model(x), x)  # a zero head is the identity in every variant
+        torch.nn.init.constant_(model.head.bias, 0.6)
+        y = model(x)
+    assert y.shape == x.shape and float(y.max()) == 1.0 and float(y.min()) >= 0.0
+    if cfg.stem == "s2d":
+        with pytest.raises(TinyBeautyError, match="multiples of 16"):
+            check_input_size(24, 32, cfg)
+
+
 def test_bad_checkpoints_are_one_clear_error(tmp_path):
     with pytest.raises(TinyBeautyError, match="no such student checkpoint"):
         load_student(tmp_path / "missing.pt")

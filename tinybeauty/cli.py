@@ -17,7 +17,7 @@ COMMAND_MODULES = (
     "tinybeauty.cmd_parse",     # parse
     "tinybeauty.cmd_teacher",   # teacher train, amplify
     "tinybeauty.cmd_student",   # student train/info, eval, apply
-    "tinybeauty.cmd_export",    # export
+    "tinybeauty.cmd_export",    # export, bench
     "tinybeauty.cmd_demo",      # demo (the whole chain)
 )
 

@@ -21,6 +21,7 @@ def register(sub) -> None:
     p.add_argument("--profile", default="demo", help="profile whose `export:` section sets the thresholds")
     p.add_argument("--json", action="store_true", help="print report.json instead of the table")
     p.set_defaults(func=run)
+    register_bench(sub)
 
 
 def run(args) -> int:
@@ -36,4 +37,59 @@ def run(args) -> int:
     else:
         print((req.out / "report.md").read_text())
         print(f"wrote {req.out}/report.json, report.md, model_card.json, settings.yaml")
+    return 0
+
+
+def register_bench(sub) -> None:
+    p = sub.add_parser("bench", help="latency of an export on this CPU: LiteRT, ONNX Runtime, torch, roofline, "
+                                     "partitions, per-op profile",
+                       description="Time the export's .tflite (LiteRT + XNNPACK) and .onnx (ONNX Runtime) and its "
+                                   "float checkpoint (torch fp32 eager) at each thread count in one run, beside an "
+                                   "int8 roofline probe (a 4-layer 64-channel 3x3 conv converted the same way); "
+                                   "count the XNNPACK partitions and profile the .tflite per op. Prints a markdown "
+                                   "table and writes it and the JSON. Without --export, the default student is "
+                                   "exported untrained first (latency does not depend on the weights).")
+    p.add_argument("--export", help="export folder with report.json (default: export the default student)")
+    p.add_argument("--checkpoint", help="float checkpoint for the torch row (default: the one report.json names)")
+    p.add_argument("--threads", default="1,2", help="comma list of thread counts (default 1,2)")
+    p.add_argument("--runs", type=int, default=50, help="timed runs per figure after warm-up (median reported)")
+    p.add_argument("--top", type=int, default=12, help="ops shown in the per-op profile")
+    p.add_argument("--json", required=True, help="where to write the JSON (the markdown goes beside it, .md)")
+    p.set_defaults(func=bench)
+
+
+def bench(args) -> int:
+    import shlex
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from export.latency import export_default, format_table, measure
+    from makeup.errors import TinyBeautyError
+    from makeup.io import write_text_atomic
+
+    try:
+        threads = tuple(int(t) for t in args.threads.split(","))
+    except ValueError:
+        raise TinyBeautyError(f"--threads {args.threads!r}: a comma list of positive ints, e.g. 1,2") from None
+    if not threads or min(threads) < 1 or args.runs < 2:
+        raise TinyBeautyError("--threads needs positive counts and --runs at least 2")
+    out = Path(args.json)
+    command = "tinybeauty " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    with tempfile.TemporaryDirectory(prefix="tinybeauty-bench-") as tmp:
+        export_dir, checkpoint = args.export, args.checkpoint
+        if export_dir is None:
+            print("exporting the default student (untrained) for timing ...", file=sys.stderr)
+            checkpoint, _ = export_default(tmp)
+            export_dir = Path(tmp) / "export"
+        result = measure(export_dir, checkpoint, threads=threads, runs=args.runs, top=args.top)
+    if args.export is None:
+        result["export"] = "default student (untrained, exported by `tinybeauty bench`)"
+    result["command"] = command
+    table = format_table(result, command)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out, json.dumps(result, indent=2))
+    write_text_atomic(out.with_suffix(".md"), table)
+    print(table)
+    print(f"wrote {out} and {out.with_suffix('.md')}")
     return 0

@@ -78,7 +78,6 @@ def _train(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     from student.model import DEFAULT_CONFIG, build_model, check_input_size, count_macs, count_params
 
-    check_input_size(args.size, args.size)
     if args.checkpoint:
         from student.checkpoint import load_student
 
@@ -86,6 +85,7 @@ def _info(args: argparse.Namespace) -> int:
         model, config, extra = ckpt.model, ckpt.config, {"qat": ckpt.qat, "meta": ckpt.meta}
     else:
         model, config, extra = build_model(DEFAULT_CONFIG), DEFAULT_CONFIG, {}
+    check_input_size(args.size, args.size, config)
     info = {"params": count_params(model), "macs": count_macs(model, args.size), "size": args.size,
             "config": config.to_dict(), **extra}
     if args.json:

@@ -1,0 +1,124 @@
+"""The exported graph runs as ONE XNNPACK partition, and the latency tooling reads graphs right.
+
+No timings are asserted (those live in `make bench` / `tinybeauty bench`); what is asserted is the graph
+structure that decides them: the default student's .tflite is one delegate partition with no op left to the
+reference kernels, the old architecture (nearest upsampling, torch.clamp) is seen split, the per-op profiler
+covers every op, and the bench command writes its table and JSON.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from export.latency import delegate_partitions, export_default, op_profile
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def default_export(tmp_path_factory):
+    root = tmp_path_factory.mktemp("latency")
+    ckpt, report = export_default(root, size=SIZE, formats="tflite,onnx")
+    return root, ckpt, report
+
+
+def _export_config(root, config: dict, bias: float | None = None):
+    """Export an untrained student of ``config`` (tflite only) at SIZE; optional constant head bias."""
+    import torch
+
+    from export import ExportRequest, run_export
+    from student.checkpoint import save_checkpoint
+    from student.model import StudentConfig, build_model
+    from student.qat import float_state_from_prepared, prepare_qat
+
+    torch.manual_seed(0)
+    cfg = StudentConfig.from_dict(config)
+    model = build_model(cfg)
+    torch.nn.init.normal_(model.head.weight, 0.0, 0.02)
+    if bias is not None:
+        with torch.no_grad():
+            model.head.bias.copy_(torch.linspace(-bias, bias, model.head.bias.numel()))
+    prepared, _ = prepare_qat(model, torch.rand(2, 3, SIZE, SIZE))
+    with torch.no_grad():
+        for _ in range(2):
+            prepared(torch.rand(2, 3, SIZE, SIZE))
+    model.load_state_dict(float_state_from_prepared(prepared, model))
+    ckpt = save_checkpoint(root / "s.pt", model, config=cfg, qat_state=prepared.state_dict(), meta={"style": "t"})
+    report = run_export(ExportRequest.build(ckpt, root / "export", "tflite", config={"size": SIZE}), progress=False)
+    return root / "export" / "tinybeauty.tflite", report
+
+
+def test_default_student_is_one_xnnpack_partition(default_export):
+    root, _, _ = default_export
+    parts = delegate_partitions(root / "export" / "tinybeauty.tflite")
+    assert parts["partitions"] == 1, parts
+    assert parts["outside"] == [], parts
+
+
+def test_the_partition_count_sees_a_split_graph(tmp_path):
+    """The architecture shipped before: nearest upsampling is not taken by XNNPACK, so the graph splits."""
+    path, _ = _export_config(tmp_path, {"widths": [8, 8, 8, 8], "stem": "full", "upsample": "nearest"})
+    parts = delegate_partitions(path)
+    assert parts["partitions"] > 1
+    assert "RESIZE_NEAREST_NEIGHBOR" in parts["outside"]
+
+
+def test_clamp_converts_exactly_where_the_output_saturates(tmp_path):
+    """A head bias of +-1.5 drives channels past 0 and 1: the delegated clamp must agree with torch there
+    (a wrongly converted clamp gave -1 everywhere and passed every partition check)."""
+    from student.runtime import load_runner
+
+    path, report = _export_config(tmp_path, {}, bias=1.5)
+    x = np.random.default_rng(1).random((2, 3, SIZE, SIZE), dtype=np.float32)
+    y = load_runner(path)(x)
+    ref = load_runner(tmp_path / "s.pt")(x)
+    assert y.min() >= 0.0 and y.max() <= 1.0
+    assert (y == 0).mean() > 0.05 and (y == 1).mean() > 0.05  # really saturating
+    assert np.abs(y - ref).max() < 0.02
+    assert report["formats"]["tflite"]["psnr_vs_torch"] > 45
+
+
+def test_op_profile_covers_every_op(default_export):
+    from ai_edge_litert.interpreter import Interpreter
+
+    root, _, _ = default_export
+    path = root / "export" / "tinybeauty.tflite"
+    rows = op_profile(path, threads=1, runs=3)
+    interp = Interpreter(model_path=str(path))
+    interp.allocate_tensors()
+    own = [o["op_name"] for o in interp._get_ops_details() if o["op_name"] != "DELEGATE"]
+    assert [r["op"] for r in rows] == own
+    assert all(r["ms"] > 0 and r["delegated"] for r in rows)
+    convs = [r for r in rows if r["op"] == "CONV_2D"]
+    assert convs and all(r["dtype"] == "int8" for r in convs)  # the convs run in int8
+    assert rows[-1]["shape"] == [1, SIZE, SIZE, 3]  # the last op makes the NHWC image
+
+
+def test_bench_command_writes_table_and_json(default_export, tmp_path, capsys):
+    from tinybeauty.cli import main
+
+    root, _, report = default_export
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--export", str(root / "export"), "--threads", "1", "--runs", "3",
+                 "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    row = result["latency"][0]
+    assert row["threads"] == 1 and row["tflite"]["median_ms"] > 0 and row["onnx"]["median_ms"] > 0
+    assert row["torch_fp32"]["median_ms"] > 0 and row["probe"]["gmac_per_s"] > 0
+    assert row["tflite_over_roofline"] == pytest.approx(row["tflite"]["median_ms"] / row["roofline_ms"], rel=1e-2)
+    assert result["partitions"] == 1 and result["macs"] > 0
+    assert result["bytes"]["tflite"] == report["formats"]["tflite"]["bytes"]
+    assert result["checkpoint"].endswith("default_qat.pt")
+    table = out.with_suffix(".md").read_text()
+    assert "| threads | LiteRT" in table and "XNNPACK partitions: **1**" in table
+    assert table in capsys.readouterr().out
+
+
+def test_bench_refuses_a_folder_without_an_export(tmp_path, capsys):
+    from tinybeauty.cli import main
+
+    assert main(["bench", "--export", str(tmp_path), "--json", str(tmp_path / "b.json")]) == 2
+    assert "no report.json" in capsys.readouterr().err
+    assert not (tmp_path / "b.json").exists()
