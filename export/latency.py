@@ -213,28 +213,36 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def export_default(out: str | Path, size: int = 256, formats: str = "tflite,onnx") -> tuple[Path, dict]:
-    """Export the DEFAULT student at ``size`` without training: PT2E QAT preparation, observers set on two
-    random batches, a non-zero head (latency does not depend on the weights). ``(checkpoint, report)``."""
+def export_default(out: str | Path, size: int = 256, formats: str = "tflite,onnx", config=None,
+                   head_bias: float | None = None) -> tuple[Path, dict]:
+    """Export a student (``config``, default DEFAULT_CONFIG) at ``size`` without training: PT2E QAT
+    preparation, observers set on two random batches, a non-zero head (latency does not depend on the
+    weights). ``head_bias`` spreads the head's biases over [-head_bias, head_bias] (drives outputs past 0
+    and 1). Writes OUT/default_qat.pt and OUT/export/; returns ``(checkpoint, report)``."""
     import torch
 
     from student.checkpoint import save_checkpoint
-    from student.model import DEFAULT_CONFIG, build_model
+    from student.model import DEFAULT_CONFIG, StudentConfig, build_model
     from student.qat import float_state_from_prepared, prepare_qat
 
     from .pipeline import ExportRequest, run_export
 
+    config = DEFAULT_CONFIG if config is None else StudentConfig.from_dict(config) \
+        if isinstance(config, dict) else config
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    model = build_model(DEFAULT_CONFIG)
+    model = build_model(config)
     torch.nn.init.normal_(model.head.weight, 0.0, 0.02)  # a non-identity residual, as after training
+    if head_bias is not None:
+        with torch.no_grad():
+            model.head.bias.copy_(torch.linspace(-head_bias, head_bias, model.head.bias.numel()))
     prepared, _ = prepare_qat(model, torch.rand(2, 3, size, size))
     with torch.no_grad():
         for _ in range(2):
             prepared(torch.rand(2, 3, size, size))
     model.load_state_dict(float_state_from_prepared(prepared, model))
-    ckpt = save_checkpoint(out / "default_qat.pt", model, config=DEFAULT_CONFIG,
+    ckpt = save_checkpoint(out / "default_qat.pt", model, config=config,
                            qat_state=prepared.state_dict(), meta={"style": "benchmark"})
     report = run_export(ExportRequest.build(ckpt, out / "export", formats, config={"size": size}), progress=False)
     return ckpt, report

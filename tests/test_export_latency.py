@@ -25,28 +25,8 @@ def default_export(tmp_path_factory):
 
 
 def _export_config(root, config: dict, bias: float | None = None):
-    """Export an untrained student of ``config`` (tflite only) at SIZE; optional constant head bias."""
-    import torch
-
-    from export import ExportRequest, run_export
-    from student.checkpoint import save_checkpoint
-    from student.model import StudentConfig, build_model
-    from student.qat import float_state_from_prepared, prepare_qat
-
-    torch.manual_seed(0)
-    cfg = StudentConfig.from_dict(config)
-    model = build_model(cfg)
-    torch.nn.init.normal_(model.head.weight, 0.0, 0.02)
-    if bias is not None:
-        with torch.no_grad():
-            model.head.bias.copy_(torch.linspace(-bias, bias, model.head.bias.numel()))
-    prepared, _ = prepare_qat(model, torch.rand(2, 3, SIZE, SIZE))
-    with torch.no_grad():
-        for _ in range(2):
-            prepared(torch.rand(2, 3, SIZE, SIZE))
-    model.load_state_dict(float_state_from_prepared(prepared, model))
-    ckpt = save_checkpoint(root / "s.pt", model, config=cfg, qat_state=prepared.state_dict(), meta={"style": "t"})
-    report = run_export(ExportRequest.build(ckpt, root / "export", "tflite", config={"size": SIZE}), progress=False)
+    """Export an untrained student of ``config`` (tflite only) at SIZE; optional head bias spread."""
+    _, report = export_default(root, size=SIZE, formats="tflite", config=config, head_bias=bias)
     return root / "export" / "tinybeauty.tflite", report
 
 
@@ -73,7 +53,7 @@ def test_clamp_converts_exactly_where_the_output_saturates(tmp_path):
     path, report = _export_config(tmp_path, {}, bias=1.5)
     x = np.random.default_rng(1).random((2, 3, SIZE, SIZE), dtype=np.float32)
     y = load_runner(path)(x)
-    ref = load_runner(tmp_path / "s.pt")(x)
+    ref = load_runner(tmp_path / "default_qat.pt")(x)
     assert y.min() >= 0.0 and y.max() <= 1.0
     assert (y == 0).mean() > 0.05 and (y == 1).mean() > 0.05  # really saturating
     assert np.abs(y - ref).max() < 0.02
