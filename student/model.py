@@ -5,9 +5,9 @@ residual lets a tiny net spend its capacity on the change instead of on copying 
 
 Only ops that survive int8 export to all three formats (measured with litert-torch, torch.onnx and
 coremltools): zero-padded 3x3/1x1 convs, ReLU, one ``MaxPool2d`` instance per level (the PT2E QAT path was
-verified with a separate instance per pooling), bilinear (or nearest) upsampling, add/concat, and a clamp
-spelled so that XNNPACK takes it (:func:`clamp01`): the whole int8 graph is one XNNPACK partition
-(``tests/test_export_latency.py``). No normalisation layers, no reflect padding.
+verified with a separate instance per pooling), nearest (or bilinear) upsampling, add/concat, and an
+upsampling and a clamp spelled so that XNNPACK takes them (:class:`NearestUp2`, :func:`clamp01`): the whole
+int8 graph is one XNNPACK partition (``tests/test_export_latency.py``). No normalisation layers, no reflect padding.
 
 :data:`DEFAULT_CONFIG` is the one architecture every stage reads; nothing shrinks it automatically: when an
 artifact is over budget, export refuses it (``tinybeauty export``) and a smaller ``student: model:`` in the
@@ -42,10 +42,10 @@ class StudentConfig:
     decoder_convs: int = 1  # 3x3 convs per decoder level after merging the skip
     skip: str = "add"  # "add": decoder adds the skip (fewer MACs at full res); "concat": concatenates it
     act: str = "relu"  # "relu" or "relu6"
-    # "bilinear": 1x1 conv at low resolution + bilinear x2 (int8 RESIZE_BILINEAR, inside the one XNNPACK
-    # partition). "nearest": nearest x2, which XNNPACK does not take: the graph ran as 4 partitions with the
-    # three resizes on the reference kernels between them. Same look fidelity (README, "Latency").
-    upsample: str = "bilinear"
+    # "nearest": 1x1 conv at low resolution + nearest x2, spelled so XNNPACK takes it (:class:`NearestUp2`; as
+    # nn.Upsample it split the graph into 4 partitions). "bilinear": int8 RESIZE_BILINEAR, also delegated,
+    # but measured to learn lips slower (red_lip -0.5 dB, korean -0.4..-0.9 dB over the unchanged face).
+    upsample: str = "nearest"
     # "conv": a 3x3 conv to the 3 residual channels. "1x1": a 1x1 conv (6 % faster, measured to lose the look:
     # red_lip +6.3 dB over the unchanged face instead of +8.3). "s2d": a 2x2 stride-2 conv to 12 channels +
     # depth-to-space (the 3x3 head's 0.8 ms -> 0.1 ms, but each 2x2 block is painted alone: grid artifacts,
@@ -89,7 +89,7 @@ class StudentConfig:
 
 
 CHOICES = {"skip": ("add", "concat"), "act": ("relu", "relu6"), "stem": ("full", "s2d"),
-           "upsample": ("bilinear", "nearest"), "head": ("conv", "1x1", "s2d")}
+           "upsample": ("nearest", "bilinear"), "head": ("conv", "1x1", "s2d")}
 LEGACY = {"stem": "full", "upsample": "nearest", "head": "conv"}  # checkpoints saved before stop 15
 
 
@@ -109,7 +109,7 @@ def conv_stack(cin: int, cout: int, n: int, act: str) -> nn.Sequential:
 
 
 class UpBlock(nn.Module):
-    """1x1 conv to the skip's width at low resolution (cheap), x2 up (bilinear or nearest), merge the skip,
+    """1x1 conv to the skip's width at low resolution (cheap), x2 up (nearest or bilinear), merge the skip,
     3x3 convs. (A 2x2 stride-2 transposed conv instead was measured: litert-torch's quantizer leaves it in
     float, 4x the parameters of the 1x1 conv: over budget and out of the int8 partition.)"""
 
@@ -117,8 +117,8 @@ class UpBlock(nn.Module):
         super().__init__()
         self.skip = skip
         self.reduce = nn.Sequential(nn.Conv2d(cin, cskip, 1), _act(act))
-        extra = {"align_corners": False} if upsample == "bilinear" else {}
-        self.up = nn.Upsample(scale_factor=2, mode=upsample, **extra)
+        self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False) if upsample == "bilinear" \
+            else NearestUp2()
         self.convs = conv_stack(cskip * (2 if skip == "concat" else 1), cskip, n, act)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
@@ -166,6 +166,23 @@ class TinyBeauty(nn.Module):
         for dec, skip in zip(self.dec, reversed(skips)):
             h = dec(h, skip)
         return clamp01(x + self.shuffle(self.head(h)))
+
+
+class NearestUp2(nn.Module):
+    """Nearest-neighbour x2, bit for bit ``nn.Upsample(scale_factor=2, mode="nearest")``, spelled in NHWC as
+    concat + reshape twice: (H, W, C) -> cat along C -> (H, 2W, C) -> cat along W -> (2H, 2W, C).
+
+    ``nn.Upsample`` converts to TFLite's RESIZE_NEAREST_NEIGHBOR, which XNNPACK does not take: each of the
+    three split the graph (4 partitions, the resizes on the reference kernels). CONCATENATION and RESHAPE
+    it takes, in int8, inside the one partition.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        y = x.permute(0, 2, 3, 1)
+        y = torch.cat([y, y], dim=3).reshape(n, h, 2 * w, c)
+        y = torch.cat([y, y], dim=2).reshape(n, 2 * h, 2 * w, c)
+        return y.permute(0, 3, 1, 2)
 
 
 class DepthToSpace2(nn.Module):
