@@ -55,6 +55,10 @@ class StudentConfig:
     # and 1x1 conv + depth-to-space out, every level at half the resolution: 3.5x fewer MACs and 3.6x faster,
     # but measured to lose the look (red_lip +4.7 dB instead of +8.3, lips 0.68 vs 0.83 recovered).
     stem: str = "full"
+    # How nearest upsampling and the final clamp are written. "xnnpack": NearestUp2 and clamp01, one XNNPACK
+    # partition. "torch": nn.Upsample and torch.clamp, the same function as 4 partitions: what checkpoints
+    # saved before stop 15 were QAT-prepared on (their fake-quant state is keyed to that graph's nodes).
+    spelling: str = "xnnpack"
 
     def __post_init__(self):
         if len(self.widths) != LEVELS_DOWN + 1 or any(int(w) < 1 for w in self.widths):
@@ -89,8 +93,8 @@ class StudentConfig:
 
 
 CHOICES = {"skip": ("add", "concat"), "act": ("relu", "relu6"), "stem": ("full", "s2d"),
-           "upsample": ("nearest", "bilinear"), "head": ("conv", "1x1", "s2d")}
-LEGACY = {"stem": "full", "upsample": "nearest", "head": "conv"}  # checkpoints saved before stop 15
+           "upsample": ("nearest", "bilinear"), "head": ("conv", "1x1", "s2d"), "spelling": ("xnnpack", "torch")}
+LEGACY = {"stem": "full", "upsample": "nearest", "head": "conv", "spelling": "torch"}  # saved before stop 15
 
 
 DEFAULT_CONFIG = StudentConfig()
@@ -113,12 +117,15 @@ class UpBlock(nn.Module):
     3x3 convs. (A 2x2 stride-2 transposed conv instead was measured: litert-torch's quantizer leaves it in
     float, 4x the parameters of the 1x1 conv: over budget and out of the int8 partition.)"""
 
-    def __init__(self, cin: int, cskip: int, n: int, skip: str, act: str, upsample: str = "bilinear"):
+    def __init__(self, cin: int, cskip: int, n: int, skip: str, act: str, upsample: str = "nearest",
+                 spelling: str = "xnnpack"):
         super().__init__()
         self.skip = skip
         self.reduce = nn.Sequential(nn.Conv2d(cin, cskip, 1), _act(act))
-        self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False) if upsample == "bilinear" \
-            else NearestUp2()
+        if upsample == "bilinear":
+            self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+        else:
+            self.up = NearestUp2() if spelling == "xnnpack" else nn.Upsample(scale_factor=2, mode="nearest")
         self.convs = conv_stack(cskip * (2 if skip == "concat" else 1), cskip, n, act)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
@@ -152,8 +159,9 @@ class TinyBeauty(nn.Module):
         self.enc = nn.ModuleList([first] + [conv_stack(w[i - 1], w[i], n, a) for i in range(1, LEVELS_DOWN)])
         self.pools = nn.ModuleList([nn.MaxPool2d(2) for _ in range(LEVELS_DOWN)])  # one instance per level
         self.bottleneck = conv_stack(w[LEVELS_DOWN - 1], w[LEVELS_DOWN], n, a)
-        self.dec = nn.ModuleList([UpBlock(w[i + 1], w[i], cfg.decoder_convs, cfg.skip, a, cfg.upsample)
-                                  for i in reversed(range(LEVELS_DOWN))])
+        self.dec = nn.ModuleList([UpBlock(w[i + 1], w[i], cfg.decoder_convs, cfg.skip, a, cfg.upsample,
+                                          cfg.spelling) for i in reversed(range(LEVELS_DOWN))])
+        self.clamp = clamp01 if cfg.spelling == "xnnpack" else _torch_clamp01
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
@@ -165,7 +173,7 @@ class TinyBeauty(nn.Module):
         h = self.bottleneck(h)
         for dec, skip in zip(self.dec, reversed(skips)):
             h = dec(h, skip)
-        return clamp01(x + self.shuffle(self.head(h)))
+        return self.clamp(x + self.shuffle(self.head(h)))
 
 
 class NearestUp2(nn.Module):
@@ -201,6 +209,10 @@ class DepthToSpace2(nn.Module):
         y = x.permute(0, 2, 3, 1)
         rows = [y[..., 6 * dy:6 * dy + 6].reshape(n, h, 2 * w, 3) for dy in (0, 1)]
         return torch.cat(rows, dim=2).reshape(n, 2 * h, 2 * w, 3).permute(0, 3, 1, 2)
+
+
+def _torch_clamp01(y: torch.Tensor) -> torch.Tensor:
+    return torch.clamp(y, 0.0, 1.0)
 
 
 def clamp01(y: torch.Tensor) -> torch.Tensor:

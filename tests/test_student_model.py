@@ -107,6 +107,11 @@ def test_checkpoints_saved_before_the_architecture_options_load_as_they_were_bui
     x = torch.rand(1, 3, 16, 16)
     with torch.no_grad():
         assert torch.equal(ckpt.model(x), model.eval()(x))
+        # and the default (xnnpack) spelling of the same weights is the same function (to float rounding:
+        # 1 - (1 - y) is not always y in float32)
+        new = build_model(StudentConfig(widths=(4, 6, 8, 8)))
+        new.load_state_dict(model.state_dict())
+        assert torch.allclose(new.eval()(x), ckpt.model(x), atol=1e-6, rtol=0)
 
 
 @settings(max_examples=20, deadline=None)
@@ -141,7 +146,8 @@ def test_clamp01_is_clamp(values):
     assert torch.allclose(clamp01(y), y.clamp(0, 1), atol=1e-6)
 
 
-@pytest.mark.parametrize("options", [{"stem": "s2d"}, {"head": "s2d"}, {"head": "1x1"}, {"upsample": "bilinear"}, {}])
+@pytest.mark.parametrize("options", [{"stem": "s2d"}, {"head": "s2d"}, {"head": "1x1"}, {"upsample": "bilinear"},
+                                     {"spelling": "torch"}, {}])
 def test_every_architecture_option_keeps_shape_range_and_identity(options):
     cfg = StudentConfig.from_dict({"widths": (4, 6, 8, 8), **options})
     model = build_model(cfg).eval()
