@@ -103,3 +103,16 @@ def test_bench_refuses_a_folder_without_an_export(tmp_path, capsys):
     assert main(["bench", "--export", str(tmp_path), "--json", str(tmp_path / "b.json")]) == 2
     assert "no report.json" in capsys.readouterr().err
     assert not (tmp_path / "b.json").exists()
+
+
+def test_bench_model_options_are_checked_before_any_work(tmp_path, capsys):
+    from tinybeauty.cli import main
+
+    out = tmp_path / "b.json"
+    assert main(["bench", "--model", '{"hed": "1x1"}', "--json", str(out)]) == 2
+    assert "unknown student model options ['hed']" in capsys.readouterr().err
+    assert main(["bench", "--model", "[1]", "--json", str(out)]) == 2
+    assert "a JSON object" in capsys.readouterr().err
+    assert main(["bench", "--model", '{"head": "1x1"}', "--export", str(tmp_path), "--json", str(out)]) == 2
+    assert "--model describes a student to export" in capsys.readouterr().err
+    assert not out.exists()

@@ -51,6 +51,8 @@ def register_bench(sub) -> None:
                                    "exported untrained first (latency does not depend on the weights).")
     p.add_argument("--export", help="export folder with report.json (default: export the default student)")
     p.add_argument("--checkpoint", help="float checkpoint for the torch row (default: the one report.json names)")
+    p.add_argument("--model", help="without --export: student model options over the default, as JSON, e.g. "
+                                   "'{\"head\": \"1x1\"}' (an architecture's latency before training it)")
     p.add_argument("--threads", default="1,2", help="comma list of thread counts (default 1,2)")
     p.add_argument("--runs", type=int, default=50, help="timed runs per figure after warm-up (median reported)")
     p.add_argument("--top", type=int, default=12, help="ops shown in the per-op profile")
@@ -79,12 +81,16 @@ def bench(args) -> int:
     with tempfile.TemporaryDirectory(prefix="tinybeauty-bench-") as tmp:
         export_dir, checkpoint = args.export, args.checkpoint
         if export_dir is None:
-            print("exporting the default student (untrained) for timing ...", file=sys.stderr)
-            checkpoint, _ = export_default(tmp)
+            config = _model_options(args.model)
+            print(f"exporting the student {config.to_dict()} (untrained) for timing ...", file=sys.stderr)
+            checkpoint, _ = export_default(tmp, config=config)
             export_dir = Path(tmp) / "export"
+        elif args.model:
+            raise TinyBeautyError("--model describes a student to export; with --export the export's own is timed")
         result = measure(export_dir, checkpoint, threads=threads, runs=args.runs, top=args.top)
     if args.export is None:
-        result["export"] = "default student (untrained, exported by `tinybeauty bench`)"
+        result["export"] = "student exported untrained by `tinybeauty bench`" + (f" ({args.model})" if args.model else
+                                                                                  " (the default)")
     result["command"] = command
     table = format_table(result, command)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -93,3 +99,18 @@ def bench(args) -> int:
     print(table)
     print(f"wrote {out} and {out.with_suffix('.md')}")
     return 0
+
+
+def _model_options(text: str | None):
+    from makeup.errors import TinyBeautyError
+    from student.model import DEFAULT_CONFIG, StudentConfig
+
+    if not text:
+        return DEFAULT_CONFIG
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError:
+        raise TinyBeautyError(f"--model {text!r}: not JSON (e.g. '{{\"head\": \"1x1\"}}')") from None
+    if not isinstance(options, dict):
+        raise TinyBeautyError(f"--model {text!r}: a JSON object of student model options")
+    return StudentConfig.from_dict({**DEFAULT_CONFIG.to_dict(), **options})
