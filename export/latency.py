@@ -57,6 +57,39 @@ def time_call(fn: Callable[[], object], runs: int = 50, warmup: int = 5, min_sec
     return Timing(statistics.median(times), q[0], q[-1], len(times))
 
 
+def time_interleaved(calls: dict[str, Callable[[], object]], blocks: int = 40, per_block: int = 5,
+                     warmup: int = 10) -> dict[str, Timing]:
+    """Time several calls in alternating blocks, so a noisy machine's drift lands on all of them alike:
+    the way to compare two artifacts on a shared CPU (separate runs differed by up to 1 ms here)."""
+    for fn in calls.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    for _ in range(blocks):
+        for key, fn in calls.items():
+            for _ in range(per_block):
+                t = time.perf_counter()
+                fn()
+                times[key].append((time.perf_counter() - t) * 1e3)
+    out = {}
+    for key, ts in times.items():
+        q = statistics.quantiles(ts, n=10)
+        out[key] = Timing(statistics.median(ts), q[0], q[-1], len(ts))
+    return out
+
+
+def compare_tflite(paths: dict[str, str | Path], threads=(1, 2)) -> list[dict]:
+    """LiteRT median ms of each ``.tflite`` at each thread count, timed interleaved; with partitions."""
+    rows = []
+    for t in threads:
+        interps = {k: _interpreter(p, t) for k, p in paths.items()}
+        for interp in interps.values():
+            _random_inputs(interp, np.random.default_rng(0))
+        timed = time_interleaved({k: i.invoke for k, i in interps.items()})
+        rows.append({"threads": t, **{k: v.to_dict() for k, v in timed.items()}})
+    return rows
+
+
 def _interpreter(model: str | Path | bytes, threads: int):
     from ai_edge_litert.interpreter import Interpreter
 
@@ -387,4 +420,10 @@ def format_table(result: dict, command: str = "") -> str:
     for r in result["op_profile"]["top"]:
         lines.append(f"| {r['index']} | {r['op']} | {'x'.join(map(str, r['shape']))} | {r['dtype']} | "
                      f"{'yes' if r['delegated'] else '**no**'} | {r['ms']:.3f} |")
+    if result.get("compare"):
+        names = [k for k in result["compare"][0] if k != "threads"]
+        lines += ["", f"## LiteRT, interleaved: {' vs '.join(f'`{n}`' for n in names)}", "",
+                  "| threads | " + " | ".join(f"{n} ms" for n in names) + " |", "|---" * (len(names) + 1) + "|"]
+        for r in result["compare"]:
+            lines.append(f"| {r['threads']} | " + " | ".join(f"{r[n]['median_ms']:.3f}" for n in names) + " |")
     return "\n".join(lines) + "\n"

@@ -53,6 +53,8 @@ def register_bench(sub) -> None:
     p.add_argument("--checkpoint", help="float checkpoint for the torch row (default: the one report.json names)")
     p.add_argument("--model", help="without --export: student model options over the default, as JSON, e.g. "
                                    "'{\"head\": \"1x1\"}' (an architecture's latency before training it)")
+    p.add_argument("--compare", help="another export folder (or .tflite): its .tflite and this one's timed "
+                                     "interleaved in LiteRT, the fair before/after on a noisy machine")
     p.add_argument("--threads", default="1,2", help="comma list of thread counts (default 1,2)")
     p.add_argument("--runs", type=int, default=50, help="timed runs per figure after warm-up (median reported)")
     p.add_argument("--top", type=int, default=12, help="ops shown in the per-op profile")
@@ -66,7 +68,7 @@ def bench(args) -> int:
     import tempfile
     from pathlib import Path
 
-    from export.latency import export_default, format_table, measure
+    from export.latency import compare_tflite, export_default, format_table, measure
     from makeup.errors import TinyBeautyError
     from makeup.io import write_text_atomic
 
@@ -88,6 +90,14 @@ def bench(args) -> int:
         elif args.model:
             raise TinyBeautyError("--model describes a student to export; with --export the export's own is timed")
         result = measure(export_dir, checkpoint, threads=threads, runs=args.runs, top=args.top)
+        if args.compare:
+            other = Path(args.compare)
+            other = other / "tinybeauty.tflite" if other.is_dir() else other
+            if not other.is_file():
+                raise TinyBeautyError(f"--compare {args.compare}: no .tflite there")
+            result["compare"] = compare_tflite({"this": Path(export_dir) / "tinybeauty.tflite",
+                                                "compare": other}, threads)
+            result["compare_path"] = str(other)
     if args.export is None:
         result["export"] = "student exported untrained by `tinybeauty bench`" + (f" ({args.model})" if args.model else
                                                                                   " (the default)")
