@@ -117,26 +117,19 @@ def delegate_partitions(path: str | Path, threads: int = 1) -> dict:
     After delegation the interpreter lists the model's own ops followed by one ``DELEGATE`` node per
     partition; an op none of the partitions consumed still runs on its own.
     """
-    interp = _interpreter(path, threads)
-    ops = interp._get_ops_details()
+    ops = _interpreter(path, threads)._get_ops_details()
     own = [o for o in ops if o["op_name"] != "DELEGATE"]
-    plan = _execution_plan(interp, len(ops))
+    plan = _execution_plan(ops)
     outside = [ops[i]["op_name"] for i in plan if ops[i]["op_name"] != "DELEGATE"]
     return {"partitions": sum(ops[i]["op_name"] == "DELEGATE" for i in plan), "outside": outside, "ops": len(own)}
 
 
-def _execution_plan(interp, n_nodes: int) -> list[int]:
-    """Node indices the interpreter runs. The wrapper exposes no plan, so: every DELEGATE node, and every
-    op whose output tensor no DELEGATE node produces and whose inputs are not all swallowed by one."""
-    ops = interp._get_ops_details()
-    produced_inside = _tensors_inside_delegates(ops)
-    plan = []
-    for i, o in enumerate(ops[:n_nodes]):
-        if o["op_name"] == "DELEGATE":
-            plan.append(i)
-        elif not all(int(t) in produced_inside for t in o["outputs"]):
-            plan.append(i)
-    return plan
+def _execution_plan(ops: list[dict]) -> list[int]:
+    """Node indices the interpreter runs (the wrapper exposes no plan): every DELEGATE node, and every op of
+    the model whose outputs are not all produced inside some DELEGATE node."""
+    inside = _tensors_inside_delegates(ops)
+    return [i for i, o in enumerate(ops)
+            if o["op_name"] == "DELEGATE" or not all(int(t) in inside for t in o["outputs"])]
 
 
 def _tensors_inside_delegates(ops: list[dict]) -> set[int]:
