@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import statistics
 import tempfile
@@ -210,14 +211,12 @@ def build_probe(path: str | Path, channels: int = PROBE_CHANNELS, size: int = PR
     return layers * size * size * channels * channels * 9
 
 
-def roofline_probe(threads: int = 1, runs: int = 30, workdir: str | Path | None = None) -> dict:
-    """``{"gmac_per_s", "ms", "macs", "threads", "shape"}`` of the probe at ``threads``."""
-    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        path = Path(tmp) / "probe.tflite"
-        macs = build_probe(path)
-        interp = _interpreter(path, threads)
-        _random_inputs(interp, np.random.default_rng(0))
-        t = time_call(interp.invoke, runs=runs)
+def roofline_probe(path: str | Path, macs: int, threads: int = 1, runs: int = 30) -> dict:
+    """``{"gmac_per_s", "ms", "macs", "threads", "shape"}`` of the probe ``.tflite`` (:func:`build_probe`) at
+    ``threads``."""
+    interp = _interpreter(path, threads)
+    _random_inputs(interp, np.random.default_rng(0))
+    t = time_call(interp.invoke, runs=runs)
     return {"gmac_per_s": round(macs / (t.median_ms * 1e-3) / 1e9, 2), "ms": round(t.median_ms, 4),
             "macs": macs, "threads": threads,
             "shape": f"{PROBE_LAYERS} x conv3x3 {PROBE_CHANNELS}->{PROBE_CHANNELS} at {PROBE_SIZE}x{PROBE_SIZE}"}
@@ -248,13 +247,12 @@ def export_default(out: str | Path, size: int = 256, formats: str = "tflite,onnx
     import torch
 
     from student.checkpoint import save_checkpoint
-    from student.model import DEFAULT_CONFIG, StudentConfig, build_model
+    from student.model import StudentConfig, build_model
     from student.qat import float_state_from_prepared, prepare_qat
 
     from .pipeline import ExportRequest, run_export
 
-    config = DEFAULT_CONFIG if config is None else StudentConfig.from_dict(config) \
-        if isinstance(config, dict) else config
+    config = config if isinstance(config, StudentConfig) else StudentConfig.over_default(config)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
@@ -315,8 +313,6 @@ def measure(export_dir: str | Path, checkpoint: str | Path | None = None, thread
     report_path = export_dir / "report.json"
     if not report_path.is_file():
         raise TinyBeautyError(f"{export_dir}: no report.json (run `tinybeauty export` first, or omit --export)")
-    import json
-
     report = json.loads(report_path.read_text())
     size = int(report["size"])
     tflite, onnx = export_dir / "tinybeauty.tflite", export_dir / "tinybeauty.onnx"
@@ -336,13 +332,16 @@ def measure(export_dir: str | Path, checkpoint: str | Path | None = None, thread
     before = torch.get_num_threads()
     rows = []
     steps = [(t, what) for t in threads for what in ("probe", "tflite", "onnx", "torch")]
-    bar = tqdm(steps, desc="bench", unit="run", disable=not progress)
     results: dict[int, dict] = {t: {"threads": t} for t in threads}
+    probe_dir = tempfile.TemporaryDirectory(prefix="tinybeauty-probe-")
+    probe = Path(probe_dir.name) / "probe.tflite"
+    probe_macs = build_probe(probe)  # converted once, timed at each thread count
+    bar = tqdm(steps, desc="bench", unit="run", disable=not progress)
     try:
         for t, what in bar:
             bar.set_postfix_str(f"{what} x{t} thread{'s' if t > 1 else ''}")
             if what == "probe":
-                results[t]["probe"] = roofline_probe(t, runs=runs)
+                results[t]["probe"] = roofline_probe(probe, probe_macs, t, runs=runs)
             elif what == "tflite":
                 interp = _interpreter(tflite, t)
                 _random_inputs(interp, np.random.default_rng(0))
@@ -353,6 +352,7 @@ def measure(export_dir: str | Path, checkpoint: str | Path | None = None, thread
                 results[t]["torch_fp32"] = time_call(_torch_call(model, size, t), runs=runs).to_dict()
     finally:
         torch.set_num_threads(before)
+        probe_dir.cleanup()
     for t in threads:
         r = results[t]
         roof_ms = macs / (r["probe"]["gmac_per_s"] * 1e9) * 1e3

@@ -87,6 +87,11 @@ class StudentConfig:
         return cls(**data)
 
     @classmethod
+    def over_default(cls, options: dict | None) -> "StudentConfig":
+        """:data:`DEFAULT_CONFIG` with ``options`` (a profile's ``student: model:``, ``bench --model``) on top."""
+        return cls.from_dict({**DEFAULT_CONFIG.to_dict(), **dict(options or {})})
+
+    @classmethod
     def from_saved(cls, data: dict) -> "StudentConfig":
         """A config as a checkpoint or model card stored it: keys it lacks predate them (:data:`LEGACY`)."""
         return cls.from_dict({**LEGACY, **dict(data)})
@@ -145,17 +150,15 @@ class TinyBeauty(nn.Module):
         w, n, a = cfg.widths, cfg.convs_per_level, cfg.act
         if cfg.stem == "s2d":
             first = nn.Sequential(nn.Conv2d(3, w[0], 2, stride=2), _act(a), *conv_stack(w[0], w[0], n - 1, a))
-            self.head = nn.Conv2d(w[0], 3 * 4, 1)  # 4 sub-pixels x RGB of the residual at half resolution
-            self.shuffle = DepthToSpace2()
-        elif cfg.head == "s2d":
-            first = conv_stack(3, w[0], n, a)
-            self.head = nn.Conv2d(w[0], 3 * 4, 2, stride=2)  # each 2x2 block's residual from its features
-            self.shuffle = DepthToSpace2()
         else:
             first = conv_stack(3, w[0], n, a)
+        if cfg.stem == "s2d":  # 4 sub-pixels x RGB of the residual at half resolution
+            self.head, self.shuffle = nn.Conv2d(w[0], 3 * 4, 1), DepthToSpace2()
+        elif cfg.head == "s2d":  # each 2x2 block's residual from its features
+            self.head, self.shuffle = nn.Conv2d(w[0], 3 * 4, 2, stride=2), DepthToSpace2()
+        else:  # the residual; zeroing the head makes the net the identity
             k = 1 if cfg.head == "1x1" else 3
-            self.head = nn.Conv2d(w[0], 3, k, padding=k // 2)  # the residual; zeroing it makes the net the identity
-            self.shuffle = nn.Identity()
+            self.head, self.shuffle = nn.Conv2d(w[0], 3, k, padding=k // 2), nn.Identity()
         self.enc = nn.ModuleList([first] + [conv_stack(w[i - 1], w[i], n, a) for i in range(1, LEVELS_DOWN)])
         self.pools = nn.ModuleList([nn.MaxPool2d(2) for _ in range(LEVELS_DOWN)])  # one instance per level
         self.bottleneck = conv_stack(w[LEVELS_DOWN - 1], w[LEVELS_DOWN], n, a)

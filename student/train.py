@@ -33,7 +33,7 @@ from makeup.runtime import pick_device, seed_everything
 
 from .checkpoint import load_student, save_checkpoint
 from .losses import LossWeights, StudentLoss
-from .model import DEFAULT_CONFIG, StudentConfig, build_model, count_macs, count_params
+from .model import StudentConfig, build_model, count_macs, count_params
 from .qat import float_state_from_prepared, prepare_qat, restore_qat, set_qat_mode
 
 log = logging.getLogger("tinybeauty")
@@ -65,7 +65,7 @@ class StudentSettings(StageSettings):
     seed: int = 0
 
     def __post_init__(self):
-        StudentConfig.from_dict({**DEFAULT_CONFIG.to_dict(), **self.model})  # unknown model keys: one line
+        StudentConfig.over_default(self.model)  # unknown model keys: one line
         LossWeights.from_dict(self.loss)
         if self.lr_schedule not in ("plateau", "cosine"):
             raise TinyBeautyError(f"unknown lr_schedule {self.lr_schedule!r}: use 'plateau' or 'cosine'")
@@ -171,7 +171,7 @@ class StudentTrainer:
             val_ids = val_ids[: int(settings.max_val)]
         self.train_set = PairTorchDataset(self.pairs, train_ids, augment=True, seed=settings.seed)
         self.val_set = PairTorchDataset(self.pairs, val_ids, augment=False)
-        self.config = StudentConfig.from_dict({**DEFAULT_CONFIG.to_dict(), **settings.model})
+        self.config = StudentConfig.over_default(settings.model)
         self.look = look_of(self.pairs, train_ids or val_ids)
         self.loss_fn = StudentLoss(LossWeights.from_dict(settings.loss), settings.lpips_weights)
         self.float_epochs = int(settings.epochs)

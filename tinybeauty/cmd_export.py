@@ -113,14 +113,14 @@ def bench(args) -> int:
 
 def _model_options(text: str | None):
     from makeup.errors import TinyBeautyError
-    from student.model import DEFAULT_CONFIG, StudentConfig
+    from student.model import StudentConfig
 
     if not text:
-        return DEFAULT_CONFIG
+        return StudentConfig.over_default(None)
     try:
         options = json.loads(text)
     except json.JSONDecodeError:
         raise TinyBeautyError(f"--model {text!r}: not JSON (e.g. '{{\"head\": \"1x1\"}}')") from None
     if not isinstance(options, dict):
         raise TinyBeautyError(f"--model {text!r}: a JSON object of student model options")
-    return StudentConfig.from_dict({**DEFAULT_CONFIG.to_dict(), **options})
+    return StudentConfig.over_default(options)
