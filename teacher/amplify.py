@@ -207,11 +207,14 @@ def launch_state():
 
 
 def teacher_fingerprint(teacher) -> str:
-    """sha256 of what decides a teacher's pairs: its weights (``inference_state``) and its ``config.yaml``."""
+    """sha256 of what decides a teacher's pairs: its weights (``inference_state``, the detail refiner's when
+    it is used) and its ``config.yaml``."""
     import torch
 
     h = hashlib.sha256(json.dumps(teacher.config, sort_keys=True, default=str).encode())
-    state = teacher.backend.inference_state()
+    state = dict(teacher.backend.inference_state())
+    if getattr(teacher, "refiner", None) is not None:
+        state.update(teacher.refiner.fingerprint_tensors())
     for key in sorted(state):
         t = state[key]
         h.update(key.encode())

@@ -132,18 +132,22 @@ def region_residuals(befores, afters, labels, size: int | None = None, radius: f
 
 
 def paste_residual(image: np.ndarray, labels: np.ndarray, residual_low: np.ndarray, fgmm_weights: np.ndarray,
-                   alpha: float, radius: float = 2.0, upsample=None, region_prior=None) -> np.ndarray:
+                   alpha: float, radius: float = 2.0, upsample=None, region_prior=None, refiner=None) -> np.ndarray:
     """Full-resolution after image (uint8): upsample the UNGATED image-space correction (h, w, 3), add
-    ``alpha`` x the region prior painted with full-resolution masks, gate with the FGMM masks (zero outside
-    the regions) and add it to the untouched source.
+    ``alpha`` x the region prior painted with full-resolution masks, let the detail refiner (if any) add the
+    full-resolution detail, gate with the FGMM masks (zero outside the regions) and add it to the untouched
+    source.
 
-    ``upsample(residual_low, size) -> (size, size, 3)`` replaces the bicubic upsampling (e.g. an SR model).
+    ``upsample(residual_low, size) -> (size, size, 3)`` replaces the bicubic upsampling (e.g. an SR model);
+    ``refiner``: a :class:`teacher.refine.Refiner` (``refine(photo, masks, residual) -> residual``).
     """
     size = image.shape[0]
     up = upsample(residual_low, size) if upsample else resize_image(residual_low.astype(np.float32), size)
     masks = region_stack(labels, None, radius)
     if region_prior is not None:
         up = up + float(alpha) * np.einsum("rhw,rc->hwc", masks, np.asarray(region_prior, np.float32))
+    if refiner is not None:
+        up = refiner.refine(image.astype(np.float32) / 255.0, masks, up)
     gate = np.tensordot(np.asarray(fgmm_weights, np.float32), masks, axes=1)[..., None]
     out = image.astype(np.float32) / 255.0 + gate * up
     # Rounding the float source gives back the exact uint8 wherever the gate is zero.

@@ -19,6 +19,7 @@ from makeup.io import atomic_path
 
 from .backends import get_backend
 from .formulation import make_condition, paste_residual
+from .refine import REFINER, load_refiner
 
 FINAL = "dda_final.pt"                    # a torch dict (tiny-ddpm: the whole network is small)
 FINAL_SAFETENSORS = "dda_final.safetensors"  # trained tensors only + JSON metadata (sd15-lora)
@@ -30,6 +31,7 @@ class Teacher:
     backend: object
     config: dict  # the teacher's config.yaml (backend, model, style, energy_ref, ...)
     upscaler: object | None = None
+    refiner: object | None = None  # teacher.refine.Refiner: full-resolution detail learned from the seeds
 
     @property
     def resolution(self) -> int:
@@ -42,7 +44,8 @@ class Teacher:
     def translate(self, faces: list[np.ndarray], labels: list[np.ndarray], seeds: list[int],
                   steps: int | None = None, samples: int = 1) -> list[np.ndarray]:
         """After images (uint8, each its face's size) for aligned face crops and their label maps."""
-        return translate(self.backend, faces, labels, seeds, steps=steps, upscaler=self.upscaler, samples=samples)
+        return translate(self.backend, faces, labels, seeds, steps=steps, upscaler=self.upscaler, samples=samples,
+                         refiner=self.refiner)
 
 
 def sample_seeds(seed: int, samples: int) -> list[int]:
@@ -52,7 +55,8 @@ def sample_seeds(seed: int, samples: int) -> list[int]:
     return [int(seed)] + [int(x) >> 1 for x in extra]
 
 
-def translate(backend, faces, labels, seeds, steps=None, upscaler=None, samples: int = 1) -> list[np.ndarray]:
+def translate(backend, faces, labels, seeds, steps=None, upscaler=None, samples: int = 1,
+              refiner=None) -> list[np.ndarray]:
     """Sample each face's residual ``samples`` times and paste the mean.
 
     The mean of several draws estimates what the look does to this face (the conditional mean); one draw adds
@@ -77,7 +81,7 @@ def translate(backend, faces, labels, seeds, steps=None, upscaler=None, samples:
     for i, (f, lab) in enumerate(zip(faces, labels)):
         up = upscaler.residual_upsampler(conds[i].source.numpy().transpose(1, 2, 0)) if upscaler else None
         outs.append(paste_residual(f, lab, residual[i], terms["fgmm_weights"], terms["alpha"], radius, upsample=up,
-                                   region_prior=terms["region_prior"]))
+                                   region_prior=terms["region_prior"], refiner=refiner))
     return outs
 
 
@@ -119,9 +123,10 @@ def read_final(root: Path) -> dict:
 
 
 def load_teacher(teacher_dir: str | os.PathLike, device: str = "auto", upscaler: str | None = None,
-                 overrides: dict | None = None) -> Teacher:
+                 overrides: dict | None = None, refiner: bool = True) -> Teacher:
     """Load ``TEACHER/dda_final.{pt,safetensors}`` (EMA weights) with its ``config.yaml``; one clear error when
-    absent. ``overrides`` replace model config keys (e.g. ``{"sd_path": ...}``: where the base lives here)."""
+    absent. ``overrides`` replace model config keys (e.g. ``{"sd_path": ...}``: where the base lives here).
+    The detail refiner (``refiner.pt``, when the teacher has one) is used unless ``refiner`` is False."""
     from makeup.runtime import pick_device
 
     root = Path(teacher_dir)
@@ -147,4 +152,7 @@ def load_teacher(teacher_dir: str | os.PathLike, device: str = "auto", upscaler:
         from .upscale import Upscaler
 
         up = Upscaler(upscaler, dev)
-    return Teacher(backend, config, up)
+    ref = None
+    if refiner and (root / REFINER).is_file():
+        ref = load_refiner(root / REFINER, dev)
+    return Teacher(backend, config, up, ref)

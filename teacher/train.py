@@ -32,6 +32,7 @@ from makeup.runlog import MetricsLog
 from .backends import DEFAULT_BACKEND, get_backend
 from .formulation import make_condition
 from .inference import CONFIG, translate, write_final
+from .refine import REFINER, REFINER_DEFAULTS, load_refiner, train_refiner
 
 log = logging.getLogger("tinybeauty")
 
@@ -57,9 +58,12 @@ class TeacherSettings(StageSettings):
     mixed_precision: str = "fp16"  # on CUDA: fp16 autocast + loss scaling | bf16 autocast | no
     wandb: bool = False
     model: dict = field(default_factory=dict)  # backend config (teacher/backends/<backend>.py DEFAULTS)
+    # the full-resolution detail refiner (teacher/refine.py REFINER_DEFAULTS); steps 0: none (bicubic paste)
+    refiner: dict = field(default_factory=dict)
 
     def __post_init__(self):
         check_keys(self.augment, AUGMENT_DEFAULTS, "teacher augment")
+        check_keys(self.refiner, REFINER_DEFAULTS, "teacher refiner")
         check_keys(self.model, get_backend(self.backend).defaults, f"teacher model ({self.backend})")
         if self.mixed_precision not in ("fp16", "bf16", "no"):
             raise TinyBeautyError(f"teacher setting 'mixed_precision': fp16, bf16 or no, got {self.mixed_precision!r}")
@@ -136,13 +140,13 @@ def _held_out_faces(count: int, size: int) -> list[tuple[np.ndarray, np.ndarray]
     return [(f.image, f.labels) for f in faces]
 
 
-def save_sample_grid(path: Path, backend, pairs: list[SeedPair], held_out, steps=None) -> None:
+def save_sample_grid(path: Path, backend, pairs: list[SeedPair], held_out, steps=None, refiner=None) -> None:
     from makeup.grid import save_grid
     from makeup.regions import overlay
 
     faces = [p.before for p in pairs] + [f for f, _ in held_out]
     labels = [p.labels for p in pairs] + [lab for _, lab in held_out]
-    outs = translate(backend, faces, labels, seeds=list(range(len(faces))), steps=steps)
+    outs = translate(backend, faces, labels, seeds=list(range(len(faces))), steps=steps, refiner=refiner)
     rows = [[p.before, outs[i], p.after] for i, p in enumerate(pairs)]
     rows += [[f, outs[len(pairs) + i], overlay(f, lab)] for i, (f, lab) in enumerate(held_out)]
     save_grid(path, rows, titles=["before", "teacher after", "seed after / regions"], tile=128)
@@ -238,6 +242,30 @@ def _restore_rng(gen: torch.Generator, state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _refiner_for(out: Path, pairs, backend, cfg: TeacherSettings, resumed: bool, progress: bool, teacher_cfg: dict):
+    """The detail refiner of this teacher (trained on the seed pairs before the diffusion model; a resumed run
+    keeps the one it trained), or None where the settings ask for none or the backend already samples at the
+    crop's resolution. What it is goes into ``teacher_cfg["refiner"]`` (config.yaml)."""
+    settings = {**REFINER_DEFAULTS, **cfg.refiner}
+    res, size = int(backend.config["resolution"]), int(pairs[0].before.shape[0])
+    path = out / REFINER
+    if int(settings["steps"]) <= 0 or res >= size:
+        path.unlink(missing_ok=True)  # a folder retrained without one must not paste with the old one
+        teacher_cfg["refiner"] = None
+        return None
+    if resumed and path.is_file():
+        refiner = load_refiner(path)
+        teacher_cfg["refiner"] = {**refiner.settings, "file": REFINER}
+        return refiner
+    refiner, record = train_refiner(pairs, res, float(backend.config["feather_radius"]), settings, cfg.augment,
+                                    progress=progress)
+    refiner.save(path)
+    log.info("detail refiner: %d steps in %.0f s (loss %.4f) -> %s", record["steps"], record["seconds"],
+             record["final_loss"], path)
+    teacher_cfg["refiner"] = {**settings, "file": REFINER, **{f"train_{k}": v for k, v in record.items()}}
+    return refiner
+
+
 def train_teacher(seeds: str | os.PathLike, out: str | os.PathLike, config: TeacherSettings | dict,
                   resume: bool = False, progress: bool = True) -> Path:
     """Train and return the path of the final teacher file (``dda_final.pt`` or ``dda_final.safetensors``).
@@ -295,8 +323,10 @@ def train_teacher(seeds: str | os.PathLike, out: str | os.PathLike, config: Teac
                    "train": {k: v for k, v in cfg.to_dict().items() if k != "model"}, "model": backend.config}
     if backend.base_info() is not None:
         teacher_cfg["base"] = backend.base_info()
+    refiner = None
     if main:
         out.mkdir(parents=True, exist_ok=True)
+        refiner = _refiner_for(out, pairs, backend, cfg, latest is not None, progress, teacher_cfg)
         write_text_atomic(out / CONFIG, yaml.safe_dump(teacher_cfg, sort_keys=False))
         cfg.save(out, seeds=str(seeds), resumed_from_epoch=start_epoch)
         logger = MetricsLog(out / "metrics.jsonl", cfg.wandb, cfg.to_dict(), project="tinybeauty-teacher",
@@ -359,7 +389,8 @@ def train_teacher(seeds: str | os.PathLike, out: str | os.PathLike, config: Teac
         if done % cfg.sample_every == 0 or done == epochs:
             _save(out / f"dda_checkpoint_epoch_{done}.pt", checkpoint(done))
             with backend.ema_weights():
-                save_sample_grid(out / f"sample_epoch_{done}.png", backend, pairs, held_out, cfg.sample_steps)
+                save_sample_grid(out / f"sample_epoch_{done}.png", backend, pairs, held_out, cfg.sample_steps,
+                                 refiner)
     final = write_final(out, backend, teacher_cfg, epochs) if main else None
     if main:
         logger.close()

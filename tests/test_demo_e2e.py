@@ -18,6 +18,7 @@ def _tiny_profile(path):
     p["teacher"].update(epochs=3, sample_every=3)
     p["teacher"]["model"].update(resolution=32, base_channels=8, channel_mults=[1, 2], attention_res=[16],
                                  sample_steps=2)
+    p["teacher"]["refiner"].update(steps=10, width=4, crop=32)
     p["amplify"].update(batch=6, steps=2, samples=2)
     p["student"].update(epochs=1, qat_epochs=1, max_val=4)
     p["export"].update(parity_images=2, calib_images=4)

@@ -19,7 +19,7 @@ import torch
 import yaml
 
 from test_student_train import write_tiny_pairs
-from test_teacher_amplify import TINY_MODEL, write_seed_pairs
+from test_teacher_amplify import TINY_MODEL, TINY_REFINER, write_seed_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TINYBEAUTY_NO_WANDB": "1"}
@@ -112,7 +112,7 @@ def test_teacher_killed_mid_run_resumes_to_the_uninterrupted_weights(tmp_path):
     seeds = write_seed_pairs(tmp_path / "seeds")
     prof = _profile(tmp_path, {"teacher": {"backend": "tiny-ddpm", "epochs": 24, "sample_every": 6,
                                            "batch_size": 5, "held_out_faces": 0, "lr": 1e-3,
-                                           "model": {**TINY_MODEL, "dropout": 0.1}}})
+                                           "model": {**TINY_MODEL, "dropout": 0.1}, "refiner": TINY_REFINER}})
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     train = lambda out, *extra: _cli("teacher", "train", "--seeds", str(seeds), "--out", str(out),  # noqa: E731
                                      "--profile", prof, "--device", "cpu", *extra)

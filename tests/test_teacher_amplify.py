@@ -15,6 +15,7 @@ from amplify_helpers import assert_same_pairs, interrupt_writes_after, pair_imag
 
 TINY_MODEL = {"resolution": 32, "base_channels": 8, "channel_mults": [1, 2], "attention_res": [16],
               "norm_groups": 4, "sample_steps": 2}
+TINY_REFINER = {"steps": 10, "width": 4, "crop": 32, "pool": 1}
 AMP_CFG = {"batch": 2, "seed": 3, "min_ssim": 0.0, "min_energy_ratio": 0.0, "visualize": 2}
 
 
@@ -38,7 +39,7 @@ def tiny_teacher(tmp_path_factory) -> Path:
     seeds = write_seed_pairs(base / "seeds")
     out = base / "teacher"
     cfg = {"epochs": 2, "sample_every": 1, "batch_size": 5, "held_out_faces": 1, "lr": 1e-3,
-           "device": "cpu", "model": TINY_MODEL}
+           "device": "cpu", "model": TINY_MODEL, "refiner": TINY_REFINER}
     train_teacher(seeds, out, cfg, progress=False)
     cfg["epochs"] = 3
     train_teacher(seeds, out, cfg, resume=True, progress=False)  # continues at epoch 3

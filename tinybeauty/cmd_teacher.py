@@ -40,6 +40,8 @@ def register(sub) -> None:
     fi.add_argument("--sd-path", default=None, help="where the sd15-lora teacher's base lives here (default: "
                     "$TINYBEAUTY_SD_PATH, then the path recorded at training; a different base is refused)")
     fi.add_argument("--device", default="auto")
+    fi.add_argument("--no-refiner", action="store_true",
+                    help="paste the teacher's residual with bicubic upsampling, not its detail refiner")
     fi.set_defaults(func=run_fidelity)
 
     am = sub.add_parser("amplify", help="paint the teacher's look onto many faces -> pair dataset",
@@ -61,6 +63,8 @@ def register(sub) -> None:
     am.add_argument("--sd-path", default=None, help="where the sd15-lora teacher's base lives here (default: "
                     "$TINYBEAUTY_SD_PATH, then the path recorded at training; a different base is refused)")
     am.add_argument("--device", default=None)
+    am.add_argument("--no-refiner", action="store_true",
+                    help="paste the teacher's residual with bicubic upsampling, not its detail refiner")
     am.add_argument("--force-new", action="store_true",
                     help="remove the pairs of an earlier run from --out first (a rerun with other settings, another "
                          "teacher or other faces is refused otherwise)")
@@ -90,7 +94,8 @@ def run_fidelity(args) -> int:
     from teacher.fidelity import teacher_fidelity
     from teacher.inference import load_teacher
 
-    teacher = load_teacher(args.teacher, args.device, overrides={"sd_path": _sd_path(args)})
+    teacher = load_teacher(args.teacher, args.device, overrides={"sd_path": _sd_path(args)},
+                           refiner=not args.no_refiner)
     from makeup.config import load_profile, section
     from teacher.amplify import amplify_settings
 
@@ -116,7 +121,8 @@ def run_amplify(args) -> int:
         from teacher.amplify import launch_state
 
         device = str(launch_state().device)
-    teacher = load_teacher(args.teacher, device, upscaler=args.upscaler, overrides={"sd_path": _sd_path(args)})
+    teacher = load_teacher(args.teacher, device, upscaler=args.upscaler, overrides={"sd_path": _sd_path(args)},
+                           refiner=not args.no_refiner)
     cfg = amplify_settings(profile, teacher.config.get("backend", "tiny-ddpm"), over, profile=args.profile)
     report = amplify(teacher, args.faces, args.count, args.out, cfg, force_new=args.force_new)
     if report:
