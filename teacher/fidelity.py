@@ -51,6 +51,7 @@ def teacher_fidelity(teacher, style: str | None = None, count: int = 50, batch: 
     elapsed = time.perf_counter() - t0
     pred, gt, src = np.stack(outs), np.stack(truth), np.stack([f.image for f in faces])
     report = {"style": look.name, "count": count, "samples": samples,
+              "refiner": getattr(teacher, "refiner", None) is not None,
               "psnr": float(np.mean(psnr_per_image(pred, gt))), "ssim": float(np.mean(ssim_per_image(pred, gt))),
               "psnr_identity": float(np.mean(psnr_per_image(src, gt))), "goal_psnr": GOAL_DB,
               "pairs_per_second": round(count / elapsed, 4)}

@@ -223,4 +223,8 @@ def test_fidelity_reports_recovery_per_region_vs_the_renderer(tiny_teacher, tmp_
     assert all(v is not None for v in report["recovery"].values())
     assert report["spill"] >= 0 and report["goal_recovery"] == 0.8 and report["meets_goal"] is False
     assert report["psnr_gain"] == pytest.approx(report["psnr"] - report["psnr_identity"])
-    assert (tmp_path / "fid.png").is_file()
+    assert (tmp_path / "fid.png").is_file() and report["refiner"] is True  # the teacher's detail refiner pasted
+    assert cli_main(["teacher", "fidelity", "--teacher", str(tiny_teacher), "--count", "2", "--device", "cpu",
+                     "--json", str(out_json), "--no-refiner"]) == 0
+    plain = json.loads(out_json.read_text())
+    assert plain["refiner"] is False and plain["psnr"] != report["psnr"]
