@@ -155,13 +155,16 @@ def save_image(path: str | os.PathLike, arr: np.ndarray) -> None:
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files directly inside ``folder``, sorted; a clear error for a missing folder or a file."""
+    """Image files directly inside ``folder``, sorted; a clear error for a missing folder or a file. Hidden
+    names are skipped: :func:`atomic_path`'s temp files of a write in progress (another process filling the
+    same folder read them half-written) and macOS ``._`` resource forks in a user's photo folder."""
     d = Path(folder)
     if not d.exists():
         raise TinyBeautyError(f"{d}: no such folder")
     if not d.is_dir():
         raise TinyBeautyError(f"{d}: expected a folder of images, got a file")
-    return sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in d.iterdir()
+                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
 
 
 def to_float(img: np.ndarray) -> np.ndarray:
