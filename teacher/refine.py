@@ -121,7 +121,7 @@ def _training_pool(pairs, resolution: int, radius: float, count: int, augment: d
 
 
 def train_refiner(pairs, resolution: int, radius: float, settings: dict | None = None, augment: dict | None = None,
-                  progress: bool = True) -> tuple[Refiner, dict]:
+                  progress: bool = True, device: str | torch.device = "cpu") -> tuple[Refiner, dict]:
     """Fit a :class:`DetailRefiner` on the seed pairs (``SeedPair`` before/after/labels, uint8, square).
 
     Every step takes ``batch`` crops of ``crop`` px centred on random makeup-region pixels (the look is there),
@@ -135,7 +135,9 @@ def train_refiner(pairs, resolution: int, radius: float, settings: dict | None =
                                                         int(cfg["seed"]))
     gen = torch.Generator().manual_seed(int(cfg["seed"]))
     rng = np.random.default_rng(int(cfg["seed"]))
-    model = DetailRefiner(int(cfg["width"]))
+    with torch.random.fork_rng(devices=[]):  # its own init stream: the teacher's global RNG is left as it was
+        torch.manual_seed(int(cfg["seed"]))
+        model = DetailRefiner(int(cfg["width"])).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=float(cfg["lr"]))
     steps = int(cfg["steps"])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
@@ -155,7 +157,7 @@ def train_refiner(pairs, resolution: int, radius: float, settings: dict | None =
             cuts.append((int(i), slice(y0, y0 + crop), slice(x0, x0 + crop)))
         batch = [torch.stack([t[i, :, ys, xs] for i, ys, xs in cuts]) for t in (photos, ups, masks, targets)]
         flip = torch.rand(len(cuts), generator=gen) < 0.5
-        batch = [torch.where(flip.view(-1, 1, 1, 1), b.flip(-1), b) for b in batch]
+        batch = [torch.where(flip.view(-1, 1, 1, 1), b.flip(-1), b).to(device) for b in batch]
         photo, up, m, target = batch
         gate = m.sum(dim=1, keepdim=True)  # paste_residual's gate at FGMM weights 1
         loss = ((model(photo, up, m) * gate - target).abs() * (1 + 4 * gate)).mean()
@@ -166,6 +168,6 @@ def train_refiner(pairs, resolution: int, radius: float, settings: dict | None =
         loss_v = float(loss.detach())
         if progress:
             it.set_postfix(loss=f"{loss_v:.4f}")
-    model.eval()
+    model.eval().cpu()
     record = {"steps": steps, "final_loss": loss_v, "seconds": round(time.perf_counter() - t0, 2)}
     return Refiner(model, int(resolution), size, cfg), record

@@ -242,7 +242,8 @@ def _restore_rng(gen: torch.Generator, state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _refiner_for(out: Path, pairs, backend, cfg: TeacherSettings, resumed: bool, progress: bool, teacher_cfg: dict):
+def _refiner_for(out: Path, pairs, backend, cfg: TeacherSettings, resumed: bool, progress: bool, teacher_cfg: dict,
+                 device):
     """The detail refiner of this teacher (trained on the seed pairs before the diffusion model; a resumed run
     keeps the one it trained), or None where the settings ask for none or the backend already samples at the
     crop's resolution. What it is goes into ``teacher_cfg["refiner"]`` (config.yaml)."""
@@ -258,7 +259,7 @@ def _refiner_for(out: Path, pairs, backend, cfg: TeacherSettings, resumed: bool,
         teacher_cfg["refiner"] = {**refiner.settings, "file": REFINER}
         return refiner
     refiner, record = train_refiner(pairs, res, float(backend.config["feather_radius"]), settings, cfg.augment,
-                                    progress=progress)
+                                    progress=progress, device=device)
     refiner.save(path)
     log.info("detail refiner: %d steps in %.0f s (loss %.4f) -> %s", record["steps"], record["seconds"],
              record["final_loss"], path)
@@ -326,7 +327,7 @@ def train_teacher(seeds: str | os.PathLike, out: str | os.PathLike, config: Teac
     refiner = None
     if main:
         out.mkdir(parents=True, exist_ok=True)
-        refiner = _refiner_for(out, pairs, backend, cfg, latest is not None, progress, teacher_cfg)
+        refiner = _refiner_for(out, pairs, backend, cfg, latest is not None, progress, teacher_cfg, device)
         write_text_atomic(out / CONFIG, yaml.safe_dump(teacher_cfg, sort_keys=False))
         cfg.save(out, seeds=str(seeds), resumed_from_epoch=start_epoch)
         logger = MetricsLog(out / "metrics.jsonl", cfg.wandb, cfg.to_dict(), project="tinybeauty-teacher",

@@ -122,3 +122,19 @@ def test_teacher_train_writes_uses_and_drops_its_refiner(tmp_path):
     train_teacher(seeds, out, {**cfg, "refiner": {"steps": 0}}, progress=False)
     assert not (out / "refiner.pt").exists() and load_teacher(out, "cpu").refiner is None
     assert yaml.safe_load((out / "config.yaml").read_text())["refiner"] is None
+
+
+def test_refiner_training_is_deterministic_and_leaves_the_global_rng_alone():
+    """Same seeds, same refiner (a resumed teacher may retrain it); the teacher trained after it draws from the
+    same global torch stream as a teacher without one."""
+    from teacher.refine import train_refiner
+
+    pairs = _faces(range(310, 312))
+    cfg = {"steps": 3, "width": 4, "crop": 32, "pool": 1}
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    a, _ = train_refiner(pairs, LOW, 2.0, cfg, progress=False)
+    assert torch.equal(torch.get_rng_state(), state)
+    b, _ = train_refiner(pairs, LOW, 2.0, cfg, progress=False)
+    for (k, va), vb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(va, vb), k
