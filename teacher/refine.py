@@ -5,12 +5,12 @@ the skin texture foundation smooths away, the lip grain lipstick keeps. Measured
 faces vs the renderer (glamorous): even a PERFECT 64-px residual, bicubic-upsampled and pasted as the teacher
 pastes, recovers only eyes 0.46, lips 0.69, skin 0.40, brows 0.49 of the look.
 
-The refiner is a small full-resolution CNN (dilated 3x3 convs, receptive field 31 px) trained on the seed pairs
+The refiner is a small full-resolution CNN (dilated 3x3 convs, receptive field 19 px) trained on the seed pairs
 themselves: its input is the seed's after taken down to the teacher's resolution and back (what a perfect
 teacher would hand it), the full-resolution photo and the soft region masks; its target is the seed's
-full-resolution residual. It adds the detail back, identically for every face (same perfect residual, width
-16, 600 steps: 0.71 / 0.73 / 0.43 / 0.59). It never paints outside the regions: paste_residual gates its output
-with the FGMM masks as before.
+full-resolution residual. It adds the detail back (same perfect residual, width 16, 600 steps: 0.71 / 0.73 /
+0.43 / 0.59; one-off measurement, stop-16 note). It never paints outside the regions: paste_residual gates its
+output with the FGMM masks as before.
 """
 from __future__ import annotations
 
