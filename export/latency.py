@@ -39,6 +39,12 @@ class Timing:
     p90_ms: float
     runs: int
 
+    @classmethod
+    def of(cls, times_ms: list[float]) -> "Timing":
+        """Median and 10th/90th percentiles of timed calls (ms)."""
+        q = statistics.quantiles(times_ms, n=10) if len(times_ms) >= 2 else times_ms * 9
+        return cls(statistics.median(times_ms), q[0], q[-1], len(times_ms))
+
     def to_dict(self) -> dict:
         return {"median_ms": round(self.median_ms, 4), "p10_ms": round(self.p10_ms, 4),
                 "p90_ms": round(self.p90_ms, 4), "runs": self.runs}
@@ -54,8 +60,7 @@ def time_call(fn: Callable[[], object], runs: int = 50, warmup: int = 5, min_sec
         t = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t) * 1e3)
-    q = statistics.quantiles(times, n=10) if len(times) >= 2 else times * 9
-    return Timing(statistics.median(times), q[0], q[-1], len(times))
+    return Timing.of(times)
 
 
 def time_interleaved(calls: dict[str, Callable[[], object]], blocks: int = 40, per_block: int = 5,
@@ -72,11 +77,7 @@ def time_interleaved(calls: dict[str, Callable[[], object]], blocks: int = 40, p
                 t = time.perf_counter()
                 fn()
                 times[key].append((time.perf_counter() - t) * 1e3)
-    out = {}
-    for key, ts in times.items():
-        q = statistics.quantiles(ts, n=10)
-        out[key] = Timing(statistics.median(ts), q[0], q[-1], len(ts))
-    return out
+    return {key: Timing.of(ts) for key, ts in times.items()}
 
 
 def compare_tflite(paths: dict[str, str | Path], threads=(1, 2)) -> list[dict]:

@@ -146,10 +146,11 @@ def paste_residual(image: np.ndarray, labels: np.ndarray, residual_low: np.ndarr
     masks = region_stack(labels, None, radius)
     if region_prior is not None:
         up = up + float(alpha) * np.einsum("rhw,rc->hwc", masks, np.asarray(region_prior, np.float32))
+    photo = image.astype(np.float32) / 255.0
     if refiner is not None:
-        up = refiner.refine(image.astype(np.float32) / 255.0, masks, up)
+        up = refiner.refine(photo, masks, up)
     gate = np.tensordot(np.asarray(fgmm_weights, np.float32), masks, axes=1)[..., None]
-    out = image.astype(np.float32) / 255.0 + gate * up
+    out = photo + gate * up
     # Rounding the float source gives back the exact uint8 wherever the gate is zero.
     return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
 
