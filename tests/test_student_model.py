@@ -147,7 +147,7 @@ def test_clamp01_is_clamp(values):
 
 
 @pytest.mark.parametrize("options", [{"stem": "s2d"}, {"head": "s2d"}, {"head": "1x1"}, {"upsample": "bilinear"},
-                                     {"spelling": "torch"}, {}])
+                                     {"spelling": "torch"}, {"head": "subpixel"}, {}])
 def test_every_architecture_option_keeps_shape_range_and_identity(options):
     cfg = StudentConfig.from_dict({"widths": (4, 6, 8, 8), **options})
     model = build_model(cfg).eval()
@@ -162,6 +162,29 @@ def test_every_architecture_option_keeps_shape_range_and_identity(options):
     if cfg.stem == "s2d":
         with pytest.raises(TinyBeautyError, match="multiples of 16"):
             check_input_size(24, 32, cfg)
+
+
+@settings(max_examples=15, deadline=None)
+@given(h=st.integers(1, 6), w=st.integers(1, 6), cin=st.integers(1, 5), seed=st.integers(0, 2**16))
+def test_subpixel_head_is_the_3x3_conv(h, w, cin, seed):
+    """The 4x4 stride-2 + depth-to-space spelling computes the 3x3 head exactly, borders included, and a
+    "conv" model's weights load into it as they are."""
+    from student.model import DepthToSpace2, SubpixelConv3x3
+
+    torch.manual_seed(seed)
+    conv = torch.nn.Conv2d(cin, 3, 3, padding=1)
+    sub = SubpixelConv3x3(cin, 3)
+    sub.load_state_dict(conv.state_dict())
+    x = torch.randn(2, cin, 2 * h, 2 * w)
+    with torch.no_grad():
+        assert torch.allclose(DepthToSpace2()(sub(x)), conv(x), atol=1e-5)
+    plain, spelled = build_model(SMALL).eval(), build_model(StudentConfig.from_dict({**SMALL.to_dict(),
+                                                                                     "head": "subpixel"})).eval()
+    torch.nn.init.normal_(plain.head.weight, std=0.05)
+    spelled.load_state_dict(plain.state_dict())
+    x = torch.rand(1, 3, 8 * h, 8 * w)
+    with torch.no_grad():
+        assert torch.allclose(spelled(x), plain(x), atol=1e-5)
 
 
 def test_bad_checkpoints_are_one_clear_error(tmp_path):
