@@ -257,10 +257,23 @@ class PairTorchDataset:
     Items: {"id", "source", "target" (float32 (3, H, W) in [0, 1]), "mask" (int64 (H, W))}. ``size`` resizes
     (area for images, nearest for labels). ``augment`` applies a horizontal flip and a small colour jitter
     identically to both images (the flip mirrors the mask too), drawn from ``seed`` + epoch + index.
+    ``photo`` (with ``augment``) adds what separates a photo from a rendered face, each drawn per item and
+    applied to both images alike (so the pair's change stays the look's): ``zoom`` (scale about the centre by up
+    to +-zoom, the mask nearest), ``blur`` (Gaussian, sigma up to this many pixels), ``noise`` (the same
+    Gaussian noise on both, std up to this, 0..1 scale), ``jitter`` (replaces the colour jitter's range).
     """
 
+    PHOTO_KEYS = ("zoom", "blur", "noise", "jitter")
+
     def __init__(self, pairs: PairDataset, ids: Iterable[str] | None = None, size: int | None = None,
-                 augment: bool = False, jitter: float = 0.05, seed: int = 0, cache: bool = True):
+                 augment: bool = False, jitter: float = 0.05, seed: int = 0, cache: bool = True,
+                 photo: dict | None = None):
+        photo = dict(photo or {})
+        unknown = sorted(set(photo) - set(self.PHOTO_KEYS))
+        if unknown:
+            raise TinyBeautyError(f"unknown photo augmentation keys {unknown}; known: {list(self.PHOTO_KEYS)}")
+        self.photo = {k: float(v) for k, v in photo.items() if k != "jitter"}
+        jitter = float(photo.get("jitter", jitter))
         self.pairs = pairs
         self.ids = list(pairs.ids if ids is None else ids)
         self.size = size
@@ -307,9 +320,31 @@ class PairTorchDataset:
             bias = rng.uniform(-self.jitter / 2, self.jitter / 2, size=3).astype(np.float32)
             src = np.clip(src * gain + bias, 0, 1)
             tgt = np.clip(tgt * gain + bias, 0, 1)
+            if self.photo:
+                src, tgt, mask = _photo_augment(src, tgt, mask, rng, **self.photo)
         return {
             "id": pair_id,
             "source": torch.from_numpy(np.ascontiguousarray(src.transpose(2, 0, 1))),
             "target": torch.from_numpy(np.ascontiguousarray(tgt.transpose(2, 0, 1))),
             "mask": torch.from_numpy(np.ascontiguousarray(mask).astype(np.int64)),
         }
+
+
+def _photo_augment(src, tgt, mask, rng, zoom: float = 0.0, blur: float = 0.0, noise: float = 0.0):
+    """See :class:`PairTorchDataset` ``photo``: float (H, W, 3) images in [0, 1] and the label map."""
+    import cv2
+
+    h, w = mask.shape[:2]
+    if zoom > 0:
+        m = cv2.getRotationMatrix2D((w / 2 - 0.5, h / 2 - 0.5), 0.0, 1.0 + rng.uniform(-zoom, zoom))
+        warp = lambda a, flag: cv2.warpAffine(np.ascontiguousarray(a), m, (w, h), flags=flag,  # noqa: E731
+                                              borderMode=cv2.BORDER_REFLECT)
+        src, tgt, mask = warp(src, cv2.INTER_LINEAR), warp(tgt, cv2.INTER_LINEAR), warp(mask, cv2.INTER_NEAREST)
+    if blur > 0:
+        sigma = rng.uniform(0.0, blur)
+        if sigma > 0.3:
+            src, tgt = (cv2.GaussianBlur(np.ascontiguousarray(a), (0, 0), sigma) for a in (src, tgt))
+    if noise > 0:
+        grain = rng.normal(0.0, rng.uniform(0.0, noise), size=src.shape).astype(np.float32)
+        src, tgt = np.clip(src + grain, 0, 1), np.clip(tgt + grain, 0, 1)
+    return src.astype(np.float32), tgt.astype(np.float32), mask

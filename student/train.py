@@ -55,6 +55,7 @@ class StudentSettings(StageSettings):
     plateau_patience: int = 3
     train_crop: int | None = None  # random square crop side for training (None: whole images); the net is convolutional
     crop_focus: float = 0.75     # share of crops centred on a pixel of a makeup region (eyes, lips, skin, brows)
+    photo_augment: dict = field(default_factory=dict)  # makeup.pairs.PairTorchDataset photo: zoom, blur, noise, jitter
     val_fraction: float = 0.1
     max_val: int | None = None   # cap on val pairs scored per epoch (None: all)
     sample_every: int = 5        # epochs between sample grids
@@ -67,6 +68,10 @@ class StudentSettings(StageSettings):
     def __post_init__(self):
         StudentConfig.over_default(self.model)  # unknown model keys: one line
         LossWeights.from_dict(self.loss)
+        unknown = sorted(set(self.photo_augment) - set(PairTorchDataset.PHOTO_KEYS))
+        if unknown:
+            raise TinyBeautyError(f"unknown student photo_augment keys {unknown}; known: "
+                                  f"{list(PairTorchDataset.PHOTO_KEYS)}")
         if self.lr_schedule not in ("plateau", "cosine"):
             raise TinyBeautyError(f"unknown lr_schedule {self.lr_schedule!r}: use 'plateau' or 'cosine'")
 
@@ -169,7 +174,8 @@ class StudentTrainer:
         train_ids, val_ids = split_ids(self.pairs.ids, settings.val_fraction)
         if settings.max_val:
             val_ids = val_ids[: int(settings.max_val)]
-        self.train_set = PairTorchDataset(self.pairs, train_ids, augment=True, seed=settings.seed)
+        self.train_set = PairTorchDataset(self.pairs, train_ids, augment=True, seed=settings.seed,
+                                          photo=settings.photo_augment)
         self.val_set = PairTorchDataset(self.pairs, val_ids, augment=False)
         self.config = StudentConfig.over_default(settings.model)
         self.look = look_of(self.pairs, train_ids or val_ids)

@@ -183,6 +183,37 @@ def test_torch_dataset_augmentation_is_consistent(tmp_path):
     assert (again[2]["source"] == ds[2]["source"]).all()
 
 
+def test_photo_augmentation_keeps_the_pair_and_labels_consistent(tmp_path):
+    """zoom/blur/noise hit source and target alike: a pair whose target equals its source stays equal, the
+    label map stays labels and follows the zoom with the image; deterministic; unknown keys are one line."""
+    h = w = 32
+    src = np.full((h, w, 3), 90, np.uint8)
+    src[8:24, 8:24] = 200  # a bright square, labelled 3
+    mask = np.zeros((h, w), np.uint8)
+    mask[8:24, 8:24] = 3
+    pw = PairWriter(tmp_path)
+    for i in range(8):
+        pw.write(f"p{i}", src, src.copy(), mask, style="s", origin="o")
+    photo = {"zoom": 0.3, "blur": 2.0, "noise": 0.05, "jitter": 0.2}
+    ds = PairTorchDataset(PairDataset(tmp_path), augment=True, seed=1, photo=photo)
+    plain = PairTorchDataset(PairDataset(tmp_path), augment=True, seed=1)
+    sizes = set()
+    for i in range(len(ds)):
+        item = ds[i]
+        assert (item["source"] - item["target"]).abs().max() == 0
+        assert set(np.unique(item["mask"].numpy())) <= {0, 3}
+        labelled = item["mask"].numpy() == 3
+        sizes.add(int(labelled.sum()))
+        # the square is still where its label is (zoom moved both); blur softens only its border
+        assert item["source"][0].numpy()[labelled].mean() > item["source"][0].numpy()[~labelled].mean() + 0.2
+        assert not np.array_equal(item["source"].numpy(), plain[i]["source"].numpy())
+    assert len(sizes) > 1  # the zoom varies per item
+    again = PairTorchDataset(PairDataset(tmp_path), augment=True, seed=1, photo=photo)
+    assert (again[3]["source"] == ds[3]["source"]).all()
+    with pytest.raises(TinyBeautyError, match="unknown photo augmentation keys"):
+        PairTorchDataset(PairDataset(tmp_path), photo={"jpeg": 0.5})
+
+
 def test_torch_dataset_resize(tmp_path, rng):
     PairWriter(tmp_path).write("a", *_pair(rng, 32, 32), style="s", origin="o")
     item = PairTorchDataset(PairDataset(tmp_path), size=16)[0]

@@ -107,6 +107,14 @@ def test_settings_are_frozen_and_saved_with_their_provenance(tmp_path):
     assert student_settings({"epochs": 4}).differences(rec["settings"]) == ["epochs", "batch_size"]
 
 
+def test_student_photo_augment_keys_are_checked_before_training():
+    from student.train import student_settings
+
+    assert student_settings({"photo_augment": {"zoom": 0.1}}).photo_augment == {"zoom": 0.1}
+    with pytest.raises(TinyBeautyError, match="unknown student photo_augment keys"):
+        student_settings({"photo_augment": {"zoomm": 0.1}})
+
+
 def _argv_of(step) -> str:
     return " ".join(step.argv)
 

@@ -259,3 +259,15 @@ def test_a_few_steps_on_a_lips_only_look_move_the_lips():
     nhwc = lambda x: x.permute(0, 2, 3, 1).numpy()  # noqa: E731
     fid = look_fidelity(nhwc(pred), nhwc(vsrc), nhwc(vtgt), vlab.numpy())
     assert fid["recovery"]["lips"] > 0.2, fid
+
+
+def test_photo_augment_reaches_the_training_items(tiny_pairs, tmp_path):
+    """The setting is what the trainer's items are drawn with (and validation stays unaugmented)."""
+    from student.train import StudentTrainer
+
+    photo = {"blur": 1.0, "noise": 0.02}
+    trainer = StudentTrainer(tiny_pairs, tmp_path / "run", tiny_settings(photo_augment=photo), device="cpu",
+                             progress=False)
+    assert trainer.train_set.photo == photo and not trainer.val_set.augment
+    plain = StudentTrainer(tiny_pairs, tmp_path / "plain", tiny_settings(), device="cpu", progress=False)
+    assert not np.array_equal(trainer.train_set[0]["source"].numpy(), plain.train_set[0]["source"].numpy())
