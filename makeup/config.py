@@ -144,9 +144,10 @@ class StageSettings:
         return json.loads(json.dumps(out))  # tuples -> lists: plain YAML/JSON data
 
     def differences(self, recorded: dict, ignore=()) -> list[str]:
-        """Keys whose value differs from a recorded ``to_dict()`` (``ignore``: keys that may change)."""
-        mine = self.to_dict()
-        return [k for k in mine if k not in ignore and mine[k] != recorded.get(k)]
+        """Keys whose value differs from a recorded ``to_dict()`` (``ignore``: keys that may change). A key the
+        record lacks (it was added after the run) counts as its default: the old run ran without it."""
+        mine, defaults = self.to_dict(), type(self)().to_dict()
+        return [k for k in mine if k not in ignore and mine[k] != recorded.get(k, defaults[k])]
 
     def save(self, folder: str | os.PathLike, **inputs) -> Path:
         """``folder/settings.yaml``: stage, profile, CLI overrides, the resolved settings, the run's inputs."""

@@ -105,6 +105,11 @@ def test_settings_are_frozen_and_saved_with_their_provenance(tmp_path):
     assert rec["settings"]["epochs"] == 3 and rec["settings"]["batch_size"] == 4 and rec["inputs"] == {"pairs": "P"}
     assert s.differences(rec["settings"]) == []
     assert student_settings({"epochs": 4}).differences(rec["settings"]) == ["epochs", "batch_size"]
+    # a run recorded before a key existed ran with its default: resuming it is not refused for that key
+    old = {k: v for k, v in rec["settings"].items() if k != "photo_augment"}
+    assert s.differences(old) == []
+    assert student_settings({"epochs": 3, "photo_augment": {"blur": 1.0}}, batch_size=4).differences(old) \
+        == ["photo_augment"]
 
 
 def test_student_photo_augment_keys_are_checked_before_training():
