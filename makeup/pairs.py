@@ -18,6 +18,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from .config import check_keys
 from .errors import TinyBeautyError
 from .io import load_image, load_label_map, remove_stale_temps, save_image, write_text_atomic
 from .regions import NUM_LABELS
@@ -269,9 +270,7 @@ class PairTorchDataset:
                  augment: bool = False, jitter: float = 0.05, seed: int = 0, cache: bool = True,
                  photo: dict | None = None):
         photo = dict(photo or {})
-        unknown = sorted(set(photo) - set(self.PHOTO_KEYS))
-        if unknown:
-            raise TinyBeautyError(f"unknown photo augmentation keys {unknown}; known: {list(self.PHOTO_KEYS)}")
+        check_keys(photo, self.PHOTO_KEYS, "photo augmentation")
         self.photo = {k: float(v) for k, v in photo.items() if k != "jitter"}
         jitter = float(photo.get("jitter", jitter))
         self.pairs = pairs

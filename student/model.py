@@ -100,7 +100,8 @@ class StudentConfig:
 
 
 CHOICES = {"skip": ("add", "concat"), "act": ("relu", "relu6"), "stem": ("full", "s2d"),
-           "upsample": ("nearest", "bilinear"), "head": ("conv", "1x1", "s2d", "subpixel"), "spelling": ("xnnpack", "torch")}
+           "upsample": ("nearest", "bilinear"), "head": ("conv", "1x1", "s2d", "subpixel"),
+           "spelling": ("xnnpack", "torch")}
 LEGACY = {"stem": "full", "upsample": "nearest", "head": "conv", "spelling": "torch"}  # saved before stop 15
 
 

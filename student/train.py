@@ -22,7 +22,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from makeup.config import StageSettings, read_settings
+from makeup.config import StageSettings, check_keys, read_settings
 from makeup.errors import TinyBeautyError
 from makeup.grid import heatmap, save_grid
 from makeup.io import write_text_atomic
@@ -68,10 +68,7 @@ class StudentSettings(StageSettings):
     def __post_init__(self):
         StudentConfig.over_default(self.model)  # unknown model keys: one line
         LossWeights.from_dict(self.loss)
-        unknown = sorted(set(self.photo_augment) - set(PairTorchDataset.PHOTO_KEYS))
-        if unknown:
-            raise TinyBeautyError(f"unknown student photo_augment keys {unknown}; known: "
-                                  f"{list(PairTorchDataset.PHOTO_KEYS)}")
+        check_keys(self.photo_augment, PairTorchDataset.PHOTO_KEYS, "student photo_augment")
         if self.lr_schedule not in ("plateau", "cosine"):
             raise TinyBeautyError(f"unknown lr_schedule {self.lr_schedule!r}: use 'plateau' or 'cosine'")
 

@@ -210,7 +210,7 @@ def test_photo_augmentation_keeps_the_pair_and_labels_consistent(tmp_path):
     assert len(sizes) > 1  # the zoom varies per item
     again = PairTorchDataset(PairDataset(tmp_path), augment=True, seed=1, photo=photo)
     assert (again[3]["source"] == ds[3]["source"]).all()
-    with pytest.raises(TinyBeautyError, match="unknown photo augmentation keys"):
+    with pytest.raises(TinyBeautyError, match="unknown photo augmentation setting 'jpeg'"):
         PairTorchDataset(PairDataset(tmp_path), photo={"jpeg": 0.5})
 
 

@@ -116,7 +116,7 @@ def test_student_photo_augment_keys_are_checked_before_training():
     from student.train import student_settings
 
     assert student_settings({"photo_augment": {"zoom": 0.1}}).photo_augment == {"zoom": 0.1}
-    with pytest.raises(TinyBeautyError, match="unknown student photo_augment keys"):
+    with pytest.raises(TinyBeautyError, match="unknown student photo_augment setting 'zoomm'"):
         student_settings({"photo_augment": {"zoomm": 0.1}})
 
 
