@@ -9,6 +9,13 @@ is in, with feathered region edges; pixels outside every region the look changes
 regions come from the photo itself (face-mesh polygons, ``makeup.parsing.landmarks_to_labels``), so the gate
 follows the face the user holds up, not the synthetic faces the model learned on.
 
+The ranges are taken in an opponent colour basis (:data:`OPPONENT`: lightness, red-green, yellow-blue), not
+per RGB channel: a look that only darkens a region (a liner) has a near-zero range in both colour axes there,
+so a red stroke a model paints on a real eye rim is cut to the darkening it carries. Clipping R, G and B
+separately let it through (each channel's move was within what the liner does: R unchanged, G and B down),
+measured on the astronaut with red_lip: eye-zone recovery -0.32 with the RGB box, -0.01 with this basis.
+A stored gate without ``basis`` (written before it) is read as the RGB box it was.
+
 The gate is stored in the student checkpoint and in ``model_card.json`` (``look_gate``) so apps can apply it.
 """
 from __future__ import annotations
@@ -20,49 +27,67 @@ import numpy as np
 from .metrics import CHANGED_REGION_MIN, FIDELITY_REGIONS, region_masks
 
 PERCENTILES = (1.0, 99.0)
+IDENTITY = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+# Rows: lightness (mean of R, G, B), red - green, (red + green) / 2 - blue. Change (R, G, B) -> these three.
+OPPONENT = ((1 / 3, 1 / 3, 1 / 3), (1.0, -1.0, 0.0), (0.5, 0.5, -1.0))
 
 
 @dataclass(frozen=True)
 class LookGate:
-    """``bounds[region] = (lo, hi)``: per-channel (RGB) change limits in [0, 1] units; None: the look leaves the
-    region alone. ``feather``: soft edge width as a fraction of the crop side."""
+    """``bounds[region] = (lo, hi)``: change limits in [0, 1] units along each row of ``basis`` (a change ``d`` in
+    RGB is clipped as ``basis @ d``, then mapped back with the inverse); None: the look leaves the region alone.
+    ``feather``: soft edge width as a fraction of the crop side."""
 
     bounds: dict
     feather: float = 0.02
+    basis: tuple = IDENTITY
+
+    def __post_init__(self):  # float32 values: a stored basis reads back exactly, its inverse is the same
+        object.__setattr__(self, "basis", tuple(tuple(float(np.float32(v)) for v in row) for row in self.basis))
+
+    @property
+    def matrices(self) -> tuple[np.ndarray, np.ndarray]:
+        """``basis`` and its inverse as float32 (3, 3): the values every implementation of ``apply`` uses."""
+        b = np.asarray(self.basis, np.float64)
+        return b.astype(np.float32), np.linalg.inv(b).astype(np.float32)
 
     @property
     def regions(self) -> list[str]:
         return [r for r in FIDELITY_REGIONS if self.bounds.get(r) is not None]
 
     @classmethod
-    def from_pairs(cls, sources, targets, labels, feather: float = 0.02) -> "LookGate":
-        """From before/after images (uint8 or [0, 1], HWC each; sizes may differ) and their label maps."""
+    def from_pairs(cls, sources, targets, labels, feather: float = 0.02, basis=OPPONENT) -> "LookGate":
+        """From before/after images (uint8 or [0, 1], HWC each; sizes may differ) and their label maps. Whether
+        the look changes a region is judged on the RGB change; its range, along ``basis``."""
         changes: dict[str, list[np.ndarray]] = {r: [] for r in FIDELITY_REGIONS}
         for src, tgt, lab in zip(sources, targets, labels):
             change = _unit(tgt) - _unit(src)
             for region, m in region_masks(np.asarray(lab)).items():
                 changes[region].append(change[m[0].numpy()])
+        mix = np.asarray(basis, np.float32).astype(np.float64)
         bounds: dict = {}
         for region, parts in changes.items():
             d = np.concatenate(parts) if parts else np.zeros((0, 3), np.float32)  # (pixels, 3)
             if len(d) == 0 or float(np.abs(d).mean()) < CHANGED_REGION_MIN:
                 bounds[region] = None
                 continue
-            lo, hi = np.percentile(d, PERCENTILES, axis=0)
+            lo, hi = np.percentile(d @ mix.T, PERCENTILES, axis=0)
             bounds[region] = (np.minimum(lo, 0).round(4).tolist(), np.maximum(hi, 0).round(4).tolist())
-        return cls(bounds, feather)
+        return cls(bounds, feather, basis)
 
     def to_dict(self) -> dict:
         return {"regions": self.regions, "feather": self.feather,
                 "bounds": {r: ({"low": list(b[0]), "high": list(b[1])} if b is not None else None)
                            for r, b in self.bounds.items()},
-                "percentiles": list(PERCENTILES)}
+                "percentiles": list(PERCENTILES),
+                # Apps clip basis @ change and map back with basis_inverse (float32, rows; see ``apply``).
+                "basis": self.matrices[0].tolist(), "basis_inverse": self.matrices[1].tolist()}
 
     @classmethod
     def from_dict(cls, data: dict) -> "LookGate":
         bounds = {r: ((tuple(b["low"]), tuple(b["high"])) if b is not None else None)
                   for r, b in data["bounds"].items()}
-        return cls(bounds, float(data.get("feather", 0.02)))
+        return cls(bounds, float(data.get("feather", 0.02)), data.get("basis", IDENTITY))
 
     def limits(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-pixel (H, W, 3) low and high change limits for a (H, W) label map, feathered across edges."""
@@ -89,11 +114,25 @@ class LookGate:
         return lo / over, hi / over
 
     def apply(self, source: np.ndarray, prediction: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        """The prediction with its change clipped to the look's range per region (uint8 in, uint8 out)."""
+        """The prediction with its change clipped to the look's range per region (uint8 in, uint8 out).
+
+        In float32: ``d = pred / 255 - src / 255``; with a basis other than RGB, ``e = B d`` and ``d = B^-1
+        clip(e, lo, hi)``, each output a left-to-right sum of three products (what gate.js and LookGate.kt do);
+        ``round((src + d) * 255)``, half to even."""
         lo, hi = self.limits(labels)
         src = source.astype(np.float32) / 255.0
-        delta = np.clip(prediction.astype(np.float32) / 255.0 - src, lo, hi)
+        delta = prediction.astype(np.float32) / 255.0 - src
+        if self.basis == IDENTITY:
+            delta = np.clip(delta, lo, hi)
+        else:
+            fwd, inv = self.matrices
+            delta = _mix(inv, np.clip(_mix(fwd, delta), lo, hi))
         return np.clip(np.round((src + delta) * 255.0), 0, 255).astype(np.uint8)
+
+
+def _mix(m: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``m @ x`` per pixel for float32 (..., 3) ``x``, each output channel ``(m0 x0 + m1 x1) + m2 x2``."""
+    return np.stack([(m[k, 0] * x[..., 0] + m[k, 1] * x[..., 1]) + m[k, 2] * x[..., 2] for k in range(3)], axis=-1)
 
 
 def _unit(x) -> np.ndarray:

@@ -329,11 +329,11 @@ def test_look_gate_reads_the_cards_gate_and_regions():
     assert kotlin_value(gate_kt, "REGIONS") == list(FIDELITY_REGIONS)
     regions = regions_card()
     stored = LookGate({"lips": ((-0.1, -0.1, -0.1), (0.1, 0.1, 0.1))}).to_dict()
-    keys = ["look_gate", "regions", "bounds", "low", "high", "feather", "labels", "fill", "label", "points",
-            "eye_reach"]
+    keys = ["look_gate", "regions", "bounds", "low", "high", "feather", "basis", "basis_inverse", "labels", "fill",
+            "label", "points", "eye_reach"]
     for key in keys:
         assert f'"{key}"' in gate_kt, f"LookGate.kt does not read {key}"
-    assert {"bounds", "feather"} <= set(stored) and {"low", "high"} == set(stored["bounds"]["lips"])
+    assert {"bounds", "feather", "basis", "basis_inverse"} <= set(stored) and {"low", "high"} == set(stored["bounds"]["lips"])
     assert {"labels", "fill", "eye_reach"} <= set(regions) and {"label", "points"} == set(regions["fill"][0])
     # Every region name the gate looks up is a label the card defines.
     for name in re.findall(r'getValue\("(\w+)"\)', gate_kt):

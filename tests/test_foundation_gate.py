@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from makeup.gate import LookGate
+from makeup.gate import IDENTITY, OPPONENT, LookGate
 from makeup.regions import BROWS, EYES, LIPS, SKIN
 
 
@@ -24,7 +24,7 @@ def _pairs(n=3, size=64, seed=0):
 
 
 def test_gate_learns_the_regions_and_signed_ranges_of_the_look():
-    gate = LookGate.from_pairs(*_pairs())
+    gate = LookGate.from_pairs(*_pairs(), basis=IDENTITY)  # per RGB channel: the ranges read directly
     assert gate.regions == ["lips"]
     lo, hi = gate.bounds["lips"]
     assert hi[0] == pytest.approx(50 / 255, abs=0.01) and lo[1] == pytest.approx(-30 / 255, abs=0.01)
@@ -37,7 +37,7 @@ def test_gate_learns_the_regions_and_signed_ranges_of_the_look():
 @settings(max_examples=8, deadline=None)
 def test_gating_keeps_pixels_outside_the_gate_equal_to_the_photo(seed):
     srcs, tgts, labs = _pairs()
-    gate = LookGate.from_pairs(srcs, tgts, labs)
+    gate = LookGate.from_pairs(srcs, tgts, labs, basis=IDENTITY)
     rng = np.random.default_rng(seed)
     photo = rng.integers(0, 256, (64, 64, 3)).astype(np.uint8)
     garish = np.clip(photo.astype(int) + rng.integers(-120, 121, photo.shape), 0, 255).astype(np.uint8)
@@ -52,10 +52,73 @@ def test_gating_keeps_pixels_outside_the_gate_equal_to_the_photo(seed):
     assert np.abs(delta).sum() > 0
 
 
-def test_the_target_passes_the_gate_of_its_own_look():
+@pytest.mark.parametrize("basis", [IDENTITY, OPPONENT])
+def test_the_target_passes_the_gate_of_its_own_look(basis):
     srcs, tgts, labs = _pairs()
-    gate = LookGate.from_pairs(srcs, tgts, labs)
+    gate = LookGate.from_pairs(srcs, tgts, labs, basis=basis)
     out = gate.apply(srcs[0], tgts[0], labs[0])
     inner = np.zeros((64, 64), bool)
     inner[46:48, 27:37] = True  # away from the feathered edge
     np.testing.assert_array_equal(out[inner], tgts[0][inner])
+
+
+def _liner_pairs(n=3, size=64, seed=1):
+    """A look that only darkens the eye zone (a liner: towards black), on skin-coloured faces."""
+    rng = np.random.default_rng(seed)
+    lab = np.zeros((size, size), np.uint8)
+    lab[8:56, 8:56] = SKIN
+    lab[28:32, 16:48] = EYES
+    srcs, tgts = [], []
+    for _ in range(n):
+        s = np.clip(np.array([200, 160, 140]) + rng.integers(-15, 16, (size, size, 3)), 0, 255).astype(np.uint8)
+        t = s.astype(np.float32)
+        t[lab == EYES] *= rng.uniform(0.3, 0.9, ((lab == EYES).sum(), 1))  # darker, same hue
+        srcs.append(s)
+        tgts.append(np.round(t).astype(np.uint8))
+    return srcs, tgts, [lab] * n
+
+
+def _chroma(img):
+    x = img.astype(np.float32)
+    return np.stack([x[..., 0] - x[..., 1], (x[..., 0] + x[..., 1]) / 2 - x[..., 2]], axis=-1)
+
+
+def test_opponent_gate_stops_a_red_stroke_where_the_look_only_darkens():
+    """The red_lip student painted red on the astronaut's eye rims, where red_lip's liner only darkens: each RGB
+    channel's move (R level, G and B down) is within the liner's range, so the RGB box let the red through; in
+    the opponent basis the colour axes of a liner are closed and only the darkening passes."""
+    srcs, tgts, labs = _liner_pairs()
+    photo, lab = srcs[0], labs[0]
+    zone = np.zeros((64, 64), bool)
+    zone[29:31, 22:42] = True  # inside the eye zone, away from its feathered edge
+    red = photo.astype(np.int16)
+    red[zone] += np.array([0, -60, -60], np.int16)  # a red stroke: R kept, G and B down
+    red = np.clip(red, 0, 255).astype(np.uint8)
+    rgb = LookGate.from_pairs(srcs, tgts, labs, basis=IDENTITY).apply(photo, red, lab)
+    opp = LookGate.from_pairs(srcs, tgts, labs).apply(photo, red, lab)
+    shift = lambda out: np.abs(_chroma(out)[zone] - _chroma(photo)[zone]).mean()  # noqa: E731
+    assert shift(rgb) > 30, "the RGB box lets the red through (what the astronaut showed)"
+    assert shift(opp) < 6, shift(opp)
+    # The darkening the stroke carries still passes: the zone got darker, not just left alone.
+    assert (opp[zone].astype(float).mean(-1) < photo[zone].astype(float).mean(-1) - 10).mean() > 0.9
+    # A liner-like change (darker, same hue) passes the opponent gate as it is.
+    dark = np.round(photo.astype(np.float32) * np.where(zone[..., None], 0.6, 1.0)).astype(np.uint8)
+    out = LookGate.from_pairs(srcs, tgts, labs).apply(photo, dark, lab)
+    assert np.abs(out[zone].astype(int) - dark[zone].astype(int)).max() <= 1
+
+
+def test_gate_basis_round_trips_and_older_cards_stay_rgb():
+    srcs, tgts, labs = _pairs()
+    gate = LookGate.from_pairs(srcs, tgts, labs)
+    card = gate.to_dict()
+    fwd, inv = (np.array(card[k], np.float64) for k in ("basis", "basis_inverse"))
+    np.testing.assert_allclose(fwd @ inv, np.eye(3), atol=1e-6)
+    again = LookGate.from_dict(card)
+    assert again.basis == gate.basis and again.to_dict() == card
+    rng = np.random.default_rng(0)
+    pred = rng.integers(0, 256, (64, 64, 3)).astype(np.uint8)
+    np.testing.assert_array_equal(again.apply(srcs[0], pred, labs[0]), gate.apply(srcs[0], pred, labs[0]))
+    # A gate stored before the basis existed (no "basis" key) is the per-channel box it was written as.
+    old = {k: v for k, v in LookGate.from_pairs(srcs, tgts, labs, basis=IDENTITY).to_dict().items()
+           if k not in ("basis", "basis_inverse")}
+    assert LookGate.from_dict(old).basis == IDENTITY

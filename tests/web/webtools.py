@@ -59,12 +59,13 @@ def skip_without_browser() -> None:
 # ---- the model: a real export of the default student ----
 
 def _test_gate():
-    from makeup.gate import LookGate
+    from makeup.gate import OPPONENT, LookGate
 
     # Tight on the skin (the test model's change is clipped there), loose on the lips, eyes and brows left
-    # alone: the gate visibly changes the photo, and outside the feathered skin and lips nothing changes.
+    # alone: the gate visibly changes the photo, and outside the feathered skin and lips nothing changes. In
+    # the opponent basis every gate from pairs has, so the page maps the change through it and back.
     return LookGate({"eyes": None, "lips": ((-0.3, -0.3, -0.3), (0.3, 0.3, 0.3)),
-                     "skin": ((-0.004, -0.004, -0.004), (0.004, 0.004, 0.004)), "brows": None})
+                     "skin": ((-0.004, -0.004, -0.004), (0.004, 0.004, 0.004)), "brows": None}, basis=OPPONENT)
 
 
 TEST_GATE = _test_gate()

@@ -32,8 +32,15 @@ export function gateFromCard(card, cardName = 'model_card.json') {
     bounds[region] = b ? {low: b.low.map(Number), high: b.high.map(Number)} : null;
   }
   const active = GATE_REGIONS.filter((r) => bounds[r]);
-  const gate = {bounds, feather: Number(lg.feather ?? 0.02), regions: reg, active};
+  // The basis the ranges are in (makeup.gate OPPONENT; a card without one: plain RGB, as it was written).
+  const basis = Array.isArray(lg.basis) && Array.isArray(lg.basis_inverse) && !isIdentity(lg.basis) ?
+    {fwd: lg.basis.map((row) => row.map(Math.fround)), inv: lg.basis_inverse.map((row) => row.map(Math.fround))} : null;
+  const gate = {bounds, feather: Number(lg.feather ?? 0.02), regions: reg, active, basis};
   return {gate, note: `look gate: ${active.length ? active.join(', ') : 'no region'} may change, the rest keeps the photo`};
+}
+
+function isIdentity(m) {
+  return m.every((row, i) => row.every((v, j) => Number(v) === (i === j ? 1 : 0)));
 }
 
 function floorShift(v) { // int64 >> XY_SHIFT (arithmetic, floors)
@@ -280,19 +287,29 @@ export function gateLimits(gate, labels, size) {
 }
 
 /**
- * LookGate.apply: the prediction's change clipped to [lo, hi] per pixel and channel (RGBA crops in, RGBA out):
- * round((src + clip(pred / 255 - src / 255, lo, hi)) * 255) in float32, half to even.
+ * LookGate.apply: the prediction's change clipped to [lo, hi] per pixel (RGBA crops in, RGBA out), in float32:
+ * d = pred / 255 - src / 255; with a basis, e = B d clipped and d = B^-1 e (each output (m0 x0 + m1 x1) + m2 x2,
+ * makeup/gate.py _mix); round((src + d) * 255), half to even.
  */
-export function applyLimits(crop, processed, lo, hi) {
+export function applyLimits(crop, processed, lo, hi, basis = null) {
   const n = crop.length / 4;
   const out = new Uint8ClampedArray(crop.length);
+  const s = new Float32Array(3), d = new Float32Array(3), e = new Float32Array(3);
+  const mix = (m, x, y) => {
+    for (let k = 0; k < 3; k++) {
+      y[k] = Math.fround(Math.fround(Math.fround(m[k][0] * x[0]) + Math.fround(m[k][1] * x[1])) + Math.fround(m[k][2] * x[2]));
+    }
+  };
   for (let i = 0; i < n; i++) {
     for (let c = 0; c < 3; c++) {
-      const s = Math.fround(crop[i * 4 + c] / 255);
-      const d = Math.fround(Math.fround(processed[i * 4 + c] / 255) - s);
-      const k = i * 3 + c;
-      const dc = Math.min(Math.max(d, lo[k]), hi[k]);
-      out[i * 4 + c] = Math.min(255, Math.max(0, roundEven(Math.fround(Math.fround(s + dc) * 255))));
+      s[c] = Math.fround(crop[i * 4 + c] / 255);
+      d[c] = Math.fround(Math.fround(processed[i * 4 + c] / 255) - s[c]);
+    }
+    if (basis) mix(basis.fwd, d, e); else e.set(d);
+    for (let c = 0; c < 3; c++) e[c] = Math.min(Math.max(e[c], lo[i * 3 + c]), hi[i * 3 + c]);
+    if (basis) mix(basis.inv, e, d); else d.set(e);
+    for (let c = 0; c < 3; c++) {
+      out[i * 4 + c] = Math.min(255, Math.max(0, roundEven(Math.fround(Math.fround(s[c] + d[c]) * 255))));
     }
     out[i * 4 + 3] = 255;
   }
@@ -303,5 +320,5 @@ export function applyLimits(crop, processed, lo, hi) {
 export function gateCrop(gate, crop, processed, landmarks, size) {
   const labels = landmarksToLabels(landmarks, gate.regions, size);
   const {lo, hi} = gateLimits(gate, labels, size);
-  return {gated: applyLimits(crop, processed, lo, hi), labels};
+  return {gated: applyLimits(crop, processed, lo, hi, gate.basis), labels};
 }

@@ -17,7 +17,8 @@ import kotlin.math.min
  * The look gate (`makeup/gate.py` `LookGate.apply`, as `student/apply.py` `gated_crop` uses it): the model's
  * change on the crop is clipped, per pixel and channel, to the range the look shows in the region the pixel
  * is in (feathered across region edges); where the look changes nothing the crop keeps the photo's values.
- * The ranges are the card's `"look_gate"`, the regions come from the crop's own face-mesh landmarks with the
+ * The ranges are the card's `"look_gate"`, taken along its `"basis"` rows (lightness and two colour axes: a
+ * liner's range stops a red stroke on the eye rim), the change mapped back with `"basis_inverse"`; the regions come from the crop's own face-mesh landmarks with the
  * card's `"regions"` polygons (`makeup/parsing.py` `landmarks_to_labels`; the eye zone of
  * `makeup/metrics.py` `region_masks`). The web demo's `src/gate.js` does the same.
  *
@@ -26,8 +27,10 @@ import kotlin.math.min
  * Not thread-safe: use it on the camera analysis thread. Buffers are allocated once per crop size.
  */
 class LookGate private constructor(
-    private val low: Array<FloatArray?>,     // per REGIONS entry, RGB change limits in [0, 1] units; null: closed
+    private val low: Array<FloatArray?>,     // per REGIONS entry, change limits along the basis rows; null: closed
     private val high: Array<FloatArray?>,
+    private val basis: Array<FloatArray>?,   // rows; null: the limits are per RGB channel (an older card)
+    private val inverse: Array<FloatArray>?,
     private val feather: Double,
     private val fill: List<Pair<Int, IntArray>>,   // (label value, landmark indices) in fill order
     private val labelOf: Map<String, Int>,
@@ -65,20 +68,31 @@ class LookGate private constructor(
     fun apply(crop: IntArray, processed: IntArray, landmarks: DoubleArray, out: IntArray) {
         rasterise(landmarks)
         limits()
+        val s = FloatArray(3); val d = FloatArray(3); val e = FloatArray(3)
         for (i in 0 until n * n) {
             val c = crop[i]
             val p = processed[i]
+            for (ch in 0 until 3) {
+                val shift = 16 - 8 * ch
+                s[ch] = ((c shr shift) and 0xFF) / 255f
+                d[ch] = ((p shr shift) and 0xFF) / 255f - s[ch]
+            }
+            if (basis != null) mix(basis, d, e) else d.copyInto(e)
+            for (ch in 0 until 3) e[ch] = min(max(e[ch], lo[3 * i + ch]), hi[3 * i + ch])
+            if (inverse != null) mix(inverse, e, d) else e.copyInto(d)
             var rgb = 0
             for (ch in 0 until 3) {
                 val shift = 16 - 8 * ch
-                val s = ((c shr shift) and 0xFF) / 255f
-                val d = ((p shr shift) and 0xFF) / 255f - s
-                val clipped = min(max(d, lo[3 * i + ch]), hi[3 * i + ch])
-                val v = Math.rint(((s + clipped) * 255f).toDouble()).toInt().coerceIn(0, 255)
+                val v = Math.rint(((s[ch] + d[ch]) * 255f).toDouble()).toInt().coerceIn(0, 255)
                 rgb = rgb or (v shl shift)
             }
             out[i] = (c and ALPHA_MASK) or rgb
         }
+    }
+
+    /** `makeup/gate.py` `_mix`: y = m x, each output (m0 x0 + m1 x1) + m2 x2 in float. */
+    private fun mix(m: Array<FloatArray>, x: FloatArray, y: FloatArray) {
+        for (k in 0 until 3) y[k] = (m[k][0] * x[0] + m[k][1] * x[1]) + m[k][2] * x[2]
     }
 
     /** `landmarks_to_labels`: the card's polygons in order, later ones over earlier ones. */
@@ -197,6 +211,14 @@ class LookGate private constructor(
                 low[i] = FloatArray(3) { lo.getDouble(it).toFloat() }
                 high[i] = FloatArray(3) { hi.getDouble(it).toFloat() }
             }
+            // The basis the limits are in; a card without one (written before it) clips per RGB channel.
+            var basis: Array<FloatArray>? = null
+            var inverse: Array<FloatArray>? = null
+            if (gate.has("basis") && gate.has("basis_inverse")) {
+                val rows = gate.getJSONArray("basis"); val inv = gate.getJSONArray("basis_inverse")
+                basis = Array(3) { r -> FloatArray(3) { rows.getJSONArray(r).getDouble(it).toFloat() } }
+                inverse = Array(3) { r -> FloatArray(3) { inv.getJSONArray(r).getDouble(it).toFloat() } }
+            }
             val regions = card.getJSONObject("regions")
             val names = regions.getJSONObject("labels")
             val labelOf = names.keys().asSequence().associateWith { names.getInt(it) }
@@ -206,7 +228,7 @@ class LookGate private constructor(
                 val ids = part.getJSONArray("points")
                 labelOf.getValue(part.getString("label")) to IntArray(ids.length()) { ids.getInt(it) }
             }
-            return LookGate(low, high, gate.optDouble("feather", 0.02), fill, labelOf,
+            return LookGate(low, high, basis, inverse, gate.optDouble("feather", 0.02), fill, labelOf,
                             regions.getDouble("eye_reach"), size)
         }
 
