@@ -72,7 +72,7 @@ class LookGate:
                 bounds[region] = None
                 continue
             lo, hi = np.percentile(d @ mix.T, PERCENTILES, axis=0)
-            bounds[region] = (np.minimum(lo, 0).round(4).tolist(), np.maximum(hi, 0).round(4).tolist())
+            bounds[region] = (tuple(np.minimum(lo, 0).round(4).tolist()), tuple(np.maximum(hi, 0).round(4).tolist()))
         return cls(bounds, feather, basis)
 
     def to_dict(self) -> dict:

@@ -114,7 +114,7 @@ def test_gate_basis_round_trips_and_older_cards_stay_rgb():
     fwd, inv = (np.array(card[k], np.float64) for k in ("basis", "basis_inverse"))
     np.testing.assert_allclose(fwd @ inv, np.eye(3), atol=1e-6)
     again = LookGate.from_dict(card)
-    assert again.basis == gate.basis and again.to_dict() == card
+    assert again == gate and again.to_dict() == card
     rng = np.random.default_rng(0)
     pred = rng.integers(0, 256, (64, 64, 3)).astype(np.uint8)
     np.testing.assert_array_equal(again.apply(srcs[0], pred, labs[0]), gate.apply(srcs[0], pred, labs[0]))
