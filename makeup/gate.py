@@ -42,8 +42,8 @@ class LookGate:
     feather: float = 0.02
     basis: tuple = IDENTITY
 
-    def __post_init__(self):  # float32 values: a stored basis reads back exactly, its inverse is the same
-        object.__setattr__(self, "basis", tuple(tuple(float(np.float32(v)) for v in row) for row in self.basis))
+    def __post_init__(self):
+        object.__setattr__(self, "basis", _float32_rows(self.basis))
 
     @property
     def matrices(self) -> tuple[np.ndarray, np.ndarray]:
@@ -64,7 +64,8 @@ class LookGate:
             change = _unit(tgt) - _unit(src)
             for region, m in region_masks(np.asarray(lab)).items():
                 changes[region].append(change[m[0].numpy()])
-        mix = np.asarray(basis, np.float32).astype(np.float64)
+        basis = _float32_rows(basis)
+        mix = np.asarray(basis)
         bounds: dict = {}
         for region, parts in changes.items():
             d = np.concatenate(parts) if parts else np.zeros((0, 3), np.float32)  # (pixels, 3)
@@ -76,12 +77,13 @@ class LookGate:
         return cls(bounds, feather, basis)
 
     def to_dict(self) -> dict:
+        fwd, inv = self.matrices
         return {"regions": self.regions, "feather": self.feather,
                 "bounds": {r: ({"low": list(b[0]), "high": list(b[1])} if b is not None else None)
                            for r, b in self.bounds.items()},
                 "percentiles": list(PERCENTILES),
                 # Apps clip basis @ change and map back with basis_inverse (float32, rows; see ``apply``).
-                "basis": self.matrices[0].tolist(), "basis_inverse": self.matrices[1].tolist()}
+                "basis": fwd.tolist(), "basis_inverse": inv.tolist()}
 
     @classmethod
     def from_dict(cls, data: dict) -> "LookGate":
@@ -128,6 +130,11 @@ class LookGate:
             fwd, inv = self.matrices
             delta = _mix(inv, np.clip(_mix(fwd, delta), lo, hi))
         return np.clip(np.round((src + delta) * 255.0), 0, 255).astype(np.uint8)
+
+
+def _float32_rows(basis) -> tuple:
+    """A 3x3 basis as tuples of float32-representable values: stored and read back exactly, the same inverse."""
+    return tuple(tuple(float(np.float32(v)) for v in row) for row in basis)
 
 
 def _mix(m: np.ndarray, x: np.ndarray) -> np.ndarray:

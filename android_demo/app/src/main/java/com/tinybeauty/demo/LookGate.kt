@@ -15,12 +15,13 @@ import kotlin.math.min
 
 /**
  * The look gate (`makeup/gate.py` `LookGate.apply`, as `student/apply.py` `gated_crop` uses it): the model's
- * change on the crop is clipped, per pixel and channel, to the range the look shows in the region the pixel
- * is in (feathered across region edges); where the look changes nothing the crop keeps the photo's values.
+ * change on the crop is clipped, per pixel, to the range the look shows in the region the pixel is in
+ * (feathered across region edges); where the look changes nothing the crop keeps the photo's values.
  * The ranges are the card's `"look_gate"`, taken along its `"basis"` rows (lightness and two colour axes: a
- * liner's range stops a red stroke on the eye rim), the change mapped back with `"basis_inverse"`; the regions come from the crop's own face-mesh landmarks with the
- * card's `"regions"` polygons (`makeup/parsing.py` `landmarks_to_labels`; the eye zone of
- * `makeup/metrics.py` `region_masks`). The web demo's `src/gate.js` does the same.
+ * liner's range stops a red stroke on the eye rim), the change mapped back with `"basis_inverse"`; the regions
+ * come from the crop's own face-mesh landmarks with the card's `"regions"` polygons (`makeup/parsing.py`
+ * `landmarks_to_labels`; the eye zone of `makeup/metrics.py` `region_masks`). The web demo's `src/gate.js`
+ * does the same.
  *
  * The polygons are filled with android.graphics (no anti-aliasing), not cv2.fillPoly's rasteriser: the
  * label map can differ from Python's by a pixel along polygon edges, which the feather smooths over.
@@ -51,6 +52,9 @@ class LookGate private constructor(
     private val lo = FloatArray(3 * n * n)
     private val hi = FloatArray(3 * n * n)
     private val weight = FloatArray(n * n)
+    private val s = FloatArray(3)   // one pixel's source, change, and change along the basis
+    private val d = FloatArray(3)
+    private val e = FloatArray(3)
 
     // cv2.GaussianBlur(ksize (0, 0), sigma) on a float image: ksize = round(sigma * 8 + 1) | 1.
     private val sigma = max(feather * n / 2.0, 1e-3)
@@ -68,7 +72,6 @@ class LookGate private constructor(
     fun apply(crop: IntArray, processed: IntArray, landmarks: DoubleArray, out: IntArray) {
         rasterise(landmarks)
         limits()
-        val s = FloatArray(3); val d = FloatArray(3); val e = FloatArray(3)
         for (i in 0 until n * n) {
             val c = crop[i]
             val p = processed[i]
