@@ -45,7 +45,7 @@ def test_zero_residual_returns_source_exactly(seed):
     for alpha in (1.0, 0.5, 1.7):
         with torch.no_grad():
             head.alpha.fill_(alpha)
-        back = head.residual(head.to_diffusion(residual, masks), masks)
+        back = head.residual(head.to_diffusion(residual, masks, src), masks, src)
         torch.testing.assert_close(back, residual * gate, atol=1e-5, rtol=1e-4)
 
 

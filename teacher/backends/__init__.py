@@ -98,6 +98,8 @@ class TeacherBackend:
         return {"fgmm_weights": head.fgmm.region_weights.detach().float().cpu().numpy(),
                 "alpha": float(head.alpha.detach()),
                 "region_prior": head.region_prior.detach().float().cpu().numpy() if self.pastes_region_prior
+                else None,
+                "region_colour": head.region_colour.detach().float().cpu().numpy() if self.pastes_region_prior
                 else None}
 
     def enable_ema(self) -> None:

@@ -353,7 +353,7 @@ class SD15LoRABackend(TeacherBackend):
         n = src.shape[0]
         z_b, z_a = self.encode(src), self.encode(tgt)
         m_lat = self.latent_masks(masks, z_b.shape[-1])
-        x0 = head.to_diffusion(z_a - z_b, m_lat)
+        x0 = head.to_diffusion(z_a - z_b, m_lat, z_b)
         noise = torch.randn(x0.shape, generator=generator, device=self.device)
         T = int(self.train_scheduler.config.num_train_timesteps)
         t = torch.randint(0, T, (n,), generator=generator, device=self.device)
@@ -373,9 +373,9 @@ class SD15LoRABackend(TeacherBackend):
         x0_hat = (x_t - (1 - ab).sqrt() * pred) / ab.sqrt() if eps else ab.sqrt() * x_t - (1 - ab).sqrt() * pred
         # Latent reconstruction (FGMM-gated, as the RDM formulation composes it): trains alpha and the FGMM
         # weights; trusted in proportion to the signal the noisy latent still holds.
-        rec = ((z_b + head.residual(x0_hat, m_lat) - z_a).abs() * region_w).mean(dim=(1, 2, 3), keepdim=True)
+        rec = ((z_b + head.residual(x0_hat, m_lat, z_b) - z_a).abs() * region_w).mean(dim=(1, 2, 3), keepdim=True)
         loss_rec = (rec * ab).mean()
-        correction = x0_hat / head.residual_scale + head.alpha * head.prior_map(m_lat)
+        correction = x0_hat / head.residual_scale + head.alpha * head.prior_map(m_lat, z_b)
         loss_eye = self._eyeliner_crops(src, tgt, masks, z_b, correction, t, ab.view(-1))
         loss = loss_d + cfg["lambda_rec"] * loss_rec + cfg["lambda_eyeliner"] * loss_eye
         parts = {"loss": loss, "diffusion": loss_d, "rec": loss_rec, "eyeliner": loss_eye}
@@ -442,7 +442,7 @@ class SD15LoRABackend(TeacherBackend):
         m_lat = self.latent_masks(masks.to(self.device), z_b.shape[-1])
         x = self.sample_correction(z_b, m_lat, generators, steps)
         head = self._head
-        return self.latent_residual(z_b, x / head.residual_scale + head.alpha * head.prior_map(m_lat))
+        return self.latent_residual(z_b, x / head.residual_scale + head.alpha * head.prior_map(m_lat, z_b))
 
     # --- state ---------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -460,6 +460,8 @@ class SD15LoRABackend(TeacherBackend):
         return flat
 
     def _load_flat(self, tensors: dict) -> None:
+        # a teacher saved before the prior had a colour part: zero (a constant prior, as it was trained)
+        tensors = {"head.region_colour": torch.zeros_like(self._head.region_colour), **tensors}
         named = self._named_trainable()
         named.update((f"head.{k}", v) for k, v in self._head.named_buffers())
         missing = sorted(set(named) - set(tensors))

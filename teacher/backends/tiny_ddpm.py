@@ -17,7 +17,7 @@ from makeup.errors import TinyBeautyError
 from makeup.metrics import eyeliner_loss
 
 from ..formulation import (EYE_CHANNEL, MAKEUP_REGIONS, ResidualHead, estimate_residual_scale,  # noqa: F401
-                           make_condition, region_residuals)
+                           fit_region_prior, make_condition)
 from . import TeacherBackend, register_backend
 
 DEFAULTS: dict = {
@@ -40,7 +40,8 @@ DEFAULTS: dict = {
     "lambda_eyeliner": 0.5,
     "feather_radius": 2.0,
     "residual_scale": 8.0,        # set from the seed pairs by `teacher train`
-    "region_prior": None,         # (4, 3) mean seed residual per region, set by `teacher train`
+    "region_prior": None,         # (4, 3) constant part of the region prior, set by `teacher train`
+    "region_colour": None,        # (4, 3, 3) its colour part (formulation.fit_region_prior), set with it
 }
 COND_CHANNELS = 3 + len(MAKEUP_REGIONS)
 
@@ -77,7 +78,8 @@ class DDAModel(nn.Module):
     def __init__(self, cfg: dict):
         super().__init__()
         self.unet = build_unet(cfg)
-        self.head = ResidualHead(cfg["residual_scale"], cfg.get("region_prior"))
+        self.head = ResidualHead(cfg["residual_scale"], cfg.get("region_prior"),
+                                 region_colour=cfg.get("region_colour"))
 
 
 @register_backend("tiny-ddpm")
@@ -107,21 +109,26 @@ class TinyDDPMBackend(TeacherBackend):
 
     # --- seed statistics -----------------------------------------------------------------------------
     def prepare(self, pairs, style: str | None = None) -> None:
-        """Region prior (each region's mean seed residual) and the residual scale that gives the seeds'
-        corrections to that prior about unit spread; config keys given explicitly are kept."""
+        """Region prior (per region the seeds' mean residual, or a colour map where it predicts held-out seeds
+        better: ``fit_region_prior``) and the residual scale that gives the seeds' corrections to that prior
+        about unit spread; config keys given explicitly are kept."""
         cfg, res = self.config, int(self.config["resolution"])
         if "region_prior" not in self._given or cfg.get("region_prior") is None:
-            prior = region_residuals([p.before for p in pairs], [p.after for p in pairs], [p.labels for p in pairs])
-            cfg["region_prior"] = prior.round(6).tolist()
+            const, colour, _ = fit_region_prior([p.before for p in pairs], [p.after for p in pairs],
+                                                [p.labels for p in pairs], float(cfg["feather_radius"]))
+            cfg["region_prior"] = const.round(6).tolist()
+            cfg["region_colour"] = colour.round(6).tolist()
+        self.model.head.set_statistics(1.0, cfg["region_prior"], cfg.get("region_colour"))
         if "residual_scale" not in self._given:
-            prior = np.asarray(cfg["region_prior"], np.float32)
-            corrections = []
+            head, corrections = self.model.head, []
             for p in pairs:
                 before = make_condition(p.before, p.labels, res)
                 low = make_condition(p.after, p.labels, res).source - before.source
-                corrections.append(low.numpy() - np.einsum("rhw,rc->chw", before.masks.numpy(), prior))
+                with torch.no_grad():
+                    prior = head.prior_map(before.masks[None], before.source[None])[0]
+                corrections.append((low - prior).numpy())
             cfg["residual_scale"] = estimate_residual_scale(corrections)
-        self.model.head.set_statistics(cfg["residual_scale"], cfg["region_prior"])
+        self.model.head.set_statistics(cfg["residual_scale"], cfg["region_prior"], cfg.get("region_colour"))
 
     # --- parameters, EMA, state ------------------------------------------------------------------------
     @property
@@ -176,7 +183,7 @@ class TinyDDPMBackend(TeacherBackend):
         cfg, head = self.config, self.model.head
         src, tgt, masks = batch["source"], batch["target"], batch["masks"]
         n = src.shape[0]
-        x0 = head.to_diffusion(tgt - src, masks)
+        x0 = head.to_diffusion(tgt - src, masks, src)
         noise = torch.randn(x0.shape, generator=generator, device=self.device)
         T = int(cfg["num_train_timesteps"])
         t = torch.randint(0, T, (n,), generator=generator, device=self.device)
