@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 
 from makeup.errors import TinyBeautyError
 from teacher.backends import available_backends, get_backend
-from teacher.formulation import FineGrainedMakeupModule, ResidualHead, paste_residual, region_stack
+from makeup.regions import BROWS, LIPS, SKIN
+from teacher.formulation import (MAKEUP_REGIONS, FineGrainedMakeupModule, ResidualHead, fit_region_prior,
+                                 paste_residual, prior_image, region_stack)
 
 TINY = {"resolution": 32, "base_channels": 8, "channel_mults": [1, 2], "attention_res": [16],
         "norm_groups": 4, "sample_steps": 3, "residual_scale": 4.0}
@@ -65,6 +67,56 @@ def test_fgmm_gating_leaves_outside_untouched(seed):
     masks = torch.from_numpy(region_stack(lab))[None]
     gated = fgmm(torch.randn(1, 3, 32, 32), masks)
     assert torch.all(gated[0][:, torch.from_numpy(outside)] == 0)
+
+
+def _lipstick_faces(rng, lip_colours, size: int = 64):
+    """Faces whose lips are covered by a pigment (after = x + 0.6 (C - x): the change depends on the lip's
+    own colour), skin shifted by a constant, brows by a constant plus noise that no colour explains."""
+    lab = np.kron(_labels(), np.ones((size // 32, size // 32), np.uint8))
+    faces = []
+    for lip in lip_colours:
+        x = np.full((size, size, 3), rng.uniform(0.55, 0.8, 3), np.float32)
+        x[lab == LIPS] = lip
+        x = np.clip(x + rng.normal(0, 0.02, x.shape), 0, 1).astype(np.float32)
+        after = x.copy()
+        after[lab == LIPS] += 0.6 * (np.array([0.8, 0.1, 0.2], np.float32) - x[lab == LIPS])
+        after[lab == SKIN] += np.array([0.04, 0.02, -0.01], np.float32)
+        after[lab == BROWS] += -0.1 + rng.normal(0, 0.03, ((lab == BROWS).sum(), 3))
+        to8 = lambda a: np.round(np.clip(a, 0, 1) * 255).astype(np.uint8)  # noqa: E731
+        faces.append((to8(x), to8(after), lab))
+    return faces
+
+
+def test_region_prior_colour_part_follows_the_lip_colour():
+    """A lipstick's change depends on the lip it covers: the colour part is chosen for the lips (and not for
+    brows whose change no colour explains), and it predicts a pale lip it never saw where the constant
+    prior (the seeds' mean change) cannot."""
+    rng = np.random.default_rng(0)
+    seeds = _lipstick_faces(rng, [(0.75, 0.35, 0.4), (0.6, 0.3, 0.3), (0.8, 0.5, 0.5), (0.7, 0.4, 0.45),
+                                  (0.65, 0.45, 0.4)])
+    cols = list(zip(*seeds))
+    const, colour, use = fit_region_prior(*cols, radius=0.0)
+    assert use[MAKEUP_REGIONS.index(LIPS)] and not use[MAKEUP_REGIONS.index(BROWS)]
+    assert not use[MAKEUP_REGIONS.index(SKIN)]  # eyes and skin are never given a colour part
+    flat_const, flat_colour, flat_use = fit_region_prior(*cols, radius=0.0, colour=False)
+    assert not any(flat_use) and not flat_colour.any()
+    (before, after, lab), = _lipstick_faces(rng, [(0.85, 0.75, 0.7)])  # a pale lip, nearly skin-coloured
+    masks = region_stack(lab, None, 0.0)
+    photo = before.astype(np.float32) / 255
+    truth = (after.astype(np.float32) - before) / 255
+    lips = lab == LIPS
+    err = {k: np.abs(prior_image(masks, photo, c, a)[lips] - truth[lips]).mean()
+           for k, (c, a) in {"colour": (const, colour), "constant": (flat_const, None)}.items()}
+    assert err["colour"] < 0.02 < 0.1 < err["constant"], err
+    # The torch head paints the same prior as the numpy twin the paste uses.
+    head = ResidualHead(1.0, const, region_colour=colour)
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))[None]  # noqa: E731
+    torch_prior = head.prior_map(t(masks), t(photo.transpose(2, 0, 1)))[0].numpy().transpose(1, 2, 0)
+    np.testing.assert_allclose(torch_prior, prior_image(masks, photo, const, colour), atol=1e-5)
+    # A head saved before the colour part existed loads with a zero colour part (a constant prior).
+    old = {k: v for k, v in ResidualHead(1.0, const).state_dict().items() if k != "region_colour"}
+    head.load_state_dict(old)
+    assert not head.region_colour.any()
 
 
 @pytest.mark.parametrize("schedule", ["squaredcos_cap_v2", "sigmoid"])

@@ -186,8 +186,7 @@ def test_train_writes_teacher_with_base_fingerprint(sd_teacher, sd_base):
     # Only trained tensors: LoRA on to_q/to_k/to_v/to_out.0, conv_in, the style embedding, the RDM/FGMM head.
     assert lora and all(k.split(".lora_")[0].rsplit(".", 1)[-1] in ("to_q", "to_k", "to_v", "0") for k in lora)
     assert set(keys) - set(lora) == {"style_embedding", "unet.conv_in.weight", "unet.conv_in.bias", "head.alpha",
-                                     "head.fgmm.region_weights", "head.residual_scale", "head.region_prior",
-                                     "head.region_colour"}
+                                     "head.fgmm.region_weights", "head.residual_scale", "head.region_prior"}
 
 
 def test_amplify_outputs_and_gate(fresh_pairs):

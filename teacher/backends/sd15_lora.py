@@ -456,11 +456,12 @@ class SD15LoRABackend(TeacherBackend):
         """Flat trained tensors (EMA weights) + the head's buffers: what dda_final.safetensors holds."""
         with self.ema_weights():
             flat = OrderedDict((k, v.detach().float().clone()) for k, v in self._named_trainable().items())
-        flat.update((f"head.{k}", v.clone()) for k, v in self._head.named_buffers())
+        # the prior's colour part stays zero here (the latent prior is constant): not stored, zero on load
+        flat.update((f"head.{k}", v.clone()) for k, v in self._head.named_buffers() if k != "region_colour")
         return flat
 
     def _load_flat(self, tensors: dict) -> None:
-        # a teacher saved before the prior had a colour part: zero (a constant prior, as it was trained)
+        # the prior's colour part is not stored (see inference_state): zero, a constant latent prior
         tensors = {"head.region_colour": torch.zeros_like(self._head.region_colour), **tensors}
         named = self._named_trainable()
         named.update((f"head.{k}", v) for k, v in self._head.named_buffers())
