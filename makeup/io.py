@@ -60,6 +60,16 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     return arr
 
 
+def load_photo(spec: str | os.PathLike) -> np.ndarray:
+    """A photo named on the command line: an image file, or ``astronaut`` (skimage's portrait, installed with
+    scikit-image: a real face that needs no download)."""
+    if str(spec) == "astronaut":
+        from skimage import data
+
+        return data.astronaut()
+    return load_image(spec)
+
+
 def load_label_map(path: str | os.PathLike) -> np.ndarray:
     """Read a single-channel uint8 label map (H, W)."""
     p = Path(path)

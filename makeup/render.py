@@ -385,3 +385,14 @@ def render_makeup(image: np.ndarray, labels: np.ndarray, style: Style | str) -> 
     rgb = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
     out = np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)
     return np.where(_union(alphas, lab_map.shape)[..., None], out, img)
+
+
+def photo_truth(photo: np.ndarray, style: Style | str, size: int = 256, name: str = "photo"):
+    """A real photo as the look-fidelity checks score it: aligned to the ``size`` crop, its regions from its own
+    face mesh, and the renderer's ``style`` on that crop (the truth). Returns (crop, labels, truth)."""
+    from .align import align_face
+    from .parsing import landmarks_to_labels
+
+    aligned = align_face(photo, size=size, name=name)
+    labels = landmarks_to_labels(aligned.landmarks, aligned.crop.shape[:2])
+    return aligned.crop, labels, render_makeup(aligned.crop, labels, style)

@@ -65,29 +65,24 @@ def photo_fidelity(model: Runner | str | os.PathLike, photo: np.ndarray, style, 
     its own face mesh, the style rendered on the crop (truth), and the model's output scored against it,
     without and with the model's look gate (``makeup.gate.LookGate``). ``grid`` saves photo crop | renderer |
     model | model gated, with the figures as caption."""
-    from makeup.align import align_face
     from makeup.metrics import format_fidelity, look_fidelity
-    from makeup.parsing import landmarks_to_labels
-    from makeup.render import render_makeup
+    from makeup.render import photo_truth
 
     from .apply import apply_to_crop, look_gate_of
 
     runner = model if isinstance(model, Runner) else load_runner(model)
-    size = runner.size[0] if runner.size else 256
-    aligned = align_face(photo, size=size, name=name)
-    labels = landmarks_to_labels(aligned.landmarks, aligned.crop.shape[:2])
-    truth = render_makeup(aligned.crop, labels, style)
-    raw = apply_to_crop(runner, aligned.crop)
+    crop, labels, truth = photo_truth(photo, style, runner.size[0] if runner.size else 256, name)
+    raw = apply_to_crop(runner, crop)
     gate = look_gate_of(runner.path)
-    outs = {"ungated": raw} | ({"gated": gate.apply(aligned.crop, raw, labels)} if gate is not None else {})
+    outs = {"ungated": raw} | ({"gated": gate.apply(crop, raw, labels)} if gate is not None else {})
     result = {}
     for key, out in outs.items():
-        fid = look_fidelity(out, aligned.crop, truth, labels)
+        fid = look_fidelity(out, crop, truth, labels)
         result[key] = {k: fid[k] for k in ("recovery", "spill", "visible_spill", "psnr", "psnr_identity", "psnr_gain")}
     if grid:
         from makeup.grid import save_grid
 
-        save_grid(grid, [[aligned.crop, truth] + list(outs.values())],
+        save_grid(grid, [[crop, truth] + list(outs.values())],
                   titles=["photo (aligned)", "renderer (truth)"] + [f"model {k}" for k in outs],
                   caption=" || ".join(f"{k}: {format_fidelity(v)}" for k, v in result.items()))
     return result

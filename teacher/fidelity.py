@@ -1,4 +1,5 @@
-"""`teacher fidelity`: how close the teacher comes to the renderer's ground truth on held-out synthetic faces.
+"""`teacher fidelity`: how close the teacher comes to the renderer's ground truth on held-out synthetic faces,
+or on a real photo (``--photo``: the photo aligned, its regions from its face mesh, the renderer's look on it).
 
 Faces are drawn with seeds no seed pair or amplify run uses; the ground truth is ``makeup.render`` with the
 named style. Reports mean PSNR/SSIM of teacher output vs ground truth, the identity baseline (PSNR of the
@@ -69,4 +70,31 @@ def teacher_fidelity(teacher, style: str | None = None, count: int = 50, batch: 
                 for i in range(min(6, count))]
         save_grid(Path(grid), rows, titles=["before", "teacher", "renderer", "|teacher-renderer|"], tile=128,
                   caption=f"teacher vs renderer, {count} held-out faces: {format_fidelity(fid)}")
+    return report
+
+
+def teacher_photo_fidelity(teacher, photo: np.ndarray, style: str | None = None, name: str = "photo",
+                           steps: int | None = None, samples: int = 1, out_json: str | os.PathLike | None = None,
+                           grid: str | os.PathLike | None = None) -> dict:
+    """The teacher on a real photo vs the renderer's look on it (``makeup.render.photo_truth``): what the
+    teacher can hand a student for a face like this one. Beside the student's figures on the same photo
+    (`tinybeauty eval --photo`) it tells which of the two loses the look on real faces."""
+    from makeup.metrics import format_fidelity, look_fidelity
+    from makeup.render import photo_truth
+    from makeup.styles import load_style
+
+    look = load_style(style or teacher.style)
+    crop, labels, truth = photo_truth(photo, look, int(teacher.config.get("size", 256)), name)
+    after = teacher.translate([crop], [labels], seeds=[FIDELITY_SEED], steps=steps, samples=samples)[0]
+    fid = look_fidelity(after, crop, truth, labels)
+    report = {"style": look.name, "photo": name, "samples": samples,
+              "refiner": getattr(teacher, "refiner", None) is not None,
+              **{k: fid[k] for k in ("recovery", "spill", "visible_spill", "psnr", "psnr_identity", "psnr_gain")}}
+    if out_json:
+        write_text_atomic(out_json, json.dumps(report, indent=2) + "\n")
+    if grid:
+        from makeup.grid import save_grid
+
+        save_grid(Path(grid), [[crop, truth, after]], titles=["photo (aligned)", "renderer (truth)", "teacher"],
+                  caption=f"teacher vs renderer on {name}: {format_fidelity(fid)}")
     return report

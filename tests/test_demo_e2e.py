@@ -42,6 +42,9 @@ def test_demo_runs_the_chain_and_reports_the_look(tmp_path, capsys):
     assert summary["export_report"]["formats"]["tflite"]["fidelity"]["recovery"]["lips"] is not None
     card = json.loads((work / "red_lip" / "export" / "model_card.json").read_text())
     assert card["style"] == "red_lip" and "lips" in card["look_gate"]["regions"]
-    assert len(summary["look"]) == 5 and "look fidelity of red_lip" in out
-    for name in ("astronaut_look.png", "astronaut_before_after.png", "teacher_fidelity.png"):
+    teacher_astro = summary["teacher_astronaut_vs_renderer"]  # which of teacher and student loses a real face
+    assert teacher_astro["photo"] == "astronaut" and set(teacher_astro["recovery"]) == REGIONS
+    assert len(summary["look"]) == 6 and "teacher on the astronaut vs renderer" in out
+    assert "look fidelity of red_lip" in out
+    for name in ("astronaut_look.png", "astronaut_before_after.png", "teacher_fidelity.png", "teacher_astronaut.png"):
         assert (work / "red_lip" / name).is_file(), name

@@ -228,3 +228,29 @@ def test_fidelity_reports_recovery_per_region_vs_the_renderer(tiny_teacher, tmp_
                      "--json", str(out_json), "--no-refiner"]) == 0
     plain = json.loads(out_json.read_text())
     assert plain["refiner"] is False and plain["psnr"] != report["psnr"]
+
+
+def test_fidelity_on_a_real_photo(tiny_teacher, tmp_path, capsys):
+    """`teacher fidelity --photo astronaut`: the teacher on skimage's portrait vs the renderer's look on it; the
+    teacher's paste leaves every pixel outside the look's regions as the photo's."""
+    from makeup.io import load_photo
+    from makeup.render import photo_truth
+    from teacher.fidelity import teacher_photo_fidelity
+    from teacher.inference import load_teacher
+
+    out_json = tmp_path / "astro.json"
+    assert cli_main(["teacher", "fidelity", "--teacher", str(tiny_teacher), "--photo", "astronaut", "--style",
+                     "red_lip", "--device", "cpu", "--samples", "1", "--json", str(out_json),
+                     "--grid", str(tmp_path / "astro.png")]) == 0
+    report = json.loads(out_json.read_text())
+    assert report["style"] == "red_lip" and report["photo"] == "astronaut" and (tmp_path / "astro.png").is_file()
+    assert set(report["recovery"]) == {"eyes", "lips", "skin", "brows"} and report["recovery"]["lips"] is not None
+    assert "teacher on astronaut vs renderer: recovery" in capsys.readouterr().out
+    crop, labels, truth = photo_truth(load_photo("astronaut"), "red_lip")
+    teacher = load_teacher(tiny_teacher, "cpu")
+    after = teacher.translate([crop], [labels], seeds=[0])[0]
+    assert np.array_equal(after[labels == 0], crop[labels == 0]) and not np.array_equal(after, crop)
+    again = teacher_photo_fidelity(teacher, load_photo("astronaut"), "red_lip", "astronaut", samples=1)
+    assert again["recovery"] == report["recovery"]  # one fixed noise seed: the same figures every run
+    assert cli_main(["teacher", "fidelity", "--teacher", str(tiny_teacher), "--photo", str(tmp_path / "nope.png"),
+                     "--device", "cpu"]) != 0

@@ -128,6 +128,10 @@ def demo_steps(args, cfg: DemoSettings) -> tuple[list[Step], list[str]]:
                  ["teacher", "fidelity", "--teacher", str(out / "teacher"), "--count", str(n_truth),
                   "--json", str(out / "teacher_fidelity.json"), "--grid", str(out / "teacher_fidelity.png")]
                  + prof),
+            Step("teacher on the astronaut", lambda: (out / "teacher_astronaut.json").exists(),
+                 ["teacher", "fidelity", "--teacher", str(out / "teacher"), "--photo", "astronaut", "--style", style,
+                  "--json", str(out / "teacher_astronaut.json"), "--grid", str(out / "teacher_astronaut.png")]
+                 + prof),
             Step("astronaut", lambda: (out / "astronaut_fidelity.json").exists(),
                  ["eval", "--model", str(tflite), "--photo", "astronaut", "--style", style, "--json",
                   str(out / "astronaut_fidelity.json"), "--grid", str(out / "astronaut_look.png")]),
@@ -193,6 +197,7 @@ def _chain_figures(out: Path) -> dict:
                        ("export_report", out / "export" / "report.json"),
                        ("tflite_vs_teacher", out / "eval_tflite.json"),
                        ("tflite_vs_renderer", out / "eval_tflite_truth.json"),
+                       ("teacher_astronaut_vs_renderer", out / "teacher_astronaut.json"),
                        ("astronaut_vs_renderer", out / "astronaut_fidelity.json")):
         if path.exists():
             figs[name] = json.loads(path.read_text())
@@ -206,7 +211,8 @@ def _look_lines(figs: dict) -> list[str]:
     lines = []
     for key, what in (("teacher_vs_renderer", "teacher vs renderer, new faces"),
                       ("tflite_vs_teacher", ".tflite vs teacher, held-out amplified pairs"),
-                      ("tflite_vs_renderer", ".tflite vs renderer, new faces")):
+                      ("tflite_vs_renderer", ".tflite vs renderer, new faces"),
+                      ("teacher_astronaut_vs_renderer", "teacher on the astronaut vs renderer")):
         if key in figs:
             lines.append(f"{what}: {format_fidelity(figs[key])}")
     for key, fid in (figs.get("astronaut_vs_renderer") or {}).items():

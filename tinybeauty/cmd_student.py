@@ -115,20 +115,15 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _eval_photo(args: argparse.Namespace) -> int:
     from makeup.errors import TinyBeautyError
-    from makeup.io import load_image
+    from makeup.io import load_photo
     from makeup.metrics import format_fidelity
     from makeup.styles import load_style
     from student.evaluate import photo_fidelity, write_eval_json
 
     if not args.style:
         raise TinyBeautyError("--photo needs --style (the look the model was trained on) for the renderer's truth")
-    if args.photo == "astronaut":
-        from skimage import data
-
-        photo = data.astronaut()
-    else:
-        photo = load_image(args.photo)
-    result = photo_fidelity(args.model, photo, load_style(args.style), name=args.photo, grid=args.grid)
+    result = photo_fidelity(args.model, load_photo(args.photo), load_style(args.style), name=args.photo,
+                            grid=args.grid)
     write_eval_json(args.json, result)
     for key, fid in result.items():
         print(f"{args.photo} {key}: {format_fidelity(fid)}")

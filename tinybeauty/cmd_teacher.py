@@ -25,8 +25,10 @@ def register(sub) -> None:
     tr.add_argument("--device", default=None, help="auto | cpu | cuda | mps")
     tr.set_defaults(func=run_train)
 
-    fi = tsub.add_parser("fidelity", help="PSNR of the teacher vs the renderer on held-out synthetic faces")
+    fi = tsub.add_parser("fidelity", help="the teacher vs the renderer on held-out synthetic faces (or a photo)")
     fi.add_argument("--teacher", required=True)
+    fi.add_argument("--photo", default=None, help="IMG | astronaut: score the teacher on this real photo instead "
+                    "(aligned, regions from its face mesh, the renderer's look on it as truth)")
     fi.add_argument("--style", default=None, help="look the renderer draws (default: the teacher's style)")
     fi.add_argument("--count", type=int, default=50)
     fi.add_argument("--batch", type=int, default=16)
@@ -101,6 +103,15 @@ def run_fidelity(args) -> int:
 
     samples = args.samples or amplify_settings(section(load_profile(args.profile), "amplify"),
                                                teacher.config.get("backend", "tiny-ddpm")).samples
+    if args.photo:
+        from makeup.io import load_photo
+        from makeup.metrics import format_fidelity
+        from teacher.fidelity import teacher_photo_fidelity
+
+        report = teacher_photo_fidelity(teacher, load_photo(args.photo), args.style, args.photo, args.steps,
+                                        samples, args.json, args.grid)
+        print(f"teacher on {args.photo} vs renderer: {format_fidelity(report)}")
+        return 0
     report = teacher_fidelity(teacher, args.style, args.count, args.batch, args.steps, args.json, args.grid,
                               samples=samples)
     print(json.dumps(report, indent=2))
