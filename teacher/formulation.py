@@ -101,10 +101,8 @@ class ResidualHead(nn.Module):
     def prior_map(self, masks: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
         """(N, 4, h, w) masks, (N, C, h, w) source -> (N, C, h, w) residual input: in each region the seeds'
         mean residual plus its colour part (``fit_region_prior``)."""
-        out = torch.einsum("nrhw,rc->nchw", masks, self.region_prior)
-        if bool(self.region_colour.any()):
-            out = out + torch.einsum("nrhw,nkhw,rkc->nchw", masks, source, self.region_colour)
-        return out
+        return (torch.einsum("nrhw,rc->nchw", masks, self.region_prior)
+                + torch.einsum("nrhw,nkhw,rkc->nchw", masks, source, self.region_colour))
 
     def to_diffusion(self, residual: torch.Tensor, masks: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
         """Image-space residual -> the diffusion variable (the scaled correction to ``alpha`` x the prior).
@@ -136,15 +134,10 @@ def make_condition(image: np.ndarray, labels: np.ndarray, size: int, radius: flo
                      torch.from_numpy(region_stack(labels, size, radius)))
 
 
-def region_residuals(befores, afters, labels, size: int | None = None, radius: float = 2.0) -> np.ndarray:
-    """(4, 3) mean residual (after - before, 0..1) of each makeup region over pairs, soft-mask weighted."""
-    return fit_region_prior(befores, afters, labels, radius, colour=False)[0]
-
-
 def _region_moments(befores, afters, labels, radius: float):
     """Per pair and region, the soft-mask weighted normal equations of residual ~ [photo, 1] @ W:
-    X^T w X (4, 4) and X^T w y (4, 3), photo and residual in 0..1. Shapes (pairs, 4 regions, 4, 4|3)."""
-    xtx, xty = [], []
+    X^T w X (4, 4), X^T w y (4, 3) and y^T w y, photo and residual in 0..1. Shapes (pairs, 4 regions, ...)."""
+    xtx, xty, yty = [], [], []
     for b, a, lab in zip(befores, afters, labels):
         m = region_stack(lab, None, radius).reshape(len(MAKEUP_REGIONS), -1)
         x = b.astype(np.float64).reshape(-1, 3) / 255.0
@@ -152,7 +145,8 @@ def _region_moments(befores, afters, labels, radius: float):
         X = np.concatenate([x, np.ones((len(x), 1))], axis=1)
         xtx.append(np.einsum("rp,pi,pj->rij", m, X, X))
         xty.append(np.einsum("rp,pi,pj->rij", m, X, y))
-    return np.stack(xtx), np.stack(xty)
+        yty.append(m @ (y ** 2).sum(axis=1))
+    return np.stack(xtx), np.stack(xty), np.stack(yty)
 
 
 def _solve_prior(xtx: np.ndarray, xty: np.ndarray, colour: bool, ridge: float) -> np.ndarray:
@@ -192,15 +186,10 @@ def fit_region_prior(befores, afters, labels, radius: float = 2.0, colour: bool 
 
     Returns (constant part b (4, 3), colour matrices A (4, 3, 3), which regions use a colour map).
     """
-    xtx, xty = _region_moments(befores, afters, labels, radius)
+    xtx, xty, y2 = _region_moments(befores, afters, labels, radius)
     n = len(xtx)
     use = [False] * len(MAKEUP_REGIONS)
     if colour and n >= 3:
-        y2 = []
-        for b, a, lab in zip(befores, afters, labels):
-            m = region_stack(lab, None, radius).reshape(len(MAKEUP_REGIONS), -1)
-            y = (a.astype(np.float64) - b).reshape(-1, 3) / 255.0
-            y2.append(m @ (y ** 2).sum(axis=1))
         err = np.zeros((2, len(MAKEUP_REGIONS)))
         for k in range(n):
             rest = np.arange(n) != k
@@ -244,7 +233,7 @@ def prior_image(masks: np.ndarray, photo: np.ndarray, region_prior, region_colou
     """numpy twin of :meth:`ResidualHead.prior_map` for one image: masks (4, H, W), photo (H, W, 3) in 0..1
     -> (H, W, 3) prior residual."""
     out = np.einsum("rhw,rc->hwc", masks, np.asarray(region_prior, np.float32))
-    if region_colour is not None and np.any(region_colour):
+    if region_colour is not None:
         out = out + np.einsum("rhw,hwk,rkc->hwc", masks, photo, np.asarray(region_colour, np.float32))
     return out
 

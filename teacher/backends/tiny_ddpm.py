@@ -17,7 +17,7 @@ from makeup.errors import TinyBeautyError
 from makeup.metrics import eyeliner_loss
 
 from ..formulation import (EYE_CHANNEL, MAKEUP_REGIONS, ResidualHead, estimate_residual_scale,  # noqa: F401
-                           fit_region_prior, make_condition)
+                           fit_region_prior, make_condition, prior_image)
 from . import TeacherBackend, register_backend
 
 DEFAULTS: dict = {
@@ -118,15 +118,14 @@ class TinyDDPMBackend(TeacherBackend):
                                                 [p.labels for p in pairs], float(cfg["feather_radius"]))
             cfg["region_prior"] = const.round(6).tolist()
             cfg["region_colour"] = colour.round(6).tolist()
-        self.model.head.set_statistics(1.0, cfg["region_prior"], cfg.get("region_colour"))
         if "residual_scale" not in self._given:
-            head, corrections = self.model.head, []
+            corrections = []
             for p in pairs:
                 before = make_condition(p.before, p.labels, res)
                 low = make_condition(p.after, p.labels, res).source - before.source
-                with torch.no_grad():
-                    prior = head.prior_map(before.masks[None], before.source[None])[0]
-                corrections.append((low - prior).numpy())
+                prior = prior_image(before.masks.numpy(), before.source.numpy().transpose(1, 2, 0),
+                                    cfg["region_prior"], cfg.get("region_colour"))
+                corrections.append(low.numpy() - prior.transpose(2, 0, 1))
             cfg["residual_scale"] = estimate_residual_scale(corrections)
         self.model.head.set_statistics(cfg["residual_scale"], cfg["region_prior"], cfg.get("region_colour"))
 
