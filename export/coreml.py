@@ -53,7 +53,7 @@ def _convert(module, example, size: int):
 
     program = torch.export.export(module, (example,)).run_decompositions({})
     return ct.convert(program, minimum_deployment_target=ct.target.iOS17,
-                      inputs=[ct.TensorType(name=INPUT_NAME, shape=(1, 3, size, size))],
+                      inputs=[ct.TensorType(name=INPUT_NAME, shape=tuple(example.shape))],
                       outputs=[ct.TensorType(name=OUTPUT_NAME)])
 
 
@@ -104,7 +104,7 @@ def export_coreml(qs, path: Path, cfg: dict, staged: dict | None = None) -> dict
             "deployment_target": "iOS17", "converter": f"coremltools {ct.__version__}"}
 
 
-def validate_coreml(path: Path, size: int) -> dict:
+def validate_coreml(path: Path, size: int, channels: int = 3) -> dict:
     """What can be checked without the CoreML runtime: the spec loads, I/O names and shapes, op types."""
     import coremltools as ct
 
@@ -115,8 +115,8 @@ def validate_coreml(path: Path, size: int) -> dict:
     inputs = {i.name: list(i.type.multiArrayType.shape) for i in spec.description.input}
     outputs = [o.name for o in spec.description.output]
     problems = []
-    if inputs != {INPUT_NAME: [1, 3, size, size]}:
-        problems.append(f"inputs {inputs}, expected {{{INPUT_NAME!r}: [1, 3, {size}, {size}]}}")
+    if inputs != {INPUT_NAME: [1, channels, size, size]}:
+        problems.append(f"inputs {inputs}, expected {{{INPUT_NAME!r}: [1, {channels}, {size}, {size}]}}")
     if outputs != [OUTPUT_NAME]:
         problems.append(f"outputs {outputs}, expected [{OUTPUT_NAME!r}]")
     ops: set[str] = set()

@@ -36,7 +36,7 @@ class ExportFormat:
     reference: str            # "unfolded" | "folded": which converted QAT graph the artifact comes from
     runtime: str              # what runs it for parity
     runs_here: Callable[[], tuple[bool, str]] = _always
-    validator: str | None = None  # "module:function" checking a file that cannot run here: (path, size) -> dict
+    validator: str | None = None  # "module:function" checking a file that cannot run here: (path, size, channels) -> dict
     runner: str = "student.runtime:load_runner"  # path -> callable NCHW batch -> NCHW output
     required: bool = True     # False: an optional extra that is dropped (not a failure) when over budget
 

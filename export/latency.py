@@ -262,10 +262,11 @@ def export_default(out: str | Path, size: int = 256, formats: str = "tflite,onnx
     if head_bias is not None:
         with torch.no_grad():
             model.head.bias.copy_(torch.linspace(-head_bias, head_bias, model.head.bias.numel()))
-    prepared, _ = prepare_qat(model, torch.rand(2, 3, size, size))
+    channels = config.in_channels
+    prepared, _ = prepare_qat(model, torch.rand(2, channels, size, size))
     with torch.no_grad():
         for _ in range(2):
-            prepared(torch.rand(2, 3, size, size))
+            prepared(torch.rand(2, channels, size, size))
     model.load_state_dict(float_state_from_prepared(prepared, model))
     ckpt = save_checkpoint(out / "default_qat.pt", model, config=config,
                            qat_state=prepared.state_dict(), meta={"style": "benchmark"})
@@ -291,7 +292,7 @@ def _torch_call(model, size: int, threads: int):
     import torch
 
     torch.set_num_threads(threads)
-    x = torch.rand(1, 3, size, size)
+    x = torch.rand(1, model.config.in_channels, size, size)
 
     def call():
         with torch.inference_mode():

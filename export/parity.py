@@ -22,7 +22,14 @@ class ParitySet:
     ids: list[str]
     sources: np.ndarray            # float32 (N, 3, S, S) in [0, 1]
     targets: np.ndarray | None     # same shape, or None when only sources are known
-    labels: np.ndarray | None = None  # uint8 (N, S, S) region label maps (with targets)
+    labels: np.ndarray | None = None  # uint8 (N, S, S) region label maps
+
+    def inputs(self, channels: int) -> np.ndarray:
+        """The model inputs: the sources, with their region channels when the model takes ``channels`` = 7."""
+        from student.model import StudentConfig, model_input
+
+        return self.sources if channels == 3 else model_input(StudentConfig(region_input=True), self.sources,
+                                                              self.labels)
 
 
 @dataclass

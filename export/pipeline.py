@@ -84,19 +84,18 @@ class ExportRequest:
 
 
 def _synthetic_inputs(size: int, count: int) -> ParitySet:
-    """Parity inputs when no pairs are given: synthetic faces (no targets), or smooth noise without them."""
-    try:
-        from makeup.synth import generate_face
+    """Parity inputs when no pairs are given: synthetic faces and their label maps (no targets)."""
+    from makeup.synth import generate_face
 
-        imgs = [generate_face(seed=1000 + i, size=size).image for i in range(count)]
-        sources = np.stack(imgs).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
-    except ImportError:
-        rng = np.random.default_rng(0)
-        sources = rng.random((count, 3, size, size), dtype=np.float32)
-    return ParitySet([f"synthetic_{i}" for i in range(count)], sources, None)
+    faces = [generate_face(seed=1000 + i, size=size) for i in range(count)]
+    sources = np.stack([f.image for f in faces]).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+    return ParitySet([f"synthetic_{i}" for i in range(count)], sources, None,
+                     np.stack([f.labels for f in faces]).astype(np.uint8))
 
 
-def _calibration_images(calib: Path, size: int, limit: int) -> np.ndarray:
+def _calibration_images(calib: Path, size: int, limit: int, config) -> np.ndarray:
+    from student.model import model_input
+
     from makeup.pairs import PairDataset, PairTorchDataset, split_ids
 
     ds = PairDataset(calib)
@@ -104,7 +103,9 @@ def _calibration_images(calib: Path, size: int, limit: int) -> np.ndarray:
         raise TinyBeautyError(f"--calib {calib}: the manifest lists no pairs")
     train_ids = split_ids(ds.ids)[0] or ds.ids
     items = PairTorchDataset(ds, train_ids[:limit], size=size)
-    return np.stack([items[i]["source"].numpy() for i in range(len(items))]).astype(np.float32)
+    batch = [items[i] for i in range(len(items))]
+    return model_input(config, np.stack([b["source"].numpy() for b in batch]).astype(np.float32),
+                       np.stack([b["mask"].numpy() for b in batch]))
 
 
 def _reference(qs, fmt: ExportFormat, details: dict):
@@ -115,13 +116,14 @@ def _verify(fmt: ExportFormat, path: Path, qs, parity_set: ParitySet, cfg: Expor
     """Run the artifact where a runtime exists here; otherwise validate what can be validated."""
     ok, why_not = fmt.runs_here()
     if not ok:
-        check = fmt.validator_fn()(path, qs.size)
+        check = fmt.validator_fn()(path, qs.size, qs.channels)
         reason = why_not if check["ok"] else "validation failed: " + "; ".join(check["problems"])
         return {"verified": False, "reason": reason, "spec_check": check, "psnr_vs_torch": None,
                 "psnr_vs_target": None, "torch_psnr_vs_target": None, "max_abs_diff": None,
                 "failures": [] if check["ok"] else [f"{fmt.name}: {reason}"]}
-    exported = run_each(fmt.runner_fn()(path), parity_set.sources)
-    reference = run_torch(_reference(qs, fmt, details), parity_set.sources)
+    inputs = parity_set.inputs(qs.channels)
+    exported = run_each(fmt.runner_fn()(path), inputs)
+    reference = run_torch(_reference(qs, fmt, details), inputs)
     p = compare(exported, reference, parity_set.targets, parity_set)
     fails = parity_failures(p, cfg.min_psnr_vs_torch_db, cfg.max_target_psnr_drop_db)
     return {**p.to_dict(), "verified": not fails, "reason": "; ".join(fails) or None,
@@ -202,7 +204,7 @@ def run_export(req: ExportRequest, progress: bool = True) -> dict:
     ckpt = load_checkpoint(req.checkpoint)
     calib = None
     if req.calib is not None and not getattr(ckpt, "qat", False):
-        calib = _calibration_images(req.calib, size, cfg.calib_images)
+        calib = _calibration_images(req.calib, size, cfg.calib_images, ckpt.config)
     parity_pairs = req.pairs or req.calib
     parity_set = (load_parity_set(parity_pairs, size, cfg.parity_images) if parity_pairs
                   else _synthetic_inputs(size, min(4, cfg.parity_images)))

@@ -30,12 +30,17 @@ class QuantizedStudent:
     meta: dict = field(default_factory=dict)
     calib_images: int = 0
 
+    @property
+    def channels(self) -> int:
+        """Input channels: 3 (RGB) or 7 (RGB + region masks, ``StudentConfig.region_input``)."""
+        return self.float_model.config.in_channels
+
     def example(self):
         """A fixed batch-1 input used for tracing (values do not matter once observers are frozen)."""
         import torch
 
         g = torch.Generator().manual_seed(0)
-        return torch.rand(1, 3, self.size, self.size, generator=g)
+        return torch.rand(1, self.channels, self.size, self.size, generator=g)
 
     @cached_property
     def unfolded(self):
@@ -84,7 +89,8 @@ def load_checkpoint(path: str | Path):
 def quantize_student(ckpt, size: int, calib_images: np.ndarray | None = None) -> QuantizedStudent:
     """The prepared int8 graph of a checkpoint: restored QAT state, or PTQ calibrated on ``calib_images``.
 
-    ``calib_images``: float32 (N, 3, size, size) in [0, 1]; required when the checkpoint has no QAT state.
+    ``calib_images``: float32 (N, C, size, size) model inputs (``student.model.model_input``); required when
+    the checkpoint has no QAT state.
     """
     import student.qat as sq
 
@@ -93,7 +99,7 @@ def quantize_student(ckpt, size: int, calib_images: np.ndarray | None = None) ->
     if getattr(ckpt, "qat", False):
         import torch
 
-        prepared = sq.restore_qat(ckpt, example=torch.rand(1, 3, size, size))
+        prepared = sq.restore_qat(ckpt, example=torch.rand(1, ckpt.config.in_channels, size, size))
         return QuantizedStudent(prepared, sq.make_quantizer(), "qat", model, size, meta)
     if calib_images is None or len(calib_images) == 0:
         raise TinyBeautyError("the checkpoint has no QAT state, so it is quantized post-training here: "

@@ -86,22 +86,43 @@ def regions_card() -> dict:
             "subpixel_bits": 4, "eye_reach": metrics.EYE_REACH}
 
 
+def io_card(size: int, channels: int) -> dict:
+    """What goes in and comes out. With region input (7 channels) the input's channels 3..6 are the crop's soft
+    region masks (``makeup.gate.soft_region_masks`` of the label map parsed as ``regions`` says, at
+    ``region_input.feather``): the same masks the look gate fades its limits with."""
+    from makeup.metrics import FIDELITY_REGIONS
+    from student.model import REGION_FEATHER
+
+    io = {"dtype": "float32", "value_range": [0.0, 1.0], "color": "RGB", "height": size, "width": size,
+          "channels": channels, "input": "aligned face crop (makeup.align.align_face), RGB / 255",
+          "output": "made-up crop, RGB, same layout, multiply by 255 and round"}
+    if channels > 3:
+        io["input"] += ", then the crop's soft region masks (region_input)"
+        io["region_input"] = {"channels": list(FIDELITY_REGIONS), "first_channel": 3, "feather": REGION_FEATHER,
+                              "masks": "makeup.gate.soft_region_masks: the regions card's label map; eyes = the "
+                                       "eye zone, skin = skin outside it; each Gaussian-blurred with sigma = "
+                                       "feather * side / 2 (cv2 ksize 0, zero border)"}
+    return io
+
+
 def model_card(qs, report: dict, student_config: dict | None) -> dict:
     """I/O contract per artifact plus what the model is (style, size, cost)."""
     from student.model import count_macs, count_params
 
-    size = qs.size
-    shapes = {"NCHW": [1, 3, size, size], "NHWC": [1, size, size, 3]}
+    size, channels = qs.size, qs.channels
+    shapes = {"NCHW": [1, channels, size, size], "NHWC": [1, size, size, channels]}
+    out_shapes = {"NCHW": [1, 3, size, size], "NHWC": [1, size, size, 3]}
     artifacts = {}
     for name, r in report["formats"].items():
         if not r.get("shipped"):
             continue
         layout = r.get("layout", "NCHW")
-        shape = list(shapes[layout])
+        shape, out_shape = list(shapes[layout]), list(out_shapes[layout])
         if r.get("batch") == "dynamic":
-            shape[0] = "batch"
+            shape[0] = out_shape[0] = "batch"
         artifacts[name] = {"file": r["path"], "layout": layout, "input": r.get("input_name", INPUT_NAME),
                            "output": r.get("output_name", OUTPUT_NAME), "shape": shape,
+                           "output_shape": out_shape,
                            "weights": r.get("weights"), "activations": r.get("activations"),
                            "runtime": FORMATS[name].runtime}
     return {
@@ -109,9 +130,7 @@ def model_card(qs, report: dict, student_config: dict | None) -> dict:
         "style": qs.meta.get("style"),
         "task": "face makeup transfer on an aligned face crop (output = clamp(input + residual, 0, 1))",
         "alignment": alignment_card(size),
-        "io": {"dtype": "float32", "value_range": [0.0, 1.0], "color": "RGB", "height": size, "width": size,
-               "input": "aligned face crop (makeup.align.align_face), RGB / 255",
-               "output": "made-up crop, same layout, multiply by 255 and round"},
+        "io": io_card(size, channels),
         "artifacts": artifacts,
         "params": count_params(qs.float_model),
         "macs": int(count_macs(qs.float_model, size)),

@@ -93,20 +93,16 @@ class LookGate:
 
     def limits(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-pixel (H, W, 3) low and high change limits for a (H, W) label map, feathered across edges."""
-        import cv2
-
         lab = np.asarray(labels)
         h, w = lab.shape
-        masks = region_masks(lab)
+        masks = soft_region_masks(lab, self.feather)
         lo = np.zeros((h, w, 3), np.float32)
         hi = np.zeros((h, w, 3), np.float32)
         weight = np.zeros((h, w), np.float32)
-        sigma = max(self.feather * h / 2.0, 1e-3)
         for region, b in self.bounds.items():
             if b is None:
                 continue
-            m = masks[region][0].numpy().astype(np.float32)
-            m = cv2.GaussianBlur(m, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT) if self.feather > 0 else m
+            m = masks[FIDELITY_REGIONS.index(region)]
             lo += m[..., None] * np.asarray(b[0], np.float32)
             hi += m[..., None] * np.asarray(b[1], np.float32)
             weight += m
@@ -130,6 +126,27 @@ class LookGate:
             fwd, inv = self.matrices
             delta = _mix(inv, np.clip(_mix(fwd, delta), lo, hi))
         return np.clip(np.round((src + delta) * 255.0), 0, 255).astype(np.uint8)
+
+
+def soft_region_masks(labels: np.ndarray, feather: float = 0.02) -> np.ndarray:
+    """float32 (4, H, W) masks of ``FIDELITY_REGIONS`` (eye zone, lips, skin outside it, brows;
+    :func:`makeup.metrics.region_masks`) of a (H, W) label map, each ``cv2.GaussianBlur(m, (0, 0), sigma,
+    BORDER_CONSTANT)`` with ``sigma = feather * H / 2`` (``feather`` 0: the hard masks).
+
+    The one definition of "where each region is, with soft edges": the gate's limits fade with it, and a
+    student with ``region_input`` reads it as 4 input channels (gate.js and LookGate.kt compute the same)."""
+    import cv2
+
+    lab = np.asarray(labels)
+    if lab.ndim != 2:
+        raise ValueError(f"soft_region_masks: a (H, W) label map, got shape {lab.shape}")
+    hard = region_masks(lab)
+    sigma = max(feather * lab.shape[0] / 2.0, 1e-3)
+    out = np.zeros((len(FIDELITY_REGIONS),) + lab.shape, np.float32)
+    for i, region in enumerate(FIDELITY_REGIONS):
+        m = hard[region][0].numpy().astype(np.float32)
+        out[i] = cv2.GaussianBlur(m, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT) if feather > 0 else m
+    return out
 
 
 def _float32_rows(basis) -> tuple:

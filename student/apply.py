@@ -25,21 +25,26 @@ log = logging.getLogger("tinybeauty")
 CROP_SIZE = 256
 
 
-def apply_to_crop(runner: Runner, crop: np.ndarray) -> np.ndarray:
-    """uint8 (H, W, 3) crop -> uint8 crop with the look."""
+def apply_to_crop(runner: Runner, crop: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+    """uint8 (H, W, 3) crop (and its (H, W) region labels, which a region-input student needs) -> uint8 crop
+    with the look."""
     x = (crop.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
-    y = np.clip(runner(x)[0].transpose(1, 2, 0), 0.0, 1.0)
+    y = np.clip(runner(x, None if labels is None else labels[None])[0].transpose(1, 2, 0), 0.0, 1.0)
     return np.round(y * 255.0).astype(np.uint8)
 
 
 def gated_crop(runner: Runner, aligned, gate: LookGate | None) -> np.ndarray:
-    """The student's output for an aligned face, clipped by ``gate`` over the crop's face-mesh regions."""
+    """The student's output for an aligned face, clipped by ``gate`` over the crop's face-mesh regions (the
+    same regions a region-input student reads)."""
     from makeup.parsing import landmarks_to_labels
 
-    out = apply_to_crop(runner, aligned.crop)
-    if gate is None or aligned.landmarks is None:
-        return out
-    return gate.apply(aligned.crop, out, landmarks_to_labels(aligned.landmarks, aligned.crop.shape[:2]))
+    if aligned.landmarks is None:
+        if runner.region_input:
+            raise TinyBeautyError(f"{runner.path.name} needs the face's regions, and this crop has no face mesh")
+        return apply_to_crop(runner, aligned.crop)
+    labels = landmarks_to_labels(aligned.landmarks, aligned.crop.shape[:2])
+    out = apply_to_crop(runner, aligned.crop, labels)
+    return out if gate is None else gate.apply(aligned.crop, out, labels)
 
 
 def apply_to_photo(runner: Runner, photo: np.ndarray, name: str = "image", size: int = CROP_SIZE,

@@ -40,7 +40,7 @@ def evaluate(model: Runner | str | os.PathLike, pairs_dir: str | os.PathLike, sp
         src = np.stack([it["source"].numpy() for it in items])
         tgt = np.stack([it["target"].numpy() for it in items])
         labels = np.stack([it["mask"].numpy() for it in items])
-        pred = np.clip(runner(src), 0.0, 1.0)
+        pred = np.clip(runner(src, labels), 0.0, 1.0)
         p, s, t = (x.transpose(0, 2, 3, 1) for x in (pred, src, tgt))
         fidelity.update(p, s, t, labels)
         ssims += list(ssim_per_image(p, t, 1.0))
@@ -72,7 +72,7 @@ def photo_fidelity(model: Runner | str | os.PathLike, photo: np.ndarray, style, 
 
     runner = model if isinstance(model, Runner) else load_runner(model)
     crop, labels, truth = photo_truth(photo, style, runner.size[0] if runner.size else 256, name)
-    raw = apply_to_crop(runner, crop)
+    raw = apply_to_crop(runner, crop, labels)
     gate = look_gate_of(runner.path)
     outs = {"ungated": raw} | ({"gated": gate.apply(crop, raw, labels)} if gate is not None else {})
     result = {}

@@ -108,7 +108,7 @@ def restore_qat(ckpt, example: torch.Tensor | None = None, dynamic_batch: bool =
     model = build_model(ckpt.config)
     model.load_state_dict(ckpt.model.state_dict())
     if example is None:
-        example = torch.rand(1, 3, DEFAULT_QAT_SIZE, DEFAULT_QAT_SIZE)
+        example = torch.rand(1, ckpt.config.in_channels, DEFAULT_QAT_SIZE, DEFAULT_QAT_SIZE)
     prepared, _ = prepare_qat(model, example, dynamic_batch=dynamic_batch, dynamic_size=dynamic_size)
     # Fake-quant scales start as 1-element buffers; their _load_from_state_dict resizes them to per-channel.
     prepared.load_state_dict(ckpt.qat_state, strict=True)

@@ -1,4 +1,8 @@
-"""One callable per artifact: ``load_runner(path)(batch)`` maps NCHW float32 [0, 1] batches to NCHW outputs.
+"""One callable per artifact: ``load_runner(path)(batch, labels)`` maps NCHW float32 [0, 1] batches to NCHW outputs.
+
+A student with region input (``StudentConfig.region_input``: 7 input channels, RGB + the face's soft region
+masks) needs the batch's label maps; the runner appends their masks (``student.model.model_input``), so
+callers hand every artifact the same RGB batch and labels. The channel count is read from the artifact.
 
 ``.pt`` student checkpoints run in torch (QAT checkpoints through their converted int8 reference graph, i.e.
 what export ships); ``.tflite`` runs in ai-edge-litert's interpreter, ``.onnx`` and ``.ort`` (ONNX Runtime
@@ -18,20 +22,41 @@ from makeup.errors import TinyBeautyError
 SUFFIXES = (".pt", ".tflite", ".onnx", ".ort")
 
 
+CHANNELS = (3, 7)  # RGB; RGB + the 4 region masks
+
+
 class Runner:
-    """Callable (N, 3, H, W) float32 -> (N, 3, H, W) float32. ``size`` = (H, W) when the artifact is fixed."""
+    """Callable ((N, 3, H, W) float32[, (N, H, W) labels]) -> (N, 3, H, W) float32. ``size`` = (H, W) when
+    the artifact is fixed; ``channels`` = what the artifact takes (7: it needs ``labels``, or a batch that
+    already carries the region channels)."""
 
     def __init__(self, fn: Callable[[np.ndarray], np.ndarray], kind: str, path: Path,
-                 size: tuple[int, int] | None = None, layout: str = "NCHW", qat: bool = False):
+                 size: tuple[int, int] | None = None, layout: str = "NCHW", qat: bool = False, channels: int = 3):
         self._fn = fn
         self.kind, self.path, self.size, self.layout, self.qat = kind, path, size, layout, qat
+        self.channels = channels
 
-    def __call__(self, batch) -> np.ndarray:
+    @property
+    def region_input(self) -> bool:
+        return self.channels > 3
+
+    def __call__(self, batch, labels=None) -> np.ndarray:
+        from .model import REGION_CHANNELS, StudentConfig, model_input
+
         if hasattr(batch, "detach"):
             batch = batch.detach().cpu().numpy()
-        x = np.ascontiguousarray(np.asarray(batch, dtype=np.float32))
-        if x.ndim != 4 or x.shape[1] != 3:
+        x = np.asarray(batch, dtype=np.float32)
+        if x.ndim != 4 or x.shape[1] not in (3, self.channels):
             raise TinyBeautyError(f"{self.path.name}: expected an (N, 3, H, W) batch, got {x.shape}")
+        if self.channels != x.shape[1]:
+            if self.channels != 3 + REGION_CHANNELS:
+                raise TinyBeautyError(f"{self.path.name}: takes {self.channels} input channels; "
+                                      f"known: {list(CHANNELS)}")
+            try:
+                x = model_input(StudentConfig(region_input=True), x, labels)
+            except TinyBeautyError as exc:
+                raise TinyBeautyError(f"{self.path.name}: {exc}") from None
+        x = np.ascontiguousarray(x)
         if self.size is not None and tuple(x.shape[2:]) != tuple(self.size):
             raise TinyBeautyError(f"{self.path.name}: takes {self.size[1]}x{self.size[0]} images, "
                                   f"got {x.shape[3]}x{x.shape[2]}")
@@ -60,13 +85,18 @@ def _torch_runner(path: Path) -> Runner:
         with torch.no_grad():
             return net(torch.from_numpy(x)).numpy()
 
-    return Runner(run, "torch-qat" if ckpt.qat else "torch", path, qat=ckpt.qat)
+    return Runner(run, "torch-qat" if ckpt.qat else "torch", path, qat=ckpt.qat,
+                  channels=ckpt.config.in_channels)
 
 
 def layout_of(shape) -> str:
-    """'NHWC' when the last dim is the 3 colour channels and dim 1 is not, else 'NCHW'."""
+    """'NHWC' when the last dim is a channel count (:data:`CHANNELS`) and dim 1 is not, else 'NCHW'."""
     shape = list(shape)
-    return "NHWC" if len(shape) == 4 and shape[-1] == 3 and shape[1] != 3 else "NCHW"
+    return "NHWC" if len(shape) == 4 and shape[-1] in CHANNELS and shape[1] not in CHANNELS else "NCHW"
+
+
+def channels_of(shape, layout: str) -> int:
+    return int(shape[-1] if layout == "NHWC" else shape[1])
 
 
 def _fixed_hw(shape, layout: str) -> tuple[int, int] | None:
@@ -116,7 +146,8 @@ def _tflite_runner(path: Path) -> Runner:
         interp.invoke()
         return dequantize(interp.get_tensor(out["index"]), out)
 
-    return Runner(_per_image(one, layout), "tflite", path, _fixed_hw(inp["shape"], layout), layout)
+    return Runner(_per_image(one, layout), "tflite", path, _fixed_hw(inp["shape"], layout), layout,
+                  channels=channels_of(inp["shape"], layout))
 
 
 def _onnx_runner(path: Path) -> Runner:
@@ -139,8 +170,8 @@ def _onnx_runner(path: Path) -> Runner:
         def fn(x: np.ndarray) -> np.ndarray:
             y = one(np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if layout == "NHWC" else x)
             return y.transpose(0, 3, 1, 2) if layout_of(y.shape) == "NHWC" else y
-    return Runner(fn, "onnx", path, _fixed_hw([d if isinstance(d, int) else -1 for d in inp.shape], layout),
-                  layout)
+    shape = [d if isinstance(d, int) else -1 for d in inp.shape]
+    return Runner(fn, "onnx", path, _fixed_hw(shape, layout), layout, channels=channels_of(shape, layout))
 
 
 LOADERS: dict[str, Callable[[Path], Runner]] = {".pt": _torch_runner, ".tflite": _tflite_runner,

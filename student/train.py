@@ -33,7 +33,7 @@ from makeup.runtime import pick_device, seed_everything
 
 from .checkpoint import load_student, save_checkpoint
 from .losses import LossWeights, StudentLoss
-from .model import StudentConfig, build_model, count_macs, count_params
+from .model import StudentConfig, build_model, count_macs, count_params, model_input, region_channels
 from .qat import float_state_from_prepared, prepare_qat, restore_qat, set_qat_mode
 
 log = logging.getLogger("tinybeauty")
@@ -130,7 +130,7 @@ def read_metrics(out_dir: str | os.PathLike) -> list[dict]:
 
 
 def random_crop(batch: dict, side: int | None, rng: np.random.Generator, focus: float = 0.0) -> dict:
-    """The same random ``side`` crop of source, target and mask, drawn per sample.
+    """The same random ``side`` crop of every image-shaped entry (source, target, mask, regions), per sample.
 
     With probability ``focus`` a crop is centred (with jitter) on a random pixel of a random makeup region
     present in the sample, so small regions (lips, brows) are in the crop as often as the large skin; a
@@ -140,7 +140,7 @@ def random_crop(batch: dict, side: int | None, rng: np.random.Generator, focus: 
     if not side or (side >= h and side >= w):
         return batch
     side = min(side, h, w)
-    out = {k: [] for k in ("source", "target", "mask")}
+    out = {k: [] for k in ("source", "target", "mask", "regions") if k in batch}
     for i in range(batch["source"].shape[0]):
         y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
         if focus > 0 and rng.random() < focus:
@@ -188,7 +188,8 @@ class StudentTrainer:
 
     def _qat_phase(self, model, qat_state: dict | None = None):
         """Prepare the float model for QAT (on CPU: PT2E export), then train it on the device."""
-        example = self.val_set[0]["source"][None]
+        item = self.val_set[0]
+        example = model_input(self.config, item["source"][None], item["mask"][None])
         prepared, _ = prepare_qat(model.cpu(), example, dynamic_batch=True, dynamic_size=True)
         if qat_state is not None:
             prepared.load_state_dict(qat_state, strict=True)
@@ -225,10 +226,13 @@ class StudentTrainer:
         bar = tqdm(loader, desc=f"epoch {epoch}/{self.total_epochs}{' qat' if qat else ''}", unit="batch",
                    disable=not self.progress, leave=False)
         for batch in bar:
+            if self.config.region_input:  # the masks of the whole face, then cropped with it (as at run time)
+                batch["regions"] = torch.from_numpy(region_channels(batch["mask"]))
             batch = random_crop(batch, self.settings.train_crop, rng, float(self.settings.crop_focus))
             src, tgt, mask = (batch[k].to(self.device) for k in ("source", "target", "mask"))
+            x = torch.cat([src, batch["regions"].to(self.device)], dim=1) if "regions" in batch else src
             with torch.autocast(self.device.type, enabled=use_amp):
-                pred = net(src)
+                pred = net(x)
             loss, _ = self.loss_fn(pred.float(), tgt, mask, src)
             opt.zero_grad(set_to_none=True)
             if use_amp:
@@ -257,7 +261,7 @@ class StudentTrainer:
             src = torch.stack([it["source"] for it in items]).to(self.device)
             tgt = torch.stack([it["target"] for it in items]).to(self.device)
             mask = torch.stack([it["mask"] for it in items]).to(self.device)
-            pred = net(src).float()
+            pred = net(model_input(self.config, src, mask)).float()
             losses.append(float(self.loss_fn(pred, tgt, mask, src)[0]) * len(items))
             s, p, t = (x.cpu().numpy().transpose(0, 2, 3, 1) for x in (src, pred, tgt))
             fidelity.update(p, s, t, mask.cpu())

@@ -29,9 +29,7 @@ def _write_pairs(root: Path, count: int = 40) -> Path:
 
     rng = np.random.default_rng(0)
     writer = PairWriter(root)
-    labels = np.zeros((SIZE, SIZE), np.uint8)
-    labels[4:28, 4:28] = 3  # skin
-    labels[20:24, 10:22] = 2  # lips
+    labels = _labels()
     for i in range(count):
         src = (rng.random((SIZE // 4, SIZE // 4, 3)) * 255).astype(np.uint8).repeat(4, 0).repeat(4, 1)
         tgt = np.clip(src.astype(int) + [18, -6, 4], 0, 255).astype(np.uint8)
@@ -39,12 +37,19 @@ def _write_pairs(root: Path, count: int = 40) -> Path:
     return root
 
 
+def _labels() -> np.ndarray:
+    labels = np.zeros((SIZE, SIZE), np.uint8)
+    labels[4:28, 4:28] = 3  # skin
+    labels[20:24, 10:22] = 2  # lips
+    return labels
+
+
 def _train_checkpoints(root: Path, widths=TINY_WIDTHS, steps: int = 4) -> tuple[Path, Path]:
     """(QAT checkpoint, float checkpoint) of one tiny student trained ``steps`` QAT steps."""
     import torch
 
     from student.checkpoint import save_checkpoint
-    from student.model import StudentConfig, build_model
+    from student.model import StudentConfig, build_model, model_input
     from student.qat import float_state_from_prepared, prepare_qat
 
     torch.manual_seed(0)
@@ -53,8 +58,9 @@ def _train_checkpoints(root: Path, widths=TINY_WIDTHS, steps: int = 4) -> tuple[
     # The student's head starts at zero (identity net) and QAT's moving-average observers would keep its
     # output range near zero for a few steps; a non-zero head gives a residual that parity can see.
     torch.nn.init.normal_(model.head.weight, 0.0, 0.05)
-    x = torch.rand(4, 3, SIZE, SIZE)
-    target = (x + torch.tensor([0.07, -0.02, 0.015]).view(1, 3, 1, 1)).clamp(0, 1)
+    rgb = torch.rand(4, 3, SIZE, SIZE)
+    x = model_input(cfg, rgb, np.repeat(_labels()[None], 4, axis=0))  # with the pairs' region masks
+    target = (rgb + torch.tensor([0.07, -0.02, 0.015]).view(1, 3, 1, 1)).clamp(0, 1)
     prepared, _ = prepare_qat(model, x)
     opt = torch.optim.Adam(prepared.parameters(), 1e-3)
     for _ in range(steps):
@@ -120,7 +126,9 @@ def test_runtime_parity_numbers_are_real(exported, quantized):
         assert entry["psnr_vs_torch"] >= 45.0
         assert entry["torch_psnr_vs_target"] - entry["psnr_vs_target"] <= 0.1
         runner = load_runner(out / entry["path"])
-        p = compare(run_each(runner, ps.sources), run_torch(graph, ps.sources), ps.targets, ps)
+        x = ps.inputs(runner.channels)
+        assert runner.channels == 7 and x.shape[1] == 7 and np.array_equal(x[:, :3], ps.sources)
+        p = compare(run_each(runner, x), run_torch(graph, x), ps.targets, ps)
         assert p.psnr_vs_torch == pytest.approx(entry["psnr_vs_torch"], abs=1e-3)
         assert p.psnr_vs_target == pytest.approx(entry["psnr_vs_target"], abs=1e-3)
         # per region too: the artifact keeps the look the PyTorch graph has, in each region the pairs change
@@ -137,8 +145,14 @@ def test_model_card_states_the_io_contract(exported):
     assert card["style"] == "tint" and card["params"] > 0 and card["macs"] > 0
     assert card["io"]["value_range"] == [0.0, 1.0] and card["io"]["dtype"] == "float32"
     tfl = card["artifacts"]["tflite"]
-    assert (tfl["layout"], tfl["shape"], tfl["input"], tfl["output"]) == ("NHWC", [1, SIZE, SIZE, 3], "image", "made_up")
-    assert card["artifacts"]["onnx"]["shape"] == ["batch", 3, SIZE, SIZE]
+    assert (tfl["layout"], tfl["shape"], tfl["input"], tfl["output"]) == ("NHWC", [1, SIZE, SIZE, 7], "image", "made_up")
+    assert tfl["output_shape"] == [1, SIZE, SIZE, 3]
+    assert card["artifacts"]["onnx"]["shape"] == ["batch", 7, SIZE, SIZE]
+    assert card["artifacts"]["onnx"]["output_shape"] == ["batch", 3, SIZE, SIZE]
+    # the region input: which mask is in which channel, and how soft (apps compute them from the face mesh)
+    assert card["io"]["channels"] == 7
+    assert card["io"]["region_input"]["channels"] == ["eyes", "lips", "skin", "brows"]
+    assert card["io"]["region_input"]["first_channel"] == 3 and card["io"]["region_input"]["feather"] == 0.02
 
 
 def test_tflite_signature_and_int8_weights(exported):
@@ -167,9 +181,10 @@ def test_coreml_package_validates_on_linux(exported):
 
     entry = exported["report"]["formats"]["coreml"]
     pkg = exported["out"] / "tinybeauty.mlpackage"
-    check = validate_coreml(pkg, SIZE)
+    check = validate_coreml(pkg, SIZE, 7)
+    assert not validate_coreml(pkg, SIZE, 3)["ok"]  # an RGB-only app would feed it the wrong input
     assert check["ok"], check["problems"]
-    assert "conv" in check["ops"] and check["inputs"] == {"image": [1, 3, SIZE, SIZE]}
+    assert "conv" in check["ops"] and check["inputs"] == {"image": [1, 7, SIZE, SIZE]}
     assert not (pkg / DEBUG_FILE).exists()
     if platform.system() != "Darwin":
         assert entry["verified"] is False and "macOS" in entry["reason"]
@@ -190,7 +205,7 @@ def test_coreml_falls_back_to_smaller_modes_when_over_budget(quantized, tmp_path
     tried = details["modes_tried"]
     assert list(tried) == ["qat", "int8", "palettize6"] and details["mode"] == "palettize6"
     assert tried["palettize6"] < tried["qat"]
-    assert validate_coreml(pkg, SIZE)["ok"]
+    assert validate_coreml(pkg, SIZE, 7)["ok"]
 
 
 def _bit_rot(weight: np.ndarray) -> np.ndarray:
@@ -226,7 +241,8 @@ def test_corrupted_tflite_weight_fails_parity(exported, quantized, tmp_path):
     shutil.copy(exported["out"] / "tinybeauty.tflite", bad)
     _corrupt_tflite_weight(bad)
     ps = load_parity_set(exported["pairs"], SIZE, CFG["parity_images"])
-    p = compare(run_each(load_runner(bad), ps.sources), run_torch(quantized.unfolded, ps.sources), ps.targets)
+    x = ps.inputs(7)
+    p = compare(run_each(load_runner(bad), x), run_torch(quantized.unfolded, x), ps.targets)
     assert parity_failures(p, 45.0, 0.1), p
 
 

@@ -15,13 +15,18 @@ from student.model import (DEFAULT_CONFIG, StudentConfig, TinyBeauty, build_mode
 SMALL = StudentConfig(widths=(4, 6, 8, 8))
 
 
+def _rand(cfg: StudentConfig, n: int, h: int, w: int) -> torch.Tensor:
+    """A model input: RGB in channels 0-2 (and, with region input, mask-like values in 3-6)."""
+    return torch.rand(n, cfg.in_channels, h, w)
+
+
 @pytest.mark.parametrize("hw", [(8, 8), (16, 40), (64, 64), (256, 256)])
 def test_output_shape_matches_input_for_multiples_of_8(hw):
     model = build_model(SMALL).eval()
-    x = torch.rand(2, 3, *hw)
+    x = _rand(SMALL, 2, *hw)
     with torch.no_grad():
         y = model(x)
-    assert y.shape == x.shape
+    assert y.shape == (2, 3, *hw)
     assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
 
 
@@ -30,7 +35,7 @@ def test_output_shape_matches_input_for_multiples_of_8(hw):
 def test_any_multiple_of_8_works_and_others_are_refused(h, w, skip):
     model = build_model(StudentConfig(widths=(2, 3, 4, 4), skip=skip, convs_per_level=1)).eval()
     with torch.no_grad():
-        assert model(torch.rand(1, 3, 8 * h, 8 * w)).shape == (1, 3, 8 * h, 8 * w)
+        assert model(torch.rand(1, 7, 8 * h, 8 * w)).shape == (1, 3, 8 * h, 8 * w)
     with pytest.raises(TinyBeautyError):
         check_input_size(8 * h + 4, 8 * w)
 
@@ -39,13 +44,13 @@ def test_zero_final_conv_makes_the_net_the_identity():
     model = build_model(SMALL).eval()
     torch.nn.init.zeros_(model.head.weight)
     torch.nn.init.zeros_(model.head.bias)
-    x = torch.rand(3, 3, 32, 48)
+    x = _rand(SMALL, 3, 32, 48)
     with torch.no_grad():
-        assert torch.equal(model(x), x)
+        assert torch.equal(model(x), x[:, :3])  # the RGB channels come back; the masks only steer
     # and a non-zero head really changes the output (the residual path is live)
     torch.nn.init.constant_(model.head.bias, 0.1)
     with torch.no_grad():
-        assert not torch.equal(model(x * 0.5), x * 0.5)
+        assert not torch.equal(model(x * 0.5), x[:, :3] * 0.5)
 
 
 def test_default_config_is_within_the_budget():
@@ -84,7 +89,7 @@ def test_checkpoint_round_trip(tmp_path):
     path = save_checkpoint(tmp_path / "s.pt", model, meta={"epoch": 7})
     ckpt = load_student(path)
     assert ckpt.config == SMALL and not ckpt.qat and ckpt.meta == {"epoch": 7}
-    x = torch.rand(1, 3, 16, 16)
+    x = _rand(SMALL, 1, 16, 16)
     with torch.no_grad():
         assert torch.equal(ckpt.model(x), model.eval()(x))
     assert not list(tmp_path.glob(".*tmp*"))  # atomic write leaves no temp file
@@ -92,7 +97,8 @@ def test_checkpoint_round_trip(tmp_path):
 
 def test_checkpoints_saved_before_the_architecture_options_load_as_they_were_built(tmp_path):
     """A stop-14 checkpoint's config has no stem/upsample/head: it loads as nearest upsampling + 3x3 head (the
-    function it was trained as; NearestUp2 is nn.Upsample's nearest bit for bit)."""
+    function it was trained as; NearestUp2 is nn.Upsample's nearest bit for bit); one saved before stop 20 has
+    no region_input: it loads as the RGB-only net it was."""
     from student.model import LEGACY
 
     legacy = StudentConfig.from_dict({**LEGACY, "widths": (4, 6, 8, 8)})
@@ -103,13 +109,13 @@ def test_checkpoints_saved_before_the_architecture_options_load_as_they_were_bui
         payload["config"].pop(key)
     torch.save(payload, path)
     ckpt = load_student(path)
-    assert ckpt.config == legacy
+    assert ckpt.config == legacy and ckpt.config.in_channels == 3 and not ckpt.config.region_input
     x = torch.rand(1, 3, 16, 16)
     with torch.no_grad():
         assert torch.equal(ckpt.model(x), model.eval()(x))
         # and the default (xnnpack) spelling of the same weights is the same function (to float rounding:
         # 1 - (1 - y) is not always y in float32)
-        new = build_model(StudentConfig(widths=(4, 6, 8, 8)))
+        new = build_model(StudentConfig(widths=(4, 6, 8, 8), region_input=False))
         new.load_state_dict(model.state_dict())
         assert torch.allclose(new.eval()(x), ckpt.model(x), atol=1e-6, rtol=0)
 
@@ -153,12 +159,12 @@ def test_every_architecture_option_keeps_shape_range_and_identity(options):
     model = build_model(cfg).eval()
     torch.nn.init.zeros_(model.head.weight)
     torch.nn.init.zeros_(model.head.bias)
-    x = torch.rand(2, 3, 32, 48)
+    x = _rand(cfg, 2, 32, 48)
     with torch.no_grad():
-        assert torch.equal(model(x), x)  # a zero head is the identity in every variant
+        assert torch.equal(model(x), x[:, :3])  # a zero head is the identity in every variant
         torch.nn.init.constant_(model.head.bias, 0.6)
         y = model(x)
-    assert y.shape == x.shape and float(y.max()) == 1.0 and float(y.min()) >= 0.0
+    assert y.shape == (2, 3, 32, 48) and float(y.max()) == 1.0 and float(y.min()) >= 0.0
     if cfg.stem == "s2d":
         with pytest.raises(TinyBeautyError, match="multiples of 16"):
             check_input_size(24, 32, cfg)
@@ -182,7 +188,7 @@ def test_subpixel_head_is_the_3x3_conv(h, w, cin, seed):
                                                                                      "head": "subpixel"})).eval()
     torch.nn.init.normal_(plain.head.weight, std=0.05)
     spelled.load_state_dict(plain.state_dict())
-    x = torch.rand(1, 3, 8 * h, 8 * w)
+    x = _rand(SMALL, 1, 8 * h, 8 * w)
     with torch.no_grad():
         assert torch.allclose(spelled(x), plain(x), atol=1e-5)
 
@@ -207,11 +213,11 @@ def qat_trained(tmp_path_factory):
 
     torch.manual_seed(0)
     model = build_model(SMALL)
-    x = torch.rand(4, 3, 32, 32)
+    x = _rand(SMALL, 4, 32, 32)
     prepared, _ = prepare_qat(model, x, dynamic_batch=True, dynamic_size=True)
     opt = torch.optim.Adam(prepared.parameters(), lr=1e-3)
     for _ in range(5):
-        loss = (prepared(x) - x).abs().mean()
+        loss = (prepared(x) - x[:, :3]).abs().mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -223,16 +229,16 @@ def qat_trained(tmp_path_factory):
 
 def test_qat_trains_in_batches_of_any_size(qat_trained):
     prepared, _, _ = qat_trained
-    for shape in [(1, 3, 32, 32), (3, 3, 64, 40)]:
+    for n, h, w in [(1, 32, 32), (3, 64, 40)]:
         with torch.no_grad():
-            assert prepared(torch.rand(*shape)).shape == shape
+            assert prepared(_rand(SMALL, n, h, w)).shape == (n, 3, h, w)
 
 
 def test_qat_converted_graph_stays_close_to_float(qat_trained):
     from student.qat import convert_qat
 
     prepared, model, _ = qat_trained
-    x = torch.rand(2, 3, 32, 32)
+    x = _rand(SMALL, 2, 32, 32)
     with torch.no_grad():
         ref = model(x)
         for fold in (True, False):
@@ -248,8 +254,8 @@ def test_restore_qat_reproduces_the_prepared_graph(qat_trained):
     prepared, _, path = qat_trained
     ckpt = load_student(path)
     assert ckpt.qat and ckpt.qat_state is not None
-    restored = restore_qat(ckpt, example=torch.rand(1, 3, 32, 32), dynamic_size=True)
-    x = torch.rand(2, 3, 32, 32)
+    restored = restore_qat(ckpt, example=_rand(SMALL, 1, 32, 32), dynamic_size=True)
+    x = _rand(SMALL, 2, 32, 32)
     with torch.no_grad():
         assert torch.allclose(restored(x), prepared(x), atol=1e-6)
     with pytest.raises(TinyBeautyError, match="not a QAT checkpoint"):
@@ -260,9 +266,9 @@ def test_runtime_runs_float_and_qat_checkpoints(qat_trained, tmp_path):
     from student.runtime import load_runner
 
     prepared, model, path = qat_trained
-    x = np.random.default_rng(0).random((2, 3, 32, 32), dtype=np.float32)
+    x = np.random.default_rng(0).random((2, 7, 32, 32), dtype=np.float32)
     qat_runner = load_runner(path)
-    assert qat_runner.qat and qat_runner(x).shape == x.shape
+    assert qat_runner.qat and qat_runner.channels == 7 and qat_runner(x).shape == (2, 3, 32, 32)
     float_path = save_checkpoint(tmp_path / "f.pt", model)
     with torch.no_grad():
         ref = model(torch.from_numpy(x)).numpy()
@@ -276,7 +282,7 @@ def test_runtime_runs_onnx_in_both_layouts(tmp_path):
     from student.runtime import load_runner
 
     model = build_model(SMALL).eval()
-    x = torch.rand(1, 3, 32, 32)
+    x = _rand(SMALL, 1, 32, 32)
 
     class NHWC(torch.nn.Module):
         def __init__(self, net):
@@ -295,10 +301,72 @@ def test_runtime_runs_onnx_in_both_layouts(tmp_path):
     onnx_to_ort(tmp_path / "nchw.onnx", tmp_path / "nchw.ort")  # ONNX Runtime Mobile's format, as export writes it
     for name, layout in (("nchw.onnx", "NCHW"), ("nhwc.onnx", "NHWC"), ("nchw.ort", "NCHW")):
         runner = load_runner(tmp_path / name)
-        assert runner.layout == layout and runner.size == (32, 32)
+        assert runner.layout == layout and runner.size == (32, 32) and runner.channels == 7
         batch = np.concatenate([x.numpy(), x.numpy()])
         assert np.allclose(runner(batch), np.concatenate([ref, ref]), atol=1e-5)
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"\x00junk")
     with pytest.raises(TinyBeautyError, match="not a loadable ONNX model"):
         load_runner(garbage)
+
+
+def _face_labels(size: int = 32) -> np.ndarray:
+    from makeup.regions import BROWS, EYES, LIPS, SKIN
+
+    lab = np.zeros((size, size), np.uint8)
+    lab[4:28, 4:28] = SKIN
+    lab[9:12, 8:13] = EYES
+    lab[9:12, 19:24] = EYES
+    lab[5:8, 8:24] = BROWS
+    lab[20:24, 11:21] = LIPS
+    return lab
+
+
+def test_region_channels_are_the_gates_soft_masks_in_region_order():
+    """The student's region input is makeup.gate.soft_region_masks at REGION_FEATHER: eye zone, lips, skin
+    outside the zone, brows; 1 inside a region away from its edge, 0 far outside, soft at the edge."""
+    from makeup.gate import soft_region_masks
+    from makeup.metrics import FIDELITY_REGIONS, region_masks
+    from student.model import REGION_FEATHER, region_channels
+
+    lab = _face_labels(64 // 2).repeat(2, 0).repeat(2, 1)  # 64x64: sigma 0.64 px
+    ch = region_channels(np.stack([lab, lab]))
+    assert ch.shape == (2, 4, 64, 64) and ch.dtype == np.float32
+    assert np.array_equal(ch[0], soft_region_masks(lab, REGION_FEATHER)) and np.array_equal(ch[0], ch[1])
+    hard = region_masks(lab)
+    for i, region in enumerate(FIDELITY_REGIONS):
+        m = hard[region][0].numpy()
+        inner = ~np.asarray(torch.nn.functional.max_pool2d(torch.from_numpy(~m)[None, None].float(), 5, 1, 2)[0, 0],
+                            bool)
+        assert ch[0, i][inner].min() > 0.99, region
+        far = ~np.asarray(torch.nn.functional.max_pool2d(torch.from_numpy(m)[None, None].float(), 9, 1, 4)[0, 0],
+                          bool)
+        assert ch[0, i][far].max() < 1e-3, region
+        edge = (ch[0, i] > 0.05) & (ch[0, i] < 0.95)
+        assert edge.any(), region
+
+
+def test_the_runner_builds_the_region_input_from_labels_and_refuses_without_them(tmp_path):
+    """Every artifact is called with an RGB batch and its labels: a region-input runner appends the masks
+    (the same input the net gets from model_input); without labels it is one clear error."""
+    from student.model import model_input
+    from student.runtime import load_runner
+
+    torch.manual_seed(0)
+    model = build_model(SMALL).eval()
+    torch.nn.init.normal_(model.head.weight, std=0.1)
+    path = save_checkpoint(tmp_path / "f.pt", model)
+    runner = load_runner(path)
+    lab = np.stack([_face_labels(), np.roll(_face_labels(), 3, axis=1)])
+    rgb = np.random.default_rng(1).random((2, 3, 32, 32), dtype=np.float32)
+    full = model_input(SMALL, rgb, lab)
+    assert full.shape == (2, 7, 32, 32) and np.array_equal(full[:, :3], rgb)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(full)).numpy()
+    assert np.allclose(runner(rgb, lab), ref, atol=1e-6) and np.allclose(runner(full), ref, atol=1e-6)
+    # the masks steer the output: other labels, other output
+    assert not np.allclose(runner(rgb, lab[::-1].copy()), ref, atol=1e-3)
+    with pytest.raises(TinyBeautyError, match="region masks"):
+        runner(rgb)
+    with pytest.raises(TinyBeautyError, match="expected an"):
+        runner(np.zeros((1, 5, 32, 32), np.float32))

@@ -12,7 +12,7 @@ from makeup.pairs import PairDataset, PairTorchDataset, PairWriter, split_ids
 from makeup.regions import EYES, LIPS, SKIN
 from student.checkpoint import load_student
 from student.losses import LossWeights, StudentLoss
-from student.model import build_model
+from student.model import build_model, model_input
 
 TINY_MODEL = {"widths": [4, 8, 8, 8]}
 
@@ -52,11 +52,12 @@ def test_a_few_steps_reduce_the_loss(tiny_pairs):
     data = PairTorchDataset(PairDataset(tiny_pairs))
     batch = {k: torch.stack([data[i][k] for i in range(len(data))]) for k in ("source", "target", "mask")}
     model = build_model(TINY_MODEL)
+    x = model_input(model.config, batch["source"], batch["mask"])
     loss_fn = StudentLoss(LossWeights())
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
     for _ in range(25):
-        loss, parts = loss_fn(model(batch["source"]), batch["target"], batch["mask"], batch["source"])
+        loss, parts = loss_fn(model(x), batch["target"], batch["mask"], batch["source"])
         assert set(parts) == {"regions", "l1", "spill", "eyeliner"}
         opt.zero_grad()
         loss.backward()
@@ -225,10 +226,12 @@ def test_wandb_requested_but_missing_degrades_to_local_metrics(tmp_path, monkeyp
     assert read_metrics(tmp_path) == [{"epoch": 1, "val_psnr": 30.0}]
 
 
-def test_a_few_steps_on_a_lips_only_look_move_the_lips():
+@pytest.mark.parametrize("region_input", [False, True])
+def test_a_few_steps_on_a_lips_only_look_move_the_lips(region_input):
     """Lips are ~1 % of a face crop. Raw L1 + the eyeliner term (the old balance) leaves them alone (measured:
     lips recovery 0.000 after 300, 450 and 600 steps on these faces, some of whose lips are close to the skin);
-    the normalised terms must reproduce a real share of them (measured: 0.13 / 0.25 / 0.33)."""
+    the normalised terms must reproduce a real share of them (measured, RGB only: 0.13 / 0.25 / 0.33). Told
+    where the lips are (region input), the same net and steps reproduce twice as much of them (measured at 450 steps: 0.53 vs 0.25)."""
     import dataclasses
 
     from makeup.metrics import look_fidelity
@@ -247,19 +250,20 @@ def test_a_few_steps_on_a_lips_only_look_move_the_lips():
 
     (src, tgt, lab), (vsrc, vtgt, vlab) = data(range(100, 108)), data(range(200, 204))
     torch.manual_seed(0)
-    model = build_model({"widths": [8, 16, 16, 16]})
+    model = build_model({"widths": [8, 16, 16, 16], "region_input": region_input})
+    x, vx = model_input(model.config, src, lab), model_input(model.config, vsrc, vlab)
     loss_fn = StudentLoss(LossWeights())
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     for _ in range(450):
-        loss, _ = loss_fn(model(src), tgt, lab, src)
+        loss, _ = loss_fn(model(x), tgt, lab, src)
         opt.zero_grad()
         loss.backward()
         opt.step()
     with torch.no_grad():
-        pred = model(vsrc)
+        pred = model(vx)
     nhwc = lambda x: x.permute(0, 2, 3, 1).numpy()  # noqa: E731
     fid = look_fidelity(nhwc(pred), nhwc(vsrc), nhwc(vtgt), vlab.numpy())
-    assert fid["recovery"]["lips"] > 0.15, fid
+    assert fid["recovery"]["lips"] > (0.4 if region_input else 0.15), fid
 
 
 def test_photo_augment_reaches_the_training_items(tiny_pairs, tmp_path):
