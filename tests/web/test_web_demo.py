@@ -1,7 +1,9 @@
 """The web demo in a real headless Chromium: LiteRT.js parity with ai_edge_litert, the page's face alignment
-against makeup.align, the look gate against makeup.gate (on by default, the toggle, a card without one),
-paste-back, the dropped-file message, the benchmark JSON, screenshots, and no request leaving 127.0.0.1. One
-browser and one page load for the module (see conftest.py).
+against makeup.align, the crop's soft region masks (a region-input model's channels 3..6) against
+makeup.gate.soft_region_masks and the page's model output against student.runtime on the same 7-channel input,
+the look gate against makeup.gate (on by default, the toggle, a card without one), paste-back, a photo without
+a face, an RGB-only (3-channel) export, the dropped-file message, the benchmark JSON, screenshots, and no
+request leaving 127.0.0.1. One browser and one page load for the module (see conftest.py).
 
 Figures (parity, latency beside Python LiteRT in the same run, frame time, gate parity) go to
 ``work/web_test/figures.json`` and the screenshots to ``work/web_test/`` (``screenshot.png``,
@@ -53,44 +55,145 @@ def litert(page):
     return make
 
 
-def _run_python(interp, crop: np.ndarray) -> np.ndarray:
+@pytest.fixture(scope="module")
+def card(page) -> dict:
+    return json.loads((page["assets"] / "model_card.json").read_text())
+
+
+def _region_masks(labels: np.ndarray, card: dict) -> np.ndarray:
+    """float32 (4, H, W): makeup.gate.soft_region_masks at the card's feather, planes in the card's order."""
+    from makeup.gate import soft_region_masks
+    from makeup.metrics import FIDELITY_REGIONS
+
+    ri = card["io"]["region_input"]
+    masks = soft_region_masks(labels, ri["feather"])
+    return masks[[list(FIDELITY_REGIONS).index(r) for r in ri["channels"]]]
+
+
+def _model_input(crop: np.ndarray, masks: np.ndarray | None) -> np.ndarray:
+    """NHWC float32 [1, H, W, 3 or 7]: RGB / 255, then the mask planes (student.model.model_input, channels last)."""
+    x = crop.astype(np.float32) / 255.0
+    if masks is not None:
+        x = np.concatenate([x, masks.transpose(1, 2, 0)], axis=2)
+    return np.ascontiguousarray(x[None])
+
+
+def _run_python(interp, x: np.ndarray) -> np.ndarray:
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    interp.set_tensor(inp["index"], (crop.astype(np.float32) / 255.0)[None])
+    interp.set_tensor(inp["index"], x)
     interp.invoke()
     return interp.get_tensor(out["index"])[0]
 
 
-def test_page_starts_cross_origin_isolated_with_bundled_model(page):
+def _b64(a: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode()
+
+
+def test_page_starts_cross_origin_isolated_with_bundled_model(page, card):
     info = page["browser"].eval("() => window.tinybeauty.info()")
     assert info["message"] == "", info["message"]
     assert info["crossOriginIsolated"] is True  # COOP/COEP from serve.py: wasm threads available
     assert info["model"] == "tinybeauty.tflite" and info["size"] == 256 and info["landmarker"] is True
-    card = json.loads((page["assets"] / "model_card.json").read_text())
     assert info["alignment"] == card["alignment"]
+    # The test model reads the region masks: 7 input channels, the card's channel order and feather.
+    assert card["io"]["channels"] == 7 and card["artifacts"]["tflite"]["shape"] == [1, 256, 256, 7]
+    assert card["artifacts"]["tflite"]["output_shape"] == [1, 256, 256, 3]
+    assert info["channels"] == 7
+    assert info["regionInput"] == {k: card["io"]["region_input"][k] for k in ("channels", "feather")}
     # Headless Chromium without a GPU has no WebGPU adapter: the panel offers only what can run.
     backends = page["browser"].eval("() => Array.from(document.querySelectorAll('#bench-backend option'), (o) => o.value)")
     assert backends == ["wasm"]
     _record("page_load_s", round(page["load_s"], 2))
 
 
-def test_litert_js_output_equals_ai_edge_litert(page, litert, astronaut_aligned):
-    """The same aligned crop through LiteRT.js (wasm, 1 and 2 threads) and ai_edge_litert: bit-exact."""
+def test_litert_js_output_equals_ai_edge_litert(page, litert, card, astronaut_aligned):
+    """The same 7-channel input (Python's aligned crop, then soft_region_masks of its labels) through LiteRT.js
+    (MakeupModel.pack, wasm, 1 and 2 threads) and ai_edge_litert: bit-exact; and student.runtime's runner (which
+    builds the masks from the labels itself) gives ai_edge_litert's output on it."""
+    from makeup.parsing import landmarks_to_labels
+    from student.runtime import load_runner
+
     crop = astronaut_aligned.crop
-    b64 = base64.b64encode(np.ascontiguousarray(crop).tobytes()).decode()
-    expected = _run_python(litert(1), crop)
+    labels = landmarks_to_labels(astronaut_aligned.landmarks, crop.shape[:2])
+    masks = _region_masks(labels, card)
+    expected = _run_python(litert(1), _model_input(crop, masks))
+    assert expected.shape == (256, 256, 3)
+    runner = load_runner(page["assets"] / "tinybeauty.tflite")
+    assert runner.channels == 7
+    via_runtime = runner((crop.astype(np.float32) / 255.0).transpose(2, 0, 1)[None], labels[None])[0]
+    np.testing.assert_array_equal(via_runtime.transpose(1, 2, 0), expected)
     figures = {}
     for threads in (1, 2):
         got = b64_array(page["browser"].eval(
-            "async ([crop, threads]) => window.tinybeauty.runCrop(crop, {threads})", [b64, threads]),
-            np.float32, expected.shape)
+            "async ([crop, masks, threads]) => window.tinybeauty.runCrop(crop, {masks, threads})",
+            [_b64(crop), _b64(masks.astype(np.float32)), threads]), np.float32, expected.shape)
         diff = float(np.abs(got - expected).max())
         figures[f"threads_{threads}"] = {"max_abs_diff": diff, "bit_exact": bool(np.array_equal(got, expected)),
                                          "psnr_db": psnr(got, expected, 1.0)}
         assert np.isfinite(got).all()
         assert figures[f"threads_{threads}"]["psnr_db"] >= 60.0, figures
+    # The masks matter: the same crop with the lips and skin planes swapped gives another output.
+    swapped = masks[[0, 2, 1, 3]]
+    other = _run_python(litert(1), _model_input(crop, swapped))
+    figures["masks_swapped_max_abs_diff"] = float(np.abs(other - expected).max())
     _record("parity_litertjs_vs_ai_edge_litert", figures)
     # Measured: bit-exact on Chromium 156 / @litertjs/core 2.5.3 (same XNNPACK kernels).
     assert figures["threads_1"]["bit_exact"], figures
+    assert figures["masks_swapped_max_abs_diff"] > 1e-3, figures
+
+
+def test_region_masks_equal_makeup_gate(page, card, astronaut_aligned):
+    """gate.js softRegionMasks (what the page feeds the model and fades the gate with) against
+    makeup.gate.soft_region_masks: on Python's label map of the astronaut crop, and on the page's own frame
+    (its label map, its masks in the card's channel order)."""
+    from makeup.parsing import landmarks_to_labels
+
+    browser = page["browser"]
+    n = 256
+    labels = landmarks_to_labels(astronaut_aligned.landmarks, (n, n)).astype(np.uint8)
+    expected = _region_masks(labels, card)
+    names = card["io"]["region_input"]["channels"]
+    js = b64_array(browser.eval("(labels) => window.tinybeauty.regionMasks(labels)", _b64(labels)), np.float32, (4, n, n))
+    # regionMasks answers in eyes, lips, skin, brows order; the card's order is that one.
+    assert names == ["eyes", "lips", "skin", "brows"]
+    diff = np.abs(js - expected)
+    frame = browser.eval("() => window.tinybeauty.lastFrame()")
+    assert frame["face"] is True and frame["masks"] is not None
+    page_labels = b64_array(frame["labels"], np.uint8, (n, n))
+    page_masks = b64_array(frame["masks"], np.float32, (4, n, n))
+    page_diff = np.abs(page_masks - _region_masks(page_labels, card))
+    figures = {"max_abs_diff": float(diff.max()), "share_bit_exact": float((diff == 0).mean()),
+               "frame_max_abs_diff": float(page_diff.max()),
+               "per_channel_max": {r: float(diff[i].max()) for i, r in enumerate(names)},
+               "mask_sums": {r: float(expected[i].sum()) for i, r in enumerate(names)}}
+    _record("region_masks_js_vs_makeup_gate", figures)
+    assert all(expected[i].sum() > 50 for i in range(4)), figures  # every region is on the astronaut's crop
+    # cv2 sums the float taps in another order: a few float32 ulps apart at most.
+    assert diff.max() <= 1e-6 and page_diff.max() <= 1e-6, figures
+
+
+def test_page_model_output_equals_runtime_on_its_crop(page, card):
+    """The page's own frame: its crop and crop landmarks through student.runtime (labels by
+    makeup.parsing.landmarks_to_labels, masks by the runner) give the page's model output."""
+    from makeup.parsing import landmarks_to_labels
+    from student.runtime import load_runner
+
+    frame = page["browser"].eval("() => window.tinybeauty.lastFrame()")
+    n = frame["size"]
+    crop = b64_array(frame["crop"], np.uint8, (n, n, 4))[..., :3]
+    processed = b64_array(frame["processed"], np.uint8, (n, n, 4))[..., :3]
+    labels = landmarks_to_labels(np.array(frame["cropLandmarks"]), (n, n))
+    np.testing.assert_array_equal(b64_array(frame["labels"], np.uint8, (n, n)), labels)
+    runner = load_runner(page["assets"] / "tinybeauty.tflite")
+    y = runner((crop.astype(np.float32) / 255.0).transpose(2, 0, 1)[None], labels[None])[0].transpose(1, 2, 0)
+    expected = np.round(np.clip(y, 0.0, 1.0) * 255.0).astype(np.uint8)
+    diff = np.abs(processed.astype(int) - expected.astype(int))
+    figures = {"max_abs_diff": int(diff.max()), "share_differing": float(np.any(diff > 0, axis=2).mean()),
+               "px_changed_by_model": int(np.any(expected != crop, axis=2).sum())}
+    _record("page_model_output_vs_student_runtime", figures)
+    assert figures["px_changed_by_model"] > 1000, figures
+    # The masks agree to a few ulps, so an int8 input rounding may rarely flip: a level at the odd pixel.
+    assert diff.max() <= 1 and figures["share_differing"] < 0.001, figures
 
 
 def test_page_finds_the_face_and_aligns_like_makeup_align(page, astronaut, astronaut_aligned):
@@ -134,12 +237,13 @@ def _python_gated(frame, card):
     return crop, processed, labels, gate, gate.apply(crop, processed, labels)
 
 
-def test_whole_photo_comes_back_made_up_only_around_the_face(page, astronaut, astronaut_aligned, litert):
+def test_whole_photo_comes_back_made_up_only_around_the_face(page, astronaut, astronaut_aligned, card):
     import cv2
 
     from makeup.align import face_mask, paste_back
     from makeup.gate import LookGate
-    from makeup.parsing import landmarks_to_labels
+    from student.apply import gated_crop
+    from student.runtime import load_runner
 
     frame = page["browser"].eval("() => window.tinybeauty.lastFrame()")
     result = b64_array(frame["result"], np.uint8, (512, 512, 4))[..., :3]
@@ -152,12 +256,10 @@ def test_whole_photo_comes_back_made_up_only_around_the_face(page, astronaut, as
     footprint = cv2.dilate((reach > 0).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     outside = changed & ~footprint
     assert not outside.any(), f"{outside.sum()} pixels changed outside the face"
-    # The page's whole pipeline against Python's (the same .tflite through ai_edge_litert, makeup.align, the
-    # card's look gate on the crop's face-mesh regions: student/apply.py apply_to_photo).
-    processed = np.round(np.clip(_run_python(litert(1), astronaut_aligned.crop), 0, 1) * 255).astype(np.uint8)
-    card = json.loads((page["assets"] / "model_card.json").read_text())
-    gate = LookGate.from_dict(card["look_gate"])
-    processed = gate.apply(astronaut_aligned.crop, processed, landmarks_to_labels(astronaut_aligned.landmarks, (256, 256)))
+    # The page's whole pipeline against Python's (the same .tflite through student.runtime, makeup.align, the
+    # crop's face-mesh regions fed to the model and the card's look gate over them: student/apply.py gated_crop).
+    runner = load_runner(page["assets"] / "tinybeauty.tflite")
+    processed = gated_crop(runner, astronaut_aligned, LookGate.from_dict(card["look_gate"]))
     python_result = paste_back(astronaut, processed, astronaut_aligned)
     face = footprint
     _record("made_up_photo_vs_python_pipeline", {
@@ -166,7 +268,7 @@ def test_whole_photo_comes_back_made_up_only_around_the_face(page, astronaut, as
     assert psnr(result[face], python_result[face]) >= 35.0
 
 
-def test_look_gate_is_on_by_default_and_matches_makeup_gate(page, astronaut):
+def test_look_gate_is_on_by_default_and_matches_makeup_gate(page, astronaut, card):
     """The page's gated crop vs makeup.gate.LookGate.apply on the same crop, model output and landmarks; the
     label maps (JS rasteriser vs cv2.fillPoly); pixels the gate closes keep the photo exactly."""
     import cv2
@@ -176,7 +278,6 @@ def test_look_gate_is_on_by_default_and_matches_makeup_gate(page, astronaut):
     assert info["gate"] is True and info["gateOn"] is True and info["gateRegions"] == ["lips", "skin"], info
     assert info["gateNote"].startswith("look gate: lips, skin") and "\n" not in info["gateNote"]
     assert browser.eval("() => document.getElementById('gate-toggle').checked") is True
-    card = json.loads((page["assets"] / "model_card.json").read_text())
     frame = browser.eval("() => window.tinybeauty.lastFrame()")
     assert frame["gated"] is not None and frame["timings"]["gate_ms"] > 0
     n = frame["size"]
@@ -236,10 +337,12 @@ def test_look_gate_toggle_switches_it(page):
 
 def test_end_to_end_frame_time_on_the_astronaut(page):
     timings = page["browser"].eval("async () => window.tinybeauty.reprocess(5)", timeout=120)
-    keys = ("landmarks_ms", "align_ms", "model_ms", "gate_ms", "paste_ms", "frame_ms", "end_to_end_ms")
+    keys = ("landmarks_ms", "align_ms", "regions_ms", "model_ms", "gate_ms", "paste_ms", "frame_ms", "end_to_end_ms")
     summary = {k: round(statistics.median(t[k] for t in timings), 2) for k in keys}
     _record("frame_time_astronaut_median_of_5", summary)
     assert 0 < summary["model_ms"] < summary["frame_ms"] <= summary["end_to_end_ms"]
+    # The label map and masks are parsed once, before the model; the gate figure includes them.
+    assert all(0 < t["regions_ms"] <= t["gate_ms"] for t in timings), timings
 
 
 def test_benchmark_json_beside_python_litert(page, litert, tmp_path):
@@ -253,8 +356,9 @@ def test_benchmark_json_beside_python_litert(page, litert, tmp_path):
         assert 0 < r["min_ms"] <= r["median_ms"] <= r["p90_ms"] <= r["max_ms"]
         assert r["cross_origin_isolated"] is True and "Chrome" in r["user_agent"]
         results[threads] = r
+    assert all(r["input_channels"] == 7 for r in results.values())
     # Python LiteRT on the same file, same input size, same run.
-    x = np.random.default_rng(0).random((256, 256, 3)).astype(np.float32)
+    x = np.random.default_rng(0).random((1, 256, 256, 7)).astype(np.float32)
     python = {}
     for threads in (1, 2):
         interp = litert(threads)
@@ -262,7 +366,7 @@ def test_benchmark_json_beside_python_litert(page, litert, tmp_path):
         times = []
         for i in range(35):
             t0 = time.perf_counter()
-            interp.set_tensor(inp, x[None])
+            interp.set_tensor(inp, x)
             interp.invoke()
             if i >= 5:
                 times.append((time.perf_counter() - t0) * 1000)
@@ -297,9 +401,24 @@ def test_dropped_files_get_one_clear_message(page, tmp_path):
     assert len(messages) == 1 and "broken.tflite" in messages[0], messages
     messages = drop(("model_card.json", "application/json", b'{"io": {}}'))
     assert len(messages) == 1 and "model_card.json" in messages[0], messages
-    # A real model and its card replace the bundled one and clear the message.
     model = (page["assets"] / "tinybeauty.tflite").read_bytes()
     card = (page["assets"] / "model_card.json").read_bytes()
+    # The region-input model with a card that does not say how to feed it (an RGB model's card): one message,
+    # the bundled model stays.
+    rgb_card = json.loads(card)
+    rgb_card["io"] = {k: v for k, v in rgb_card["io"].items() if k != "region_input"} | {"channels": 3}
+    browser.call("drop", selector="body", files=[
+        {"name": "seven.tflite", "type": "", "b64": base64.b64encode(model).decode()},
+        {"name": "model_card.json", "type": "application/json", "b64": base64.b64encode(json.dumps(rgb_card).encode()).decode()}])
+    for _ in range(200):
+        messages = browser.eval(visible)
+        if messages and messages != ["model_card.json: not a TinyBeauty model_card.json (no \"io\" / \"artifacts\")"]:
+            break
+        time.sleep(0.05)
+    assert len(messages) == 1 and messages[0].startswith("seven.tflite: takes 7 input channels") and \
+        "has no io.region_input" in messages[0], messages
+    assert browser.eval("() => window.tinybeauty.info().model") == "tinybeauty.tflite"
+    # A real model and its card replace the bundled one and clear the message.
     browser.call("drop", selector="body", files=[
         {"name": "mine.tflite", "type": "", "b64": base64.b64encode(model).decode()},
         {"name": "model_card.json", "type": "application/json", "b64": base64.b64encode(card).decode()}])
@@ -312,6 +431,22 @@ def test_dropped_files_get_one_clear_message(page, tmp_path):
     assert info["model"] == "mine.tflite" and info["message"] == "" and browser.eval(visible) == []
 
 
+def _drop(browser, name: str, model_b64: str, card_json=None):
+    """Drop a model (and a card) on the page, wait until it is the page's model, process the photo once:
+    (info, last frame)."""
+    files = [{"name": name, "type": "", "b64": model_b64}]
+    if card_json is not None:
+        files.append({"name": "model_card.json", "type": "application/json",
+                      "b64": base64.b64encode(json.dumps(card_json).encode()).decode()})
+    browser.call("drop", selector="body", files=files)
+    for _ in range(200):
+        if browser.eval("() => window.tinybeauty.info().model") == name:
+            break
+        time.sleep(0.05)
+    browser.eval("async () => { await window.tinybeauty.reprocess(1); }")
+    return browser.eval("() => window.tinybeauty.info()"), browser.eval("() => window.tinybeauty.lastFrame()")
+
+
 def test_card_without_look_gate_runs_ungated(page):
     """A model and a card without "look_gate" (an older export), then a model dropped without its card: the
     page runs ungated and says so in one line; the bundled model and card bring the gate back."""
@@ -321,17 +456,7 @@ def test_card_without_look_gate_runs_ungated(page):
     old = {k: v for k, v in card.items() if k != "look_gate"}
 
     def drop(name, card_json=None):
-        files = [{"name": name, "type": "", "b64": model}]
-        if card_json is not None:
-            files.append({"name": "model_card.json", "type": "application/json",
-                          "b64": base64.b64encode(json.dumps(card_json).encode()).decode()})
-        browser.call("drop", selector="body", files=files)
-        for _ in range(200):
-            if browser.eval("() => window.tinybeauty.info().model") == name:
-                break
-            time.sleep(0.05)
-        browser.eval("async () => { await window.tinybeauty.reprocess(1); }")
-        return browser.eval("() => window.tinybeauty.info()"), browser.eval("() => window.tinybeauty.lastFrame()")
+        return _drop(browser, name, model, card_json)
 
     info, frame = drop("old.tflite", old)
     assert info["gate"] is False and frame["gated"] is None and info["message"] == "", info
@@ -358,24 +483,92 @@ def test_screenshot_is_saved(page):
 
 
 def test_camera_frames_run_through_the_pipeline(page):
-    """Chromium's synthetic camera (a test pattern, no face): VIDEO-mode landmarks, model and paste-back run
-    per frame, the page says it used the centred square, and stopping returns the landmarker to IMAGE mode."""
+    """Chromium's synthetic camera (a test pattern, no face): VIDEO-mode landmarks run per frame, the page says
+    it used the centred square, and the region-input model, which has no regions to read there, does not run:
+    one message says so and the frame is the camera's; stopping returns the landmarker to IMAGE mode, and the
+    next face clears the message."""
     browser = page["browser"]
     browser.eval("() => document.getElementById('webcam').click()")
     frame = None
     for _ in range(200):
         frame = browser.eval("() => { const f = window.tinybeauty.lastFrame(); "
-                             "return f && {w: f.width, h: f.height, face: f.face, t: f.timings}; }")
+                             "return f && {w: f.width, h: f.height, face: f.face, t: f.timings, skipped: f.skipped}; }")
         if frame and (frame["w"], frame["h"]) != (512, 512):
             break
         time.sleep(0.05)
+    messages = browser.eval("() => Array.from(document.querySelectorAll('[role=alert]')).filter((e) => !e.hidden)"
+                            ".map((e) => e.textContent)")
     browser.eval("() => document.getElementById('webcam').click()")  # stop
     assert frame and (frame["w"], frame["h"]) == (640, 480), frame
-    assert frame["face"] is False and frame["t"]["model_ms"] > 0
+    assert frame["face"] is False and frame["t"]["model_ms"] == 0 and "no face was found" in frame["skipped"], frame
+    assert len(messages) == 1 and "needs the face's regions and no face was found" in messages[0], messages
     assert "centred square" in browser.eval("() => document.getElementById('timings').textContent")
     time.sleep(0.3)
     browser.eval("async () => { await window.tinybeauty.loadSample(); }")  # IMAGE mode again, a face again
     assert browser.eval("() => window.tinybeauty.lastFrame().face") is True
+    assert browser.eval("() => window.tinybeauty.info().message") == ""
+
+
+def test_photo_without_a_face_is_left_as_it_is_with_one_message(page):
+    """A region-input model needs the face's regions (student/apply.py gated_crop refuses a crop without a face
+    mesh): a photo without a face is shown unchanged, the model does not run, one message says why; the
+    sample (a face) clears it."""
+    import io
+
+    from PIL import Image
+
+    browser = page["browser"]
+    rng = np.random.default_rng(3)
+    photo = (rng.random((240, 320, 3)) * 60 + 100).astype(np.uint8)  # flat grey noise: no face
+    buf = io.BytesIO()
+    Image.fromarray(photo).save(buf, format="PNG")
+    browser.call("drop", selector="body", files=[{"name": "wall.png", "type": "image/png", "b64": _b64(np.frombuffer(buf.getvalue(), np.uint8))}])
+    frame = _wait_frame(browser, "f.width === 320")
+    info = browser.eval("() => window.tinybeauty.info()")
+    assert frame["face"] is False and frame["skipped"] and frame["timings"]["model_ms"] == 0, frame["skipped"]
+    result = b64_array(frame["result"], np.uint8, (240, 320, 4))[..., :3]
+    np.testing.assert_array_equal(result, photo)
+    assert info["message"] == frame["skipped"] and frame["skipped"].startswith("tinybeauty.tflite needs the face's regions")
+    assert browser.eval("() => document.getElementById('crop-after-caption').textContent") == "model not run (no face)"
+    browser.eval("async () => { await window.tinybeauty.loadSample(); }")
+    assert browser.eval("() => window.tinybeauty.info().message") == ""
+    assert browser.eval("() => window.tinybeauty.lastFrame().face") is True
+
+
+@pytest.fixture(scope="module")
+def rgb_export(tmp_path_factory):
+    """An RGB-only (3-channel) student exported at 64 px: what exports before region input look like."""
+    from webtools import export_student
+
+    return export_student(tmp_path_factory.mktemp("rgb"), size=64, region_input=False)
+
+
+def test_rgb_only_model_still_runs(page, rgb_export, card):
+    """A 3-channel model and its card (no io.region_input): the page packs RGB only, its output on the page's
+    crop equals ai_edge_litert's, the gate still runs on the crop's labels; the bundled model comes back."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    browser = page["browser"]
+    rgb_card = json.loads((rgb_export / "model_card.json").read_text())
+    assert rgb_card["io"]["channels"] == 3 and "region_input" not in rgb_card["io"]
+
+    def drop(name, model_bytes, card_json):
+        return _drop(browser, name, base64.b64encode(model_bytes).decode(), card_json)
+
+    info, frame = drop("rgb.tflite", (rgb_export / "tinybeauty.tflite").read_bytes(), rgb_card)
+    assert info["message"] == "" and info["channels"] == 3 and info["regionInput"] is None and info["size"] == 64, info
+    assert frame["face"] is True and frame["masks"] is None and frame["gated"] is not None and frame["size"] == 64
+    crop = b64_array(frame["crop"], np.uint8, (64, 64, 4))[..., :3]
+    processed = b64_array(frame["processed"], np.uint8, (64, 64, 4))[..., :3]
+    it = Interpreter(model_path=str(rgb_export / "tinybeauty.tflite"), num_threads=1)
+    it.allocate_tensors()
+    expected = np.round(np.clip(_run_python(it, _model_input(crop, None)), 0, 1) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(processed, expected)
+    assert np.any(processed != crop)
+    bench = browser.eval("async () => window.tinybeauty.benchmark({warmup: 1, runs: 3, threads: 1})")
+    assert bench["input_channels"] == 3 and bench["crop_size"] == 64
+    info, frame = drop("tinybeauty.tflite", (page["assets"] / "tinybeauty.tflite").read_bytes(), card)
+    assert info["channels"] == 7 and info["regionInput"] is not None and frame["masks"] is not None, info
 
 
 def test_no_request_leaves_127_0_0_1(page):

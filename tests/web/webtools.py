@@ -70,8 +70,10 @@ def _test_gate():
 
 TEST_GATE = _test_gate()
 
-def export_student(root: Path, size: int = 256) -> Path:
-    """The default student (a few QAT steps, fixed seed) exported to ``root/export`` as TFLite."""
+def export_student(root: Path, size: int = 256, region_input: bool = True) -> Path:
+    """The default student (a few QAT steps, fixed seed) exported to ``root/export`` as TFLite: a region-input
+    student (7 input channels, RGB then the eyes/lips/skin/brows soft masks) by default, the default
+    architecture; ``region_input=False`` an RGB-only one (3 channels, as exports before region input)."""
     import torch
 
     from export import ExportRequest, run_export
@@ -80,12 +82,14 @@ def export_student(root: Path, size: int = 256) -> Path:
     from student.qat import float_state_from_prepared, prepare_qat
 
     torch.manual_seed(0)
-    cfg = StudentConfig()
+    cfg = StudentConfig(region_input=region_input)
     model = build_model(cfg)
     # A non-zero head gives a visible residual (the student's head starts at zero: an identity net).
     torch.nn.init.normal_(model.head.weight, 0.0, 0.02)
-    x = torch.rand(2, 3, 64, 64)
-    target = (x + torch.tensor([0.06, -0.02, 0.01]).view(1, 3, 1, 1)).clamp(0, 1)
+    # RGB, then (region input) mask-like channels in [0, 1]: the first conv's random weights on them make the
+    # output depend on every mask channel, so a mask in the wrong channel changes the output.
+    x = torch.rand(2, cfg.in_channels, 64, 64)
+    target = (x[:, :3] + torch.tensor([0.06, -0.02, 0.01]).view(1, 3, 1, 1)).clamp(0, 1)
     prepared, _ = prepare_qat(model, x, dynamic_size=True)
     opt = torch.optim.Adam(prepared.parameters(), 1e-3)
     for _ in range(3):

@@ -2,11 +2,12 @@
 // card -> LiteRT.js -> paste-back, shown with a before/after slider; drop a .tflite (and its
 // model_card.json) to replace the bundled model; a latency benchmark with a downloadable JSON. The look
 // gate (the card's "look_gate", src/gate.js) clips the model's change on the crop before paste-back, as
-// `tinybeauty apply` does; a checkbox turns it off.
+// `tinybeauty apply` does; a checkbox turns it off. A region-input model (the card's io.region_input: RGB then
+// the crop's 4 soft region masks) gets the masks of the same label map the gate uses, parsed once per frame.
 import {alignFace, centredSquare, faceMask, pasteBack} from './align.js';
-import {gateCrop, gateFromCard} from './gate.js';
+import {gateCrop, gateFromCard, landmarksToLabels, regionInputFromCard, softRegionMasks} from './gate.js';
 import {createLandmarker, largestFace} from './landmarks.js';
-import {MakeupModel, initLiteRt, looksLikeTflite, maxThreads, webGpuAvailable} from './model.js';
+import {MakeupModel, REGION_CHANNELS, initLiteRt, looksLikeTflite, maxThreads, tfliteInputShape, webGpuAvailable} from './model.js';
 import {runBenchmark} from './bench.js';
 
 const ASSETS = new URL('../assets/', import.meta.url);
@@ -18,9 +19,12 @@ const state = {
   modelName: null,
   model: null,         // the MakeupModel the pipeline uses (wasm, the most threads available)
   benchModels: new Map(),
+  retired: [],         // compiled models a card rejected after compiling, deleted at the next model switch
   gate: null,          // the look gate from the card (gate.js), null: ungated
+  regionInput: null,   // {channels, feather, regions} for a model that reads the region masks; null: RGB only
   gateNote: '',        // one line saying which
   gateOn: true,        // the page's toggle
+  noFaceMessage: false, // the message box holds draw()'s no-face line
   landmarker: null,
   landmarkerProblem: null,
   photo: null,         // {data, width, height}
@@ -36,7 +40,11 @@ function showMessage(text) {
   const el = $('message');
   el.textContent = text;
   el.hidden = !text;
+  state.noFaceMessage = false; // set by draw() when this is its no-face line, which the next face clears
 }
+
+/** An error about the card (shown as it is, not as "LiteRT.js cannot run it"). */
+class CardError extends Error {}
 
 function setStatus(text) {
   $('status').textContent = text;
@@ -46,7 +54,8 @@ function describe() {
   const m = state.model;
   if (!m) return 'no model loaded';
   const style = state.card?.style ? `, look “${state.card.style}”` : '';
-  return `${state.modelName} (${m.size}x${m.size}${style}) on ${m.options.accelerator} x${m.options.numThreads}`;
+  const input = m.regionInput ? ', RGB + region masks' : '';
+  return `${state.modelName} (${m.size}x${m.size}${input}${style}) on ${m.options.accelerator} x${m.options.numThreads}`;
 }
 
 // ---- model and card ----
@@ -61,6 +70,26 @@ function validateCard(card, name) {
   }
   if (card.io.layout && card.io.layout !== 'NHWC') throw new Error(`${name}: io layout ${card.io.layout}, the page runs NHWC`);
   return card;
+}
+
+/**
+ * The region input a model (its name and input channel count) needs from a card: null for an RGB model
+ * (whatever the card says: the model's input decides), the card's io.region_input for a 7-channel one, or a
+ * CardError when the card has none.
+ */
+function regionInputFor(name, channels, card, cardName) {
+  if (channels !== 3 + REGION_CHANNELS) return null;
+  let ri;
+  try {
+    ri = regionInputFromCard(card, cardName);
+  } catch (err) {
+    throw new CardError(err.message);
+  }
+  if (!ri) {
+    throw new CardError(`${name}: takes ${channels} input channels (RGB + the face's region masks) and ` +
+                        `${cardName} has no io.region_input: drop the model's own model_card.json with it`);
+  }
+  return ri;
 }
 
 async function pipelineThreads() {
@@ -82,23 +111,37 @@ function showGate() {
 }
 
 async function setModel(bytes, name, card, cardName = 'model_card.json') {
+  const nextCard = card || state.card;
+  if (!nextCard) throw new CardError(`${name}: drop its model_card.json too (the alignment comes from the card)`);
+  // A model dropped without its card reads the regions the old card describes (the toolkit's, like the
+  // alignment), at its feather. The card is checked before compiling (the file's input shape): a model
+  // compiled and deleted at once can hang LiteRT.js (its wasm worker threads may not have started yet, and
+  // deleting joins them on the main thread).
+  const fromCard = card ? cardName : 'the current model_card.json';
+  const shape = tfliteInputShape(bytes);
+  if (shape?.length === 4) regionInputFor(name, shape[3], nextCard, fromCard);
   const model = await MakeupModel.load(bytes, {accelerator: 'wasm', numThreads: await pipelineThreads()});
   model.label = name;
-  const nextCard = card || state.card;
-  if (!nextCard) {
-    model.delete();
-    throw new Error(`${name}: drop its model_card.json too (the alignment comes from the card)`);
+  let regionInput;
+  try {
+    regionInput = regionInputFor(name, model.channels, nextCard, fromCard);
+  } catch (err) {
+    state.retired.push(model); // the file's shape did not read as the compiled model's: delete it later
+    throw err;
   }
+  for (const m of state.retired.splice(0)) m.delete();
   for (const m of state.benchModels.values()) m.delete();
   state.benchModels.clear();
   if (state.model) state.model.delete();
-  Object.assign(state, {model, modelBytes: bytes, modelName: name, card: nextCard});
+  Object.assign(state, {model, modelBytes: bytes, modelName: name, card: nextCard, regionInput});
   // The look gate belongs to the look: a model dropped without its card runs ungated (the old card still
   // frames the face: the alignment is the toolkit's, not the look's).
   if (card) setGate(card, cardName);
   else setGate(null, null, `ungated: ${name} came without its model_card.json (the look gate is in the card)`);
   const cardSize = nextCard.alignment.crop_size;
-  const note = cardSize && cardSize !== model.size ? ` (the card says ${cardSize}: the model's input decides)` : '';
+  const cardChannels = nextCard.io?.channels ?? 3;
+  let note = cardSize && cardSize !== model.size ? ` (the card says ${cardSize}: the model's input decides)` : '';
+  if (cardChannels !== model.channels) note += ` (the card says ${cardChannels} input channels: the model's input decides)`;
   setStatus(`model: ${describe()}${note}`);
   $('model-name').textContent = describe();
 }
@@ -124,7 +167,11 @@ async function imageDataFromBlob(blob) {
   return ctx.getImageData(0, 0, canvas.width, canvas.height, {colorSpace: 'srgb'});
 }
 
-/** Landmarks -> align -> model -> paste back; returns the frame with its timings (ms). */
+/**
+ * Landmarks -> align -> the crop's regions -> model -> look gate -> paste back; returns the frame with its
+ * timings (ms). student/apply.py gated_crop: one label map from the crop's landmarks, its soft masks fed to a
+ * region-input model and faded into the gate's limits.
+ */
 async function processFrame(photo, {video = false, timestamp = 0} = {}) {
   const model = state.model;
   if (!model) throw new Error('no model loaded');
@@ -140,18 +187,41 @@ async function processFrame(photo, {video = false, timestamp = 0} = {}) {
   const aligned = landmarks ? alignFace(photo, landmarks, alignment, model.size) : centredSquare(photo, model.size);
   const mask = faceMask(aligned, alignment.feather);
   const t2 = performance.now();
-  const {out: processed, ms: modelMs} = await model.run(aligned.crop);
+  const n = aligned.size;
+  const ri = model.regionInput ? state.regionInput : null;
+  const gate = state.gate && state.gateOn ? state.gate : null;
+  // The regions need the crop's landmarks (none for the centred square).
+  let labels = null, inputMasks = null, gateMasks = null;
+  if (aligned.landmarks && (ri || gate)) {
+    labels = landmarksToLabels(aligned.landmarks, (ri || gate).regions, n);
+    if (ri) inputMasks = softRegionMasks(labels, ri.regions, n, ri.feather);
+    if (gate) {
+      gateMasks = inputMasks && inputMasks.feather === gate.feather && ri.regions === gate.regions ? inputMasks :
+        softRegionMasks(labels, gate.regions, n, gate.feather);
+    }
+  }
   const t3 = performance.now();
-  // student/apply.py gated_crop: the gate needs the crop's landmarks (none for the centred square).
-  const gated = state.gate && state.gateOn && aligned.landmarks ?
-    gateCrop(state.gate, aligned.crop, processed, aligned.landmarks, aligned.size) : null;
+  if (ri && !inputMasks) {
+    // A region-input model on a crop without a face mesh would paint a face it cannot place: it does not
+    // run, the photo stays as it is and the page says why (student/apply.py gated_crop refuses the same).
+    const t4 = performance.now();
+    return {photo, landmarks, aligned, processed: aligned.crop, gated: null, labels: null, masks: null,
+            result: {data: new Uint8ClampedArray(photo.data), width: photo.width, height: photo.height}, face: false,
+            skipped: `${model.label} needs the face's regions and no face was found: the model did not run, the photo is as it was`,
+            timings: {landmarks_ms: t1 - t0, align_ms: t2 - t1, regions_ms: t3 - t2, model_ms: 0, model_call_ms: 0,
+                      gate_ms: t3 - t2, paste_ms: 0, frame_ms: t4 - t0}};
+  }
+  const masks = inputMasks ? ri.channels.map((name) => inputMasks.masks[name]) : null;
+  const {out: processed, ms: modelMs} = await model.run(aligned.crop, masks);
   const t4 = performance.now();
-  const result = pasteBack(photo, gated ? gated.gated : processed, aligned, mask);
+  const gated = gate && gateMasks ? gateCrop(gate, aligned.crop, processed, gateMasks, n) : null;
   const t5 = performance.now();
-  return {photo, landmarks, aligned, processed, gated: gated?.gated ?? null, labels: gated?.labels ?? null, result,
-          face: Boolean(landmarks),
-          timings: {landmarks_ms: t1 - t0, align_ms: t2 - t1, model_ms: modelMs, model_call_ms: t3 - t2,
-                    gate_ms: t4 - t3, paste_ms: t5 - t4, frame_ms: t5 - t0}};
+  const result = pasteBack(photo, gated || processed, aligned, mask);
+  const t6 = performance.now();
+  return {photo, landmarks, aligned, processed, gated, labels, masks, result, face: Boolean(landmarks), skipped: null,
+          // gate_ms: the crop's regions (label map, soft masks: before the model) and the clip (after it).
+          timings: {landmarks_ms: t1 - t0, align_ms: t2 - t1, regions_ms: t3 - t2, model_ms: modelMs,
+                    model_call_ms: t4 - t3, gate_ms: (t3 - t2) + (t5 - t4), paste_ms: t6 - t5, frame_ms: t6 - t0}};
 }
 
 function putImage(canvas, img) {
@@ -166,13 +236,22 @@ function draw(frame) {
   const n = frame.aligned.size;
   putImage($('crop-before'), {data: frame.aligned.crop, width: n, height: n});
   putImage($('crop-after'), {data: frame.gated || frame.processed, width: n, height: n});
-  $('crop-after-caption').textContent = frame.gated ? 'model output, gated' : 'model output';
+  $('crop-after-caption').textContent = frame.skipped ? 'model not run (no face)' :
+    (frame.gated ? 'model output, gated' : 'model output');
   const t = frame.timings;
   const framing = frame.face ? 'face aligned' :
     (state.landmarker ? 'no face found: centred square crop' : `${state.landmarkerProblem}: centred square crop`);
   $('timings').textContent = `frame ${t.frame_ms.toFixed(1)} ms · landmarks ${t.landmarks_ms.toFixed(1)} · ` +
-    `align ${t.align_ms.toFixed(1)} · model ${t.model_ms.toFixed(1)} · gate ${t.gate_ms.toFixed(1)} · ` +
-    `paste ${t.paste_ms.toFixed(1)} · ${framing}`;
+    `align ${t.align_ms.toFixed(1)} · model ${t.model_ms.toFixed(1)} · gate ${t.gate_ms.toFixed(1)} ` +
+    `(regions ${t.regions_ms.toFixed(1)}) · paste ${t.paste_ms.toFixed(1)} · ${framing}`;
+  // One line in the message box while a region-input model has no face to read; the next face clears it.
+  if (frame.skipped) {
+    const why = state.landmarker ? frame.skipped : `${state.landmarkerProblem}: ${frame.skipped}`;
+    if ($('message').textContent !== why || $('message').hidden) showMessage(why);
+    state.noFaceMessage = true;
+  } else if (state.noFaceMessage) {
+    showMessage('');
+  }
 }
 
 function serialise(fn) {
@@ -225,10 +304,12 @@ async function handleFiles(files) {
       try {
         await setModel(tflite.bytes, tflite.name, card, cardName);
       } catch (err) {
+        if (err instanceof CardError) throw err;
         throw new Error(`${tflite.name}: LiteRT.js cannot run it as a TinyBeauty model: ${err.message || err}`);
       }
     } else if (card) {
-      state.card = card;
+      const regionInput = state.model ? regionInputFor(state.modelName, state.model.channels, card, cardName) : null;
+      Object.assign(state, {card, regionInput});
       setGate(card, cardName);
       setStatus(`model card ${list.find((f) => f.name.toLowerCase().endsWith('.json')).name} loaded: ${describe()}`);
     }
@@ -417,6 +498,13 @@ function fromBase64(b64) {
   return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
 }
 
+function concatPlanes(planes) {
+  const all = new Float32Array(planes.reduce((k, p) => k + p.length, 0));
+  let at = 0;
+  for (const p of planes) { all.set(p, at); at += p.length; }
+  return all;
+}
+
 window.tinybeauty = {
   ready: start().then(() => true, (err) => { showMessage(`the page failed to start: ${err.message || err}`); return false; }),
   info: () => ({
@@ -425,16 +513,36 @@ window.tinybeauty = {
     alignment: state.card?.alignment ?? null, message: $('message').hidden ? '' : $('message').textContent,
     crossOriginIsolated: globalThis.crossOriginIsolated === true, photo: state.photoName,
     gate: Boolean(state.gate), gateOn: state.gateOn, gateRegions: state.gate?.active ?? null,
-    gateNote: $('gate-note').textContent,
+    gateNote: $('gate-note').textContent, channels: state.model?.channels ?? null,
+    regionInput: state.regionInput ? {channels: state.regionInput.channels, feather: state.regionInput.feather} : null,
   }),
-  /** Raw model output (float32 bytes, base64) for an RGB uint8 crop (base64), on backend/threads. */
-  runCrop: async (rgbB64, {backend = 'wasm', threads = 1} = {}) => {
+  /**
+   * Raw model output (float32 bytes, base64) for an RGB uint8 crop (base64) and, for a region-input model,
+   * its 4 region masks (float32 bytes, base64, planes in the card's channel order), packed by
+   * MakeupModel.pack, on backend/threads.
+   */
+  runCrop: async (rgbB64, {masks = null, backend = 'wasm', threads = 1} = {}) => {
     const model = await benchModel(backend, threads);
-    const rgb = fromBase64(rgbB64);
-    const input = new Float32Array(rgb.length);
-    for (let i = 0; i < rgb.length; i++) input[i] = rgb[i] / 255;
-    const out = await model.runFloat(input);
+    const rgb = fromBase64(rgbB64), n = model.size;
+    const rgba = new Uint8ClampedArray(n * n * 4);
+    for (let i = 0; i < n * n; i++) for (let c = 0; c < 3; c++) rgba[i * 4 + c] = rgb[i * 3 + c];
+    let planes = null;
+    if (masks) {
+      const all = new Float32Array(fromBase64(masks).buffer);
+      planes = Array.from({length: all.length / (n * n)}, (_, k) => all.subarray(k * n * n, (k + 1) * n * n));
+    }
+    const out = await model.runFloat(model.pack(rgba, planes));
     return toBase64(new Uint8Array(out.buffer));
+  },
+  /**
+   * gate.js softRegionMasks of a label map (uint8, base64) with the card's regions at `feather` (default the
+   * card's io.region_input feather): float32 bytes, base64, planes eyes, lips, skin, brows.
+   */
+  regionMasks: (labelsB64, {feather = null} = {}) => {
+    const labels = fromBase64(labelsB64), n = Math.round(Math.sqrt(labels.length));
+    const f = feather ?? state.regionInput?.feather ?? state.card.io?.region_input?.feather;
+    const soft = softRegionMasks(labels, state.card.regions, n, f);
+    return toBase64(new Uint8Array(concatPlanes(['eyes', 'lips', 'skin', 'brows'].map((r) => soft.masks[r])).buffer));
   },
   /** The last processed frame: landmarks, matrix, crop, model output and result (RGBA base64), timings. */
   lastFrame: () => {
@@ -444,6 +552,7 @@ window.tinybeauty = {
             matrix: f.aligned.matrix, size: f.aligned.size, crop: toBase64(f.aligned.crop),
             processed: toBase64(f.processed), result: toBase64(f.result.data), timings: f.timings,
             gated: f.gated ? toBase64(f.gated) : null, labels: f.labels ? toBase64(f.labels) : null,
+            masks: f.masks ? toBase64(new Uint8Array(concatPlanes(f.masks).buffer)) : null, skipped: f.skipped,
             cropLandmarks: f.aligned.landmarks};
   },
   /** Process the current photo again `repeat` times; the per-frame timings. */

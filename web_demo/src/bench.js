@@ -3,7 +3,7 @@
 
 export const BENCHMARK_FIELDS = ['schema', 'model', 'backend', 'threads', 'warmup', 'runs', 'median_ms', 'p90_ms',
   'mean_ms', 'min_ms', 'max_ms', 'times_ms', 'crop_size', 'cross_origin_isolated', 'hardware_concurrency',
-  'user_agent', 'litert', 'date'];
+  'user_agent', 'litert', 'date', 'input_channels'];
 
 /** Nearest-rank percentile of sorted values (q in [0, 1]). */
 export function percentile(sorted, q) {
@@ -24,7 +24,7 @@ export function median(values) {
  */
 export async function runBenchmark(model, {warmup = 10, runs = 50, onProgress = () => {}} = {}) {
   const n = model.size;
-  const input = new Float32Array(n * n * 3);
+  const input = new Float32Array(n * n * model.channels); // RGB (and, for a region-input model, 4 mask channels)
   for (let i = 0; i < input.length; i++) input[i] = ((i * 2654435761) % 1000) / 1000; // fixed, face-free
   const times = [];
   const total = warmup + runs;
@@ -52,6 +52,7 @@ export async function runBenchmark(model, {warmup = 10, runs = 50, onProgress = 
     max_ms: round(sorted[sorted.length - 1]),
     times_ms: times.map(round),
     crop_size: n,
+    input_channels: model.channels,
     cross_origin_isolated: globalThis.crossOriginIsolated === true,
     hardware_concurrency: navigator.hardwareConcurrency || null,
     user_agent: navigator.userAgent,

@@ -4,6 +4,10 @@
 // "look_gate" (per-region change ranges, feather) and "regions" (the polygons in fill order, the label
 // values, the eye zone's reach) — export/report.py writes both.
 //
+// The soft region masks (softRegionMasks: makeup/gate.py soft_region_masks) are one computation for two
+// users: the gate fades its limits with them, and a region-input model (model_card.json io.region_input)
+// reads them as its input channels 3..6.
+//
 // Rasterisation follows cv2.fillPoly (shift = 4, LINE_8): vertices in 1/16 px, rows rounded, edges in 16.16
 // fixed point, the outline drawn by cv2's 8-connected line, so the label map matches Python's up to the odd
 // pixel on a polygon edge (OpenCV 4.11's drawing.cpp: edges between the rounded vertices, spans from the
@@ -13,7 +17,8 @@ import {roundEven} from './align.js';
 
 const XY_SHIFT = 16;
 const XY_ONE = 2 ** XY_SHIFT;
-const GATE_REGIONS = ['eyes', 'lips', 'skin', 'brows']; // makeup.metrics.FIDELITY_REGIONS
+/** makeup.metrics.FIDELITY_REGIONS: the gate's regions, and the soft masks' order. */
+export const GATE_REGIONS = ['eyes', 'lips', 'skin', 'brows'];
 
 /**
  * The gate a model card carries: {gate, note}. gate is null (run ungated) when the card has no look_gate or
@@ -23,7 +28,7 @@ export function gateFromCard(card, cardName = 'model_card.json') {
   const lg = card?.look_gate;
   if (!lg) return {gate: null, note: `ungated: ${cardName} has no look_gate (an older export): the model's change is not clipped`};
   const reg = card.regions;
-  if (!reg || !Array.isArray(reg.fill) || !reg.labels || typeof reg.eye_reach !== 'number') {
+  if (!regionsOk(reg)) {
     return {gate: null, note: `ungated: ${cardName} has a look_gate but no "regions" entry: export it again with this toolkit`};
   }
   const bounds = {};
@@ -37,6 +42,32 @@ export function gateFromCard(card, cardName = 'model_card.json') {
     {fwd: lg.basis.map((row) => row.map(Math.fround)), inv: lg.basis_inverse.map((row) => row.map(Math.fround))} : null;
   const gate = {bounds, feather: Number(lg.feather ?? 0.02), regions: reg, active, basis};
   return {gate, note: `look gate: ${active.length ? active.join(', ') : 'no region'} may change, the rest keeps the photo`};
+}
+
+function regionsOk(reg) {
+  return Boolean(reg && Array.isArray(reg.fill) && reg.labels && typeof reg.eye_reach === 'number' &&
+                 typeof reg.subpixel_bits === 'number');
+}
+
+/**
+ * What a region-input model (input channels RGB then the soft region masks) needs from its card:
+ * {channels: the mask names in input order, feather, regions}; null when the card says the model takes RGB
+ * only (no io.region_input, io.channels 3 or absent: an older export). Throws with the reason when the card
+ * says region input but cannot give it (then the page cannot feed the model).
+ */
+export function regionInputFromCard(card, cardName = 'model_card.json') {
+  const ri = card?.io?.region_input;
+  if (!ri) return null;
+  const channels = Array.isArray(ri.channels) ? ri.channels : [];
+  if (channels.length !== GATE_REGIONS.length || !channels.every((c) => GATE_REGIONS.includes(c)) ||
+      new Set(channels).size !== channels.length || ri.first_channel !== 3 || typeof ri.feather !== 'number') {
+    throw new Error(`${cardName}: io.region_input ${JSON.stringify({channels: ri.channels, first_channel: ri.first_channel})} ` +
+                    `is not the page's (RGB in channels 0-2, then the masks of ${GATE_REGIONS.join(', ')})`);
+  }
+  if (!regionsOk(card.regions)) {
+    throw new Error(`${cardName}: io.region_input needs the "regions" entry (the face-mesh polygons): export it again with this toolkit`);
+  }
+  return {channels: channels.slice(), feather: ri.feather, regions: card.regions};
 }
 
 function isIdentity(m) {
@@ -249,19 +280,39 @@ function blurConstant(mask, n, taps) {
   return {m: out, box: {x0: X0, x1: X1, y0: Y0, y1: Y1}};
 }
 
-/** LookGate.limits: per-pixel low and high change limits (Float32Array n*n*3 each), feathered. */
-export function gateLimits(gate, labels, size) {
+/**
+ * makeup/gate.py soft_region_masks: the 4 region masks of a label map (regionMasks: eye zone, lips, skin
+ * outside the zone, brows), each cv2.GaussianBlur(m, (0, 0), sigma, BORDER_CONSTANT) with
+ * sigma = max(feather * size / 2, 1e-3) (feather 0: the hard masks, as float). Returns
+ * {masks: {eyes, lips, skin, brows} (Float32Array size*size each), boxes: the same keys, the rows and
+ * columns a mask can be non-zero in (null: all zero), feather}. What the look gate fades its limits with and
+ * what a region-input model reads.
+ */
+export function softRegionMasks(labels, regions, size, feather) {
+  const hard = regionMasks(labels, regions, size);
+  const taps = feather > 0 ? gaussianKernel(Math.max(feather * size / 2, 1e-3)) : null;
+  const masks = {}, boxes = {};
+  for (const region of GATE_REGIONS) {
+    const {m, box} = taps ? blurConstant(hard[region], size, taps) :
+      {m: Float32Array.from(hard[region]), box: bbox(hard[region], size)};
+    masks[region] = m;
+    boxes[region] = box;
+  }
+  return {masks, boxes, feather};
+}
+
+/**
+ * LookGate.limits: per-pixel low and high change limits (Float32Array n*n*3 each), feathered. ``soft`` is
+ * softRegionMasks of the crop's labels at the gate's feather.
+ */
+export function gateLimits(gate, soft, size) {
+  if (soft.feather !== gate.feather) throw new Error(`gateLimits: masks at feather ${soft.feather}, the gate's is ${gate.feather}`);
   const n = size * size;
-  const masks = regionMasks(labels, gate.regions, size);
   const lo = new Float32Array(n * 3), hi = new Float32Array(n * 3), weight = new Float32Array(n);
-  const sigma = Math.max(gate.feather * size / 2, 1e-3);
-  const taps = gate.feather > 0 ? gaussianKernel(sigma) : null;
   for (const region of GATE_REGIONS) {
     const b = gate.bounds[region];
-    if (!b) continue;
-    const {m, box} = taps ? blurConstant(masks[region], size, taps) :
-      {m: Float32Array.from(masks[region]), box: {x0: 0, x1: size - 1, y0: 0, y1: size - 1}};
-    if (!box) continue;
+    const m = soft.masks[region], box = soft.boxes[region];
+    if (!b || !box) continue;
     const low = b.low.map(Math.fround), high = b.high.map(Math.fround);
     for (let y = box.y0; y <= box.y1; y++) {
       for (let i = y * size + box.x0; i <= y * size + box.x1; i++) {
@@ -283,7 +334,7 @@ export function gateLimits(gate, labels, size) {
       hi[i * 3 + c] = Math.fround(hi[i * 3 + c] / over);
     }
   }
-  return {lo, hi, masks};
+  return {lo, hi};
 }
 
 /**
@@ -316,9 +367,11 @@ export function applyLimits(crop, processed, lo, hi, basis = null) {
   return out;
 }
 
-/** student/apply.py gated_crop: the gated crop and the label map (landmarks in crop pixels). */
-export function gateCrop(gate, crop, processed, landmarks, size) {
-  const labels = landmarksToLabels(landmarks, gate.regions, size);
-  const {lo, hi} = gateLimits(gate, labels, size);
-  return {gated: applyLimits(crop, processed, lo, hi, gate.basis), labels};
+/**
+ * student/apply.py gated_crop's gate step: the gated crop, given the crop's soft region masks at the gate's
+ * feather (softRegionMasks of the label map the caller parsed once for the model and the gate).
+ */
+export function gateCrop(gate, crop, processed, soft, size) {
+  const {lo, hi} = gateLimits(gate, soft, size);
+  return applyLimits(crop, processed, lo, hi, gate.basis);
 }

@@ -1,6 +1,8 @@
 // tinybeauty.tflite in LiteRT.js: the I/O convention of the model card (model_card.json "io"): one NHWC
-// float32 tensor [1, H, W, 3], RGB, values in [0, 1] (pixel / 255); the output has the same layout and
-// range (clamp, multiply by 255 and round: student/apply.py). H = W is read from the model's input.
+// float32 input [1, H, W, C], values in [0, 1]: C = 3, RGB (pixel / 255); C = 7 (io.region_input), RGB then
+// the crop's 4 soft region masks (gate.js softRegionMasks, in the card's io.region_input.channels order). The
+// output is [1, H, W, 3], RGB, same range (clamp, multiply by 255 and round: student/apply.py). H = W and C
+// are read from the model's input.
 import {loadLiteRt, loadAndCompile, Tensor, isWebGPUSupported} from '@litertjs/core';
 import {roundEven} from './align.js';
 
@@ -36,6 +38,40 @@ export function looksLikeTflite(bytes) {
   return bytes.length > 8 && String.fromCharCode(...bytes.subarray(4, 8)) === 'TFL3';
 }
 
+/**
+ * The shape of a .tflite file's first input ([1, H, W, C]) read from its flatbuffer without compiling it
+ * (schema.fbs: Model.subgraphs[0] -> SubGraph.inputs[0] -> SubGraph.tensors[i].shape); null when the bytes
+ * do not read as one. The page checks a dropped model against its card before compiling it: deleting a model
+ * compiled a moment ago can hang LiteRT.js's wasm threads.
+ */
+export function tfliteInputShape(bytes) {
+  try {
+    const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const u32 = (at) => dv.getUint32(at, true);
+    const field = (table, i) => { // absolute position of field i of the table at `table`, or null
+      const vtable = table - dv.getInt32(table, true);
+      const o = 4 + 2 * i < dv.getUint16(vtable, true) ? dv.getUint16(vtable + 4 + 2 * i, true) : 0;
+      return o ? table + o : null;
+    };
+    const deref = (at) => at + u32(at);
+    const vector = (at) => { const v = deref(at); return {length: u32(v), at: v + 4}; };
+    const subgraphs = vector(field(u32(0), 2));
+    const subgraph = deref(subgraphs.at);
+    const inputs = vector(field(subgraph, 1));
+    const tensors = vector(field(subgraph, 0));
+    const index = dv.getInt32(inputs.at, true);
+    if (!subgraphs.length || !inputs.length || index < 0 || index >= tensors.length) return null;
+    const shape = vector(field(deref(tensors.at + 4 * index), 0));
+    return Array.from({length: shape.length}, (_, k) => dv.getInt32(shape.at + 4 * k, true));
+  } catch {
+    return null;
+  }
+}
+
+/** Input channels the page can feed: RGB; RGB + the 4 region masks (student/runtime.py CHANNELS). */
+export const INPUT_CHANNELS = [3, 7];
+export const REGION_CHANNELS = 4;
+
 export class MakeupModel {
   constructor(compiled, bytes, options) {
     this.compiled = compiled;
@@ -44,17 +80,20 @@ export class MakeupModel {
     const input = compiled.getInputDetails()[0];
     const output = compiled.getOutputDetails()[0];
     const shape = Array.from(input.shape);
-    if (shape.length !== 4 || shape[0] !== 1 || shape[3] !== 3 || shape[1] !== shape[2] || shape[1] < 16) {
-      throw new Error(`expected an NHWC input [1, H, H, 3] (model_card.json io), got [${shape}]`);
+    if (shape.length !== 4 || shape[0] !== 1 || !INPUT_CHANNELS.includes(shape[3]) || shape[1] !== shape[2] || shape[1] < 16) {
+      throw new Error(`expected an NHWC input [1, H, H, 3] or [1, H, H, 7] (model_card.json io), got [${shape}]`);
     }
     if (input.dtype !== 'float32' || output.dtype !== 'float32') {
       throw new Error(`expected float32 input and output, got ${input.dtype} -> ${output.dtype}`);
     }
-    if (Array.from(output.shape).join() !== shape.join()) {
-      throw new Error(`output [${Array.from(output.shape)}] differs from input [${shape}]`);
+    const outShape = [1, shape[1], shape[2], 3];
+    if (Array.from(output.shape).join() !== outShape.join()) {
+      throw new Error(`output [${Array.from(output.shape)}] is not [${outShape}] for input [${shape}]`);
     }
     this.shape = shape;
     this.size = shape[1];
+    this.channels = shape[3];
+    this.regionInput = this.channels === 3 + REGION_CHANNELS; // needs the crop's region masks
     this.inputName = input.name;
     this.outputName = output.name;
   }
@@ -69,7 +108,7 @@ export class MakeupModel {
     return new MakeupModel(compiled, bytes, {accelerator, numThreads});
   }
 
-  /** Float32 NHWC [1, H, W, 3] in, Float32Array out (the raw model output, not clamped). */
+  /** Float32 NHWC [1, H, W, channels] in, Float32Array [1, H, W, 3] out (the raw model output, not clamped). */
   async runFloat(input) {
     const tensor = new Tensor(input, this.shape);
     let outputs;
@@ -88,13 +127,35 @@ export class MakeupModel {
     }
   }
 
-  /** An RGBA crop (size x size) in, the made-up RGBA crop out, plus the model's wall time in ms. */
-  async run(cropRgba) {
-    const n = this.size;
-    const input = new Float32Array(n * n * 3);
-    for (let i = 0; i < n * n; i++) {
-      for (let c = 0; c < 3; c++) input[i * 3 + c] = cropRgba[i * 4 + c] / 255;
+  /**
+   * The model input for an RGBA crop (size x size): per pixel RGB / 255, then, for a region-input model, the
+   * 4 region masks (`masks`: Float32Arrays of size * size, in the card's io.region_input.channels order) —
+   * student/model.py model_input in NHWC.
+   */
+  pack(cropRgba, masks = null) {
+    const n = this.size, C = this.channels;
+    if (this.regionInput) {
+      if (!masks || masks.length !== REGION_CHANNELS || masks.some((m) => !m || m.length !== n * n)) {
+        throw new Error(`this model takes the face's ${REGION_CHANNELS} region masks (${n}x${n} each) after RGB`);
+      }
+    } else if (masks) {
+      throw new Error('this model takes RGB only: no region masks');
     }
+    const input = new Float32Array(n * n * C);
+    for (let i = 0; i < n * n; i++) {
+      for (let c = 0; c < 3; c++) input[i * C + c] = cropRgba[i * 4 + c] / 255;
+      if (masks) for (let k = 0; k < REGION_CHANNELS; k++) input[i * C + 3 + k] = masks[k][i];
+    }
+    return input;
+  }
+
+  /**
+   * An RGBA crop (size x size) and, for a region-input model, its 4 soft region masks in, the made-up RGBA
+   * crop out, plus the model's wall time in ms.
+   */
+  async run(cropRgba, masks = null) {
+    const n = this.size;
+    const input = this.pack(cropRgba, masks);
     const t0 = performance.now();
     const y = await this.runFloat(input);
     const ms = performance.now() - t0;
