@@ -2,8 +2,10 @@
 
 No Android tools needed: the Kotlin sources are parsed as text and compared with ``makeup.align`` (template,
 landmark indices, feather, pixel-centre convention, face-mesh settings), the Makefile's ``android-assets``
-target and the export format table (asset name), and the model card that ``export/report.py`` builds from
-``export/tflite.py``'s record (NHWC float32 RGB in [0, 1], signature names).
+target and the export format table (asset name), the model card that ``export/report.py`` builds from
+``export/tflite.py``'s record (NHWC float32 RGB in [0, 1], signature names; 3 or 7 input channels), and the
+region input (``student.model`` ``REGION_CHANNELS``, ``makeup.gate.soft_region_masks``' regions, order and
+blur, read from the card's ``io.region_input``) shared by the model input and the look gate.
 """
 from __future__ import annotations
 
@@ -56,14 +58,14 @@ def _kotlin(name: str) -> str:
     return _strip_comments((SRC / name).read_text(encoding="utf-8"))
 
 
-def _balanced(code: str, start: int) -> str:
-    """The text inside the parentheses opening at ``code[start] == '('``."""
+def _balanced(code: str, start: int, pair: str = "()") -> str:
+    """The text inside the bracket ``pair`` opening at ``code[start]``."""
     depth = 0
     for i in range(start, len(code)):
-        depth += {"(": 1, ")": -1}.get(code[i], 0)
+        depth += {pair[0]: 1, pair[1]: -1}.get(code[i], 0)
         if depth == 0:
             return code[start + 1:i]
-    raise AssertionError("unbalanced parentheses")
+    raise AssertionError(f"unbalanced {pair}")
 
 
 def _number(text: str):
@@ -105,14 +107,30 @@ def kotlin_value(code: str, name: str):
     return _literal(rest.splitlines()[0])
 
 
-@pytest.fixture(scope="module")
-def aligner_kt() -> str:
-    return _kotlin("FaceAligner.kt")
+def _source_fixture(fixture: str, file: str):
+    """A module-scoped fixture ``fixture`` holding one Kotlin file's code (comments out)."""
+    return pytest.fixture(scope="module", name=fixture)(lambda: _kotlin(file))
 
 
-@pytest.fixture(scope="module")
-def model_kt() -> str:
-    return _kotlin("MakeupModel.kt")
+aligner_kt = _source_fixture("aligner_kt", "FaceAligner.kt")
+model_kt = _source_fixture("model_kt", "MakeupModel.kt")
+regions_kt = _source_fixture("regions_kt", "RegionMasks.kt")
+activity_kt = _source_fixture("activity_kt", "MainActivity.kt")
+
+
+def _function(code: str, name: str) -> str:
+    """The body of Kotlin ``fun NAME(...) { ... }`` (the first declaration), braces balanced."""
+    m = re.search(rf"\bfun\s+{name}\s*\(", code)
+    assert m, f"no fun {name}"
+    start = code.index("{", code.index(")", m.end() + len(_balanced(code, m.end() - 1))))
+    return _balanced(code, start, "{}")
+
+
+def _student_model_constants() -> dict:
+    """student/model.py's module-level constants (read from its source: importing it needs torch)."""
+    tree = ast.parse((ROOT / "student" / "model.py").read_text(encoding="utf-8"))
+    return {t.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Constant) for t in node.targets if isinstance(t, ast.Name)}
 
 
 # ---- alignment: makeup/align.py ----
@@ -255,20 +273,21 @@ def _tflite_exporter_record() -> dict:
     return record
 
 
-@pytest.fixture(scope="module")
-def model_card() -> dict:
-    """``export.report.model_card`` for a shipped TFLite artifact, without torch (params/MACs stubbed)."""
+def _card(channels: int) -> dict:
+    """``export.report.model_card`` for a shipped TFLite artifact of a student with ``channels`` input channels,
+    without torch (params/MACs stubbed, student.model's constants from its source)."""
     from export.formats import FORMATS
     from export.pipeline import DEFAULTS
     from export.report import model_card as build_card
 
     stub = types.ModuleType("student.model")
+    stub.__dict__.update(_student_model_constants())
     stub.count_params = lambda model: 0
     stub.count_macs = lambda model, size: 0
     saved = sys.modules.get("student.model")
     sys.modules["student.model"] = stub
     try:
-        qs = types.SimpleNamespace(size=DEFAULTS["size"], meta={"style": "test"}, float_model=None)
+        qs = types.SimpleNamespace(size=DEFAULTS["size"], channels=channels, meta={"style": "test"}, float_model=None)
         entry = {"path": FORMATS["tflite"].filename, "shipped": True, **_tflite_exporter_record()}
         report = {"formats": {"tflite": entry}, "quantization": "qat"}
         return build_card(qs, report, None)
@@ -277,6 +296,12 @@ def model_card() -> dict:
             sys.modules.pop("student.model", None)
         else:
             sys.modules["student.model"] = saved
+
+
+@pytest.fixture(scope="module", params=[7, 3], ids=["region_input", "rgb_only"])
+def model_card(request) -> dict:
+    """The card of a region-input student (the default) and of an RGB-only one (older exports)."""
+    return _card(request.param)
 
 
 def test_io_dtype_range_and_colour_match_model_card(model_kt, model_card):
@@ -299,9 +324,16 @@ def test_layout_shape_and_names_match_tflite_artifact(model_kt, model_card):
     io = model_card["io"]
     layout = kotlin_value(model_kt, "LAYOUT")
     assert layout == art["layout"] == "NHWC"
-    channels = kotlin_value(model_kt, "CHANNELS")
-    # MakeupModel accepts [1, H, H, CHANNELS]: batch 1, square, channels last
-    assert art["shape"] == [1, io["height"], io["width"], channels]
+    colour = kotlin_value(model_kt, "CHANNELS")
+    regions = kotlin_value(model_kt, "REGION_CHANNELS")
+    # MakeupModel accepts [1, H, H, C] with C = CHANNELS (RGB) or CHANNELS + REGION_CHANNELS (region input):
+    # batch 1, square, channels last; the output is [1, H, H, CHANNELS].
+    assert re.search(r"val INPUT_CHANNELS\s*=\s*intArrayOf\(\s*CHANNELS\s*,\s*CHANNELS\s*\+\s*REGION_CHANNELS\s*\)", model_kt)
+    assert re.search(r"shape\[3\]\s+in\s+INPUT_CHANNELS", model_kt)
+    assert re.search(r"intArrayOf\(\s*1\s*,\s*shape\[1\]\s*,\s*shape\[2\]\s*,\s*CHANNELS\s*\)", model_kt)
+    assert io["channels"] in (colour, colour + regions)
+    assert art["shape"] == [1, io["height"], io["width"], io["channels"]]
+    assert art["output_shape"] == [1, io["height"], io["width"], colour]
     assert io["height"] == io["width"]
     assert kotlin_value(model_kt, "INPUT_NAME") == art["input"]
     assert kotlin_value(model_kt, "OUTPUT_NAME") == art["output"]
@@ -318,38 +350,129 @@ def test_crop_size_comes_from_the_interpreter(model_kt):
 
 # ---- the look gate: makeup/gate.py through the model card ----
 
-def test_look_gate_reads_the_cards_gate_and_regions():
-    """LookGate.kt reads every key export/report.py writes for the gate (``look_gate`` from makeup.gate,
-    ``regions`` from makeup.parsing / makeup.metrics) and gates the regions makeup.metrics reports on."""
+def test_look_gate_reads_the_cards_gate_and_regions(regions_kt):
+    """LookGate.kt reads every key export/report.py writes for the gate (``look_gate`` from makeup.gate) and
+    RegionMasks.kt every key of ``regions`` (makeup.parsing / makeup.metrics); the gate's regions are the masks'
+    (makeup.metrics FIDELITY_REGIONS) and its default feather makeup.gate.LookGate's."""
     from export.report import regions_card
     from makeup.gate import LookGate
     from makeup.metrics import FIDELITY_REGIONS
 
     gate_kt = _kotlin("LookGate.kt")
-    assert kotlin_value(gate_kt, "REGIONS") == list(FIDELITY_REGIONS)
+    assert kotlin_value(regions_kt, "REGIONS") == list(FIDELITY_REGIONS)
+    assert re.search(r"val REGIONS\s*=\s*RegionMasks\.REGIONS\b", gate_kt)
     regions = regions_card()
     stored = LookGate({"lips": ((-0.1, -0.1, -0.1), (0.1, 0.1, 0.1))}).to_dict()
-    keys = ["look_gate", "regions", "bounds", "low", "high", "feather", "basis", "basis_inverse", "labels", "fill",
-            "label", "points", "eye_reach"]
-    for key in keys:
+    for key in ["look_gate", "bounds", "low", "high", "feather", "basis", "basis_inverse", "regions"]:
         assert f'"{key}"' in gate_kt, f"LookGate.kt does not read {key}"
+    for key in ["regions", "labels", "fill", "label", "points", "eye_reach"]:
+        assert f'"{key}"' in regions_kt, f"RegionMasks.kt does not read {key}"
     assert {"bounds", "feather", "basis", "basis_inverse"} <= set(stored) and {"low", "high"} == set(stored["bounds"]["lips"])
     assert {"labels", "fill", "eye_reach"} <= set(regions) and {"label", "points"} == set(regions["fill"][0])
-    # Every region name the gate looks up is a label the card defines.
-    for name in re.findall(r'getValue\("(\w+)"\)', gate_kt):
-        assert name in regions["labels"], name
-    # Feather as LookGate.limits: sigma = feather * size / 2, cv2's float kernel size round(sigma * 8 + 1) | 1.
-    assert re.search(r"feather\s*\*\s*n\s*/\s*2\.0", gate_kt) and re.search(r"sigma\s*\*\s*8\.0\s*\+\s*1\.0", gate_kt)
+    # Every region name the masks look up is a label the card defines.
+    names = re.findall(r'getValue\("(\w+)"\)', regions_kt)
+    assert names and all(name in regions["labels"] for name in names), names
+    assert kotlin_value(gate_kt, "DEFAULT_FEATHER") == inspect.signature(LookGate).parameters["feather"].default
+    assert re.search(r'optDouble\("feather",\s*DEFAULT_FEATHER\)', gate_kt)
+    # The gate does not compute masks of its own: it takes RegionMasks (one piece of code for both users).
+    for own in ("fun blur", "fun eyeZone", "fun rasterise", "drawPath", "GaussianBlur"):
+        assert own not in gate_kt, f"LookGate.kt has {own}: the masks belong to RegionMasks.kt"
+    assert re.search(r"fun apply\(crop: IntArray, processed: IntArray, regions: RegionMasks, out: IntArray\)", gate_kt)
+    assert re.search(r"regions\.feather\s*==\s*feather", gate_kt)
 
 
-def test_look_gate_runs_before_paste_back_with_a_switch():
+def test_region_masks_follow_soft_region_masks(regions_kt):
+    """RegionMasks.kt computes makeup.gate.soft_region_masks: the eye zone (eye opening grown by
+    round(eye_reach * side), half to even), skin outside it, lips, brows; sigma = max(feather * side / 2, 1e-3),
+    cv2's float kernel size round(sigma * 8 + 1) | 1, a zero border (taps outside the crop skipped); feather 0
+    leaves the hard masks. The feather is the caller's (the card's), never a constant here."""
+    import inspect as _inspect
+
+    from makeup import gate, metrics
+
+    src = _inspect.getsource(gate.soft_region_masks)
+    assert "feather * lab.shape[0] / 2.0" in src and "1e-3" in src and "BORDER_CONSTANT" in src
+    assert re.search(r"round\(eye_reach \* \w+\)|round\(\w+ \* eye_reach\)", _inspect.getsource(metrics)) or \
+        "EYE_REACH" in _inspect.getsource(metrics)
+    assert re.search(r"val sigma\s*=\s*max\(feather\s*\*\s*n\s*/\s*2\.0,\s*1e-3\)", regions_kt)
+    assert re.search(r"sigma\s*\*\s*8\.0\s*\+\s*1\.0\)\.toInt\(\)\)\s*or\s*1", regions_kt)
+    assert re.search(r"Math\.rint\(eyeReach\s*\*\s*n\)", regions_kt)
+    assert "max(-r, -x)..min(r, n - 1 - x)" in regions_kt and "max(-r, -y)..min(r, n - 1 - y)" in regions_kt
+    assert re.search(r"if\s*\(feather\s*>\s*0\)\s*blur\(m\)", regions_kt)
+    compute = _function(regions_kt, "compute")
+    assert re.search(r'"skin"\s*->.*labels\[i\]\s*==\s*skin\s*&&\s*zone\[i\]\s*==\s*0f', compute)
+    assert re.search(r'"eyes"\s*->\s*zone\.copyInto\(m\)', compute)
+    assert not re.search(r"(?<![\w.])0\.02(?![\w.])", regions_kt), "RegionMasks.kt hard-codes a feather"
+
+
+def test_region_input_is_read_from_the_card(model_kt, regions_kt):
+    """A region-input model's channels 3..6: the card's io.region_input (export/report.py io_card) gives the
+    order and feather, RegionInput reads both and checks the rest against MakeupModel's constants, which match
+    student/model.py (REGION_CHANNELS, the masks after the RGB channels) and makeup.metrics FIDELITY_REGIONS."""
+    from makeup.metrics import FIDELITY_REGIONS
+
+    constants = _student_model_constants()
+    card = _card(3 + constants["REGION_CHANNELS"])
+    ri = card["io"]["region_input"]
+    assert kotlin_value(model_kt, "REGION_CHANNELS") == constants["REGION_CHANNELS"] == len(ri["channels"])
+    assert ri["first_channel"] == kotlin_value(model_kt, "CHANNELS") == 3
+    assert ri["channels"] == list(FIDELITY_REGIONS) == kotlin_value(regions_kt, "REGIONS")
+    assert ri["feather"] == constants["REGION_FEATHER"]
+    assert card["io"]["channels"] == 3 + constants["REGION_CHANNELS"]
+    assert "region_input" not in _card(3)["io"]
+    reader = regions_kt[regions_kt.index("class RegionInput"):]
+    for key in ("io", "region_input", "channels", "first_channel", "feather"):
+        assert f'"{key}"' in reader, f"RegionInput does not read io.region_input's {key}"
+    assert re.search(r'RegionInput\(channels,\s*ri\.getDouble\("feather"\)\)', reader)
+    assert re.search(r"first\s*==\s*MakeupModel\.CHANNELS", reader)
+    assert re.search(r"channels\.size\s*==\s*MakeupModel\.REGION_CHANNELS", reader)
+
+
+def test_model_input_packs_rgb_then_the_masks(model_kt):
+    """MakeupModel.kt: 7 input channels = RGB / 255 then the 4 masks per pixel (student/model.py model_input,
+    channels last), in the order the caller hands them (RegionMasks.inOrder of the card's channels); the model
+    takes masks exactly when it has region input; the output stays RGB."""
+    assert re.search(r"regionInput\s*=\s*channels\s*==\s*CHANNELS\s*\+\s*REGION_CHANNELS", model_kt)
+    assert re.search(r"channels\s*=\s*shape\[3\]", model_kt)
+    run = _function(model_kt, "run")
+    assert re.search(r"masks\.size\s*==\s*REGION_CHANNELS", run) and "fillInput(crop, masks" in run
+    fill = _function(model_kt, "fillInput")
+    # Per pixel: the colour channels, then one value of each mask, for float and for quantised input.
+    rgb_then_masks = r"for \(c in 0 until CHANNELS\)[\s\S]*?for \(k in masks\.indices\)[\s{]*[^\n]*masks\[k\]\[i\]"
+    assert len(re.findall(rgb_then_masks, fill)) == 2, fill
+    assert fill.index("for (i in crop.indices)") < fill.index("for (c in 0 until CHANNELS)")
+    read = _function(model_kt, "readOutput")
+    assert "for (c in 0 until CHANNELS)" in read and "REGION_CHANNELS" not in read
+
+
+def test_regions_once_per_frame_for_the_model_and_the_gate(activity_kt):
+    """MainActivity: the crop's RegionMasks computed once per frame from the crop landmarks, before the model;
+    a region-input model gets them in the card's channel order (with or without a look gate), the gate the same
+    object when the feathers agree; without a face a region-input model does not run."""
+    process = _function(activity_kt, "process")
+    assert len(re.findall(r"\bmasks\.compute\(cropLandmarks\)", process)) == 1
+    compute_at = process.index("masks.compute(cropLandmarks)")
+    run_at = process.index("model.run(aligner.crop, if (model.regionInput) modelMasks else null, processed)")
+    apply_at = process.index("lookGate.apply(aligner.crop, processed, forGate, gated)")
+    assert process.index("aligner.cropLandmarks(cropLandmarks)") < compute_at < run_at < apply_at
+    assert apply_at < process.index("aligner.pasteBack(outPixels, change)")
+    assert re.search(r"modelSkipped\s*=\s*model\.regionInput\s*&&\s*!face", process)
+    setup = _function(activity_kt, "setupRegions")
+    assert "RegionInput.load(context)" in setup and "shared.inOrder(input.channels)" in setup
+    # The masks exist for a region-input model even without a look gate: the model's feather comes first.
+    assert re.search(r"val feather\s*=\s*input\?\.feather\s*\?:\s*lookGate\?\.feather\s*\?:\s*return", setup)
+    assert re.search(r"if \(lookGate\.feather == feather\) shared else RegionMasks\.load", setup)
+    assert "setupRegions(fresh)" in _function(activity_kt, "ensureModel")
+    assert re.search(r"\[1,%d,%d,%d\]", activity_kt) and "model.channels" in activity_kt
+
+
+def test_look_gate_runs_before_paste_back_with_a_switch(activity_kt):
     """MainActivity clips the model's change with the card's gate on the crop (gated_crop) before paste-back,
     only with crop landmarks; a switch, on by default, turns it off; the note says when the app is ungated."""
-    activity = _kotlin("MainActivity.kt")
+    activity = activity_kt
     assert "LookGate.load(context, fresh.size)" in activity
-    apply_at = activity.index("lookGate.apply(aligner.crop, processed, cropLandmarks, gated)")
     assert "aligner.cropLandmarks(cropLandmarks)" in activity
-    assert apply_at < activity.index("aligner.pasteBack(outPixels, change)")
+    assert re.search(r"if \(face && lookGate != null && forGate != null\)", activity)
     assert re.search(r"R\.id\.gate_switch\)\.setOnCheckedChangeListener\s*\{\s*_,\s*on\s*->\s*pipeline\.gateOn\s*=\s*on",
                      activity)
     assert re.search(r"var gateOn\s*=\s*true", activity)
@@ -359,3 +482,4 @@ def test_look_gate_runs_before_paste_back_with_a_switch():
     assert "gate.note" in activity
     readme = (APP / "README.md").read_text(encoding="utf-8")
     assert "LookGate.kt" in readme and "look gate" in readme.lower()
+    assert "RegionMasks.kt" in readme and "region_input" in readme

@@ -29,9 +29,10 @@ import java.util.concurrent.ExecutorService
 import java.util.concurrent.Executors
 
 /**
- * Front camera -> upright frame -> [FaceAligner] (landmarks, similarity transform, crop) -> [MakeupModel]
- * (tinybeauty.tflite) -> residual paste-back -> [FrameView], with per-frame model latency and fps on screen,
- * a GPU-delegate toggle and a before/after split toggle.
+ * Front camera -> upright frame -> [FaceAligner] (landmarks, similarity transform, crop) -> [RegionMasks] (the
+ * crop's soft region masks, once per frame) -> [MakeupModel] (tinybeauty.tflite; a region-input model reads the
+ * masks) -> [LookGate] (the same masks) -> residual paste-back -> [FrameView], with per-frame model latency and
+ * fps on screen, a GPU-delegate toggle and a before/after split toggle.
  *
  * The raw CameraX preview sits underneath and shows until the first processed frame (and stays, with a
  * note, when the model is missing from assets).
@@ -149,6 +150,10 @@ private class MakeupPipeline(
     private var model: MakeupModel? = null
     private var aligner: FaceAligner? = null
     private var gate = LookGate.Loaded(null, null)  // the card's look gate for the aligner's crop size
+    private var regions: RegionMasks? = null     // the crop's soft region masks (model input and gate), per frame
+    private var gateRegions: RegionMasks? = null // the gate's: [regions] itself unless the gate's feather differs
+    private var modelMasks: Array<FloatArray>? = null  // [regions]' masks in the model's channel order
+    private var modelSkipped = false             // a region-input model had no face to read on the last frame
     private var setupProblem: String? = null
 
     private var raw: Bitmap? = null              // the analysis frame as delivered (sensor orientation)
@@ -161,6 +166,7 @@ private class MakeupPipeline(
     private val cropLandmarks = DoubleArray(2 * FaceAligner.MESH_POINTS)
 
     private var inferenceMs = 0f                 // exponential moving averages
+    private var regionsMs = 0f
     private var frameMs = 0f
     private var fps = 0f
     private var lastFrameNs = 0L
@@ -210,20 +216,35 @@ private class MakeupPipeline(
         }
         frame.before.getPixels(framePixels, 0, w, 0, 0, w, h)
         val framing = aligner.align(frame.before, framePixels, image.imageInfo.timestamp / 1_000_000L)
-        val ms = model.run(aligner.crop, processed)
-        // student/apply.py gated_crop: the look gate on the crop, over the crop's own face-mesh regions.
-        val lookGate = gate.gate
-        val change = if (gateOn && lookGate != null && aligner.cropLandmarks(cropLandmarks)) {
-            lookGate.apply(aligner.crop, processed, cropLandmarks, gated)
-            gated
-        } else processed
+        // student/apply.py gated_crop: one label map of the crop's face-mesh regions and its soft masks, computed
+        // once, read by a region-input model and faded into the look gate's limits.
+        val lookGate = if (gateOn) gate.gate else null
+        val face = aligner.cropLandmarks(cropLandmarks)
+        val masks = regions
+        val forGate = if (lookGate != null) gateRegions else null
+        val t0 = SystemClock.elapsedRealtimeNanos()
+        if (face && masks != null && (model.regionInput || forGate != null)) {
+            masks.compute(cropLandmarks)
+            if (forGate != null && forGate !== masks) forGate.compute(cropLandmarks)
+        }
+        val maskMs = (SystemClock.elapsedRealtimeNanos() - t0) / 1e6f
         System.arraycopy(framePixels, 0, outPixels, 0, w * h)
-        aligner.pasteBack(outPixels, change)
+        // A region-input model without a face mesh has no regions to read: it does not run (as gated_crop
+        // refuses it), the frame stays as it is and the note says why.
+        modelSkipped = model.regionInput && !face
+        if (!modelSkipped) {
+            inferenceMs = smooth(inferenceMs, model.run(aligner.crop, if (model.regionInput) modelMasks else null, processed))
+            val change = if (face && lookGate != null && forGate != null) {
+                lookGate.apply(aligner.crop, processed, forGate, gated)
+                gated
+            } else processed
+            aligner.pasteBack(outPixels, change)
+        }
         frame.after.setPixels(outPixels, 0, w, 0, 0, w, h)
         view.publish(frame)
 
         val now = SystemClock.elapsedRealtimeNanos()
-        inferenceMs = smooth(inferenceMs, ms)
+        if (face) regionsMs = smooth(regionsMs, maskMs)
         frameMs = smooth(frameMs, (now - start) / 1e6f)
         if (lastFrameNs != 0L) fps = smooth(fps, 1e9f / (now - lastFrameNs))
         lastFrameNs = now
@@ -254,6 +275,7 @@ private class MakeupPipeline(
                     aligner = FaceAligner(context, fresh.size)
                     gate = LookGate.load(context, fresh.size)
                 }
+                setupRegions(fresh)
                 if (processed.size != fresh.size * fresh.size) {
                     processed = IntArray(fresh.size * fresh.size)
                     gated = IntArray(fresh.size * fresh.size)
@@ -263,6 +285,26 @@ private class MakeupPipeline(
         } catch (e: Exception) {
             Log.e(TAG, "model setup failed", e)
             return fail("${MakeupModel.MODEL_ASSET} did not load: ${e.message ?: e.javaClass.simpleName}")
+        }
+    }
+
+    /**
+     * The crop's region masks, needed by a region-input model (at the card's `io.region_input` feather, even
+     * without a look gate) and by the gate (at its own feather: the same masks when the two agree, as exports
+     * write them). A region-input model whose card has no `io.region_input` cannot run: this throws.
+     */
+    private fun setupRegions(model: MakeupModel) {
+        val input = if (model.regionInput) RegionInput.load(context) else null
+        val lookGate = gate.gate
+        regions = null
+        gateRegions = null
+        modelMasks = null
+        val feather = input?.feather ?: lookGate?.feather ?: return
+        val shared = RegionMasks.load(context, model.size, feather)
+        regions = shared
+        if (input != null) modelMasks = shared.inOrder(input.channels)
+        if (lookGate != null) {
+            gateRegions = if (lookGate.feather == feather) shared else RegionMasks.load(context, model.size, lookGate.feather)
         }
     }
 
@@ -302,9 +344,9 @@ private class MakeupPipeline(
 
     private fun statsLine(model: MakeupModel, w: Int, h: Int): String = String.format(
         Locale.US,
-        "model %.1f ms · frame %.1f ms · %.1f fps\n%s · %s [1,%d,%d,%d] %s %s [%.0f,%.0f] · camera %dx%d",
-        inferenceMs, frameMs, fps, model.backendLabel(), MakeupModel.LAYOUT, model.size, model.size,
-        MakeupModel.CHANNELS, MakeupModel.IO_DTYPE, MakeupModel.COLOR_ORDER,
+        "model %.1f ms · regions %.1f ms · frame %.1f ms · %.1f fps\n%s · %s [1,%d,%d,%d] %s %s%s [%.0f,%.0f] · camera %dx%d",
+        inferenceMs, regionsMs, frameMs, fps, model.backendLabel(), MakeupModel.LAYOUT, model.size, model.size,
+        model.channels, MakeupModel.IO_DTYPE, MakeupModel.COLOR_ORDER, if (model.regionInput) " + region masks" else "",
         MakeupModel.VALUE_MIN, MakeupModel.VALUE_MAX, w, h,
     )
 
@@ -316,7 +358,8 @@ private class MakeupPipeline(
                 "${aligner.landmarkerProblem ?: "no face landmarker"}: centred square crop (see README)"
         }
         val gateNote = if (gate.gate != null && !gateOn) "look gate off" else gate.note
-        return listOfNotNull(framingNote, aligner.alignment.note, gateNote, model.note).joinToString("\n")
+        val skippedNote = if (modelSkipped) "the model needs the face's regions: not run on this frame" else null
+        return listOfNotNull(framingNote, skippedNote, aligner.alignment.note, gateNote, model.note).joinToString("\n")
     }
 
     private companion object {

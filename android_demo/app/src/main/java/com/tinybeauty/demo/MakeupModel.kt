@@ -19,9 +19,11 @@ import kotlin.math.roundToInt
  * `tinybeauty.tflite` in a LiteRT [Interpreter]: aligned crop in, made-up crop out.
  *
  * The I/O convention is the export's model card (`export/report.py`, `model_card.json` "io"; layout from
- * `export/tflite.py`): one NHWC float32 tensor `[1, H, W, 3]`, RGB, values in [0, 1] (pixel / 255), the
- * output in the same layout (multiply by 255 and round). H and W are read from the input tensor, so a
- * model exported at another crop size works unchanged. int8/uint8 I/O (a differently exported file) is
+ * `export/tflite.py`): one NHWC float32 input `[1, H, W, C]`, values in [0, 1]: RGB (pixel / 255) in channels
+ * 0..2, and for a region-input model (C = 7, the card's `io.region_input`) the crop's 4 soft region masks
+ * after them ([RegionMasks], in the card's channel order); the output is `[1, H, W, 3]`, RGB (multiply by 255
+ * and round). H, W and C are read from the input tensor, so a model exported at another crop size, or an
+ * RGB-only one (C = 3, older exports), works unchanged. int8/uint8 I/O (a differently exported file) is
  * (de)quantised with the tensor's own scale and zero point, as `student/runtime.py` does.
  *
  * CPU by default (XNNPACK, [NUM_THREADS] threads); [requestGpu] adds the GPU delegate when the device
@@ -51,6 +53,12 @@ class MakeupModel(model: ByteBuffer, requestGpu: Boolean) : AutoCloseable {
     /** Side of the square crop the model takes, read from the input tensor's shape. */
     val size: Int
 
+    /** Input channels, read from the input tensor's shape: [CHANNELS] (RGB), or RGB + [REGION_CHANNELS] masks. */
+    val channels: Int
+
+    /** True when the model reads the crop's region masks after RGB: [run] needs them. */
+    val regionInput: Boolean
+
     private val inputType: DataType
     private val outputType: DataType
     private val inputScale: Float
@@ -73,13 +81,17 @@ class MakeupModel(model: ByteBuffer, requestGpu: Boolean) : AutoCloseable {
         val inTensor = if (key != null) interpreter.getInputTensorFromSignature(INPUT_NAME, key) else interpreter.getInputTensor(0)
         val outTensor = if (key != null) interpreter.getOutputTensorFromSignature(OUTPUT_NAME, key) else interpreter.getOutputTensor(0)
         val shape = inTensor.shape()
-        check(shape.size == 4 && shape[0] == 1 && shape[3] == CHANNELS && shape[1] == shape[2] && shape[1] > 0) {
-            "$MODEL_ASSET: expected a $LAYOUT input [1, H, H, $CHANNELS] (model_card.json io), got ${shape.contentToString()}"
+        check(shape.size == 4 && shape[0] == 1 && shape[3] in INPUT_CHANNELS && shape[1] == shape[2] && shape[1] > 0) {
+            "$MODEL_ASSET: expected a $LAYOUT input [1, H, H, $CHANNELS] or [1, H, H, ${CHANNELS + REGION_CHANNELS}] " +
+                "(model_card.json io), got ${shape.contentToString()}"
         }
-        check(outTensor.shape().contentEquals(shape)) {
-            "$MODEL_ASSET: output shape ${outTensor.shape().contentToString()} differs from input ${shape.contentToString()}"
+        val outShape = intArrayOf(1, shape[1], shape[2], CHANNELS)
+        check(outTensor.shape().contentEquals(outShape)) {
+            "$MODEL_ASSET: output shape ${outTensor.shape().contentToString()} is not ${outShape.contentToString()}"
         }
         size = shape[1]
+        channels = shape[3]
+        regionInput = channels == CHANNELS + REGION_CHANNELS
         inputType = inTensor.dataType()
         outputType = outTensor.dataType()
         for (type in arrayOf(inputType, outputType)) {
@@ -104,12 +116,21 @@ class MakeupModel(model: ByteBuffer, requestGpu: Boolean) : AutoCloseable {
     }
 
     /**
-     * Run the model on [crop] (`size * size` ARGB_8888 ints, the aligned crop) into [out] (same shape).
+     * Run the model on [crop] (`size * size` ARGB_8888 ints, the aligned crop) into [out] (same shape). A
+     * region-input model also takes [masks]: the crop's [REGION_CHANNELS] soft region masks (`size * size`
+     * floats each) in the card's `io.region_input.channels` order ([RegionMasks.inOrder]); an RGB model none.
      * Returns the interpreter's wall time in milliseconds.
      */
-    fun run(crop: IntArray, out: IntArray): Float {
+    fun run(crop: IntArray, masks: Array<FloatArray>?, out: IntArray): Float {
         require(crop.size == size * size && out.size == size * size) { "crop must be $size x $size" }
-        fillInput(crop)
+        if (regionInput) {
+            require(masks != null && masks.size == REGION_CHANNELS && masks.all { it.size == size * size }) {
+                "this model takes the crop's $REGION_CHANNELS region masks ($size x $size) after RGB"
+            }
+        } else {
+            require(masks == null) { "this model takes RGB only" }
+        }
+        fillInput(crop, masks ?: NO_MASKS)
         input.rewind()
         output.rewind()
         val t0 = SystemClock.elapsedRealtimeNanos()
@@ -120,25 +141,33 @@ class MakeupModel(model: ByteBuffer, requestGpu: Boolean) : AutoCloseable {
         return lastInferenceMs
     }
 
-    /** NHWC, RGB, [VALUE_MIN, VALUE_MAX]: `crop.astype(float32) / 255` in `student/apply.py`. */
-    private fun fillInput(crop: IntArray) {
+    /**
+     * NHWC, per pixel RGB in [VALUE_MIN, VALUE_MAX] (`crop.astype(float32) / 255` in `student/apply.py`), then
+     * the [masks] (none for an RGB model): `student/model.py` `model_input`, channels last.
+     */
+    private fun fillInput(crop: IntArray, masks: Array<FloatArray>) {
         val shifts = CHANNEL_SHIFTS
         var j = 0
         if (inputType == DataType.FLOAT32) {
             val f = inputFloats
-            for (p in crop) {
+            for (i in crop.indices) {
+                val p = crop[i]
                 for (c in 0 until CHANNELS) {
                     f.put(j++, VALUE_MIN + ((p shr shifts[c]) and 0xFF) * PIXEL_TO_VALUE)
                 }
+                for (k in masks.indices) f.put(j++, masks[k][i])
             }
         } else {
             val lo = if (inputType == DataType.UINT8) 0 else -128
             val hi = if (inputType == DataType.UINT8) 255 else 127
-            for (p in crop) {
+            for (i in crop.indices) {
+                val p = crop[i]
                 for (c in 0 until CHANNELS) {
                     val v = VALUE_MIN + ((p shr shifts[c]) and 0xFF) * PIXEL_TO_VALUE
-                    val q = (v / inputScale + inputZero).roundToInt().coerceIn(lo, hi)
-                    input.put(j++, q.toByte())
+                    input.put(j++, ((v / inputScale + inputZero).roundToInt().coerceIn(lo, hi)).toByte())
+                }
+                for (k in masks.indices) {
+                    input.put(j++, ((masks[k][i] / inputScale + inputZero).roundToInt().coerceIn(lo, hi)).toByte())
                 }
             }
         }
@@ -228,7 +257,15 @@ class MakeupModel(model: ByteBuffer, requestGpu: Boolean) : AutoCloseable {
         const val COLOR_ORDER = "RGB"
         const val VALUE_MIN = 0.0f
         const val VALUE_MAX = 1.0f
+
+        /** Colour channels: the output's, and the input's first ones (io.region_input.first_channel follows). */
         const val CHANNELS = 3
+
+        /** Region masks a region-input model reads after the colour channels (student/model.py REGION_CHANNELS). */
+        const val REGION_CHANNELS = 4
+
+        /** The input channel counts the app can feed: RGB; RGB + the region masks (student/runtime.py CHANNELS). */
+        val INPUT_CHANNELS = intArrayOf(CHANNELS, CHANNELS + REGION_CHANNELS)
 
         /** Where R, G and B sit in an ARGB_8888 int, in COLOR_ORDER: the tensor's channel c is
          *  `(pixel shr CHANNEL_SHIFTS[c]) and 0xFF`. */
@@ -239,6 +276,7 @@ class MakeupModel(model: ByteBuffer, requestGpu: Boolean) : AutoCloseable {
         private const val PIXEL_TO_VALUE = (VALUE_MAX - VALUE_MIN) / 255f
         private const val VALUE_TO_PIXEL = 255f / (VALUE_MAX - VALUE_MIN)
         private const val ALPHA_MASK = -0x1000000  // 0xFF000000
+        private val NO_MASKS = emptyArray<FloatArray>()
 
         fun hasAsset(context: Context, name: String = MODEL_ASSET): Boolean =
             context.assets.list("")?.contains(name) == true
