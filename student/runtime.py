@@ -41,14 +41,14 @@ class Runner:
         return self.channels > 3
 
     def __call__(self, batch, labels=None) -> np.ndarray:
-        from .model import REGION_CHANNELS, StudentConfig, model_input
-
         if hasattr(batch, "detach"):
             batch = batch.detach().cpu().numpy()
         x = np.asarray(batch, dtype=np.float32)
         if x.ndim != 4 or x.shape[1] not in (3, self.channels):
             raise TinyBeautyError(f"{self.path.name}: expected an (N, 3, H, W) batch, got {x.shape}")
         if self.channels != x.shape[1]:
+            from .model import REGION_CHANNELS, StudentConfig, model_input  # torch only for region input
+
             if self.channels != 3 + REGION_CHANNELS:
                 raise TinyBeautyError(f"{self.path.name}: takes {self.channels} input channels; "
                                       f"known: {list(CHANNELS)}")

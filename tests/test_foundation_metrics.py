@@ -3,6 +3,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from makeup import metrics
 from makeup.metrics import eye_zone, eyeliner_loss, load_lpips, psnr, psnr_per_image, sobel_edges, ssim
@@ -115,3 +117,16 @@ def test_eyeliner_loss_weight_scales_each_image_and_is_not_divided_out():
     assert torch.isclose(eyeliner_loss(pred, target, eye, weight=torch.full((2,), 0.02)), 0.02 * base)
     half = eyeliner_loss(pred, target, eye, weight=torch.tensor([1.0, 0.0]))
     assert torch.isclose(half, eyeliner_loss(pred[:1], target[:1], eye[:1]) / 2)
+
+
+@settings(max_examples=25, deadline=None)
+@given(h=st.integers(4, 40), w=st.integers(4, 40), reach=st.floats(0.0, 0.3), seed=st.integers(0, 2**16))
+def test_eye_zone_is_the_square_max_filter(h, w, reach, seed):
+    """The row-then-column pass is the (2r+1)^2 max filter it replaced (padding never wins), for any mask."""
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(seed)
+    m = torch.rand(2, 1, h, w, generator=g) > 0.85
+    r = int(round(reach * h))
+    ref = F.max_pool2d(m.float(), 2 * r + 1, stride=1, padding=r) if r > 0 else m.float()
+    assert torch.equal(eye_zone(m, reach), ref)
