@@ -26,10 +26,9 @@ class ParitySet:
 
     def inputs(self, channels: int) -> np.ndarray:
         """The model inputs: the sources, with their region channels when the model takes ``channels`` = 7."""
-        from student.model import StudentConfig, model_input
+        from student.model import model_input
 
-        return self.sources if channels == 3 else model_input(StudentConfig(region_input=True), self.sources,
-                                                              self.labels)
+        return model_input(channels, self.sources, self.labels)
 
 
 @dataclass

@@ -93,7 +93,7 @@ def _synthetic_inputs(size: int, count: int) -> ParitySet:
                      np.stack([f.labels for f in faces]).astype(np.uint8))
 
 
-def _calibration_images(calib: Path, size: int, limit: int, config) -> np.ndarray:
+def _calibration_images(calib: Path, size: int, limit: int, channels: int) -> np.ndarray:
     from student.model import model_input
 
     from makeup.pairs import PairDataset, PairTorchDataset, split_ids
@@ -104,7 +104,7 @@ def _calibration_images(calib: Path, size: int, limit: int, config) -> np.ndarra
     train_ids = split_ids(ds.ids)[0] or ds.ids
     items = PairTorchDataset(ds, train_ids[:limit], size=size)
     batch = [items[i] for i in range(len(items))]
-    return model_input(config, np.stack([b["source"].numpy() for b in batch]).astype(np.float32),
+    return model_input(channels, np.stack([b["source"].numpy() for b in batch]).astype(np.float32),
                        np.stack([b["mask"].numpy() for b in batch]))
 
 
@@ -204,7 +204,7 @@ def run_export(req: ExportRequest, progress: bool = True) -> dict:
     ckpt = load_checkpoint(req.checkpoint)
     calib = None
     if req.calib is not None and not getattr(ckpt, "qat", False):
-        calib = _calibration_images(req.calib, size, cfg.calib_images, ckpt.config)
+        calib = _calibration_images(req.calib, size, cfg.calib_images, ckpt.config.in_channels)
     parity_pairs = req.pairs or req.calib
     parity_set = (load_parity_set(parity_pairs, size, cfg.parity_images) if parity_pairs
                   else _synthetic_inputs(size, min(4, cfg.parity_images)))

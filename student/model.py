@@ -286,15 +286,15 @@ def region_channels(labels) -> np.ndarray:
         np.zeros((0, REGION_CHANNELS) + lab.shape[1:], np.float32)
 
 
-def model_input(config: StudentConfig, sources, labels=None):
-    """What the net takes: ``sources`` (N, 3, H, W) float [0, 1] (numpy or torch, returned as the same kind),
-    with the region channels of ``labels`` appended when ``config.region_input``; given already at
-    ``config.in_channels`` channels, as it is."""
-    channels = sources.shape[1]
-    if channels == config.in_channels:
+def model_input(channels: int, sources, labels=None):
+    """What a net taking ``channels`` inputs (``StudentConfig.in_channels``: 3, or 3 + :data:`REGION_CHANNELS`)
+    gets: ``sources`` (N, 3, H, W) float [0, 1] (numpy or torch, returned as the same kind), with the region
+    channels of ``labels`` appended for region input; given already at ``channels`` channels, as it is."""
+    have = sources.shape[1]
+    if have == channels:
         return sources
-    if channels != 3:
-        raise TinyBeautyError(f"the student takes {config.in_channels} input channels, got {channels}")
+    if have != 3 or channels != 3 + REGION_CHANNELS:
+        raise TinyBeautyError(f"the student takes {channels} input channels, got {have}")
     if labels is None:
         raise TinyBeautyError("this student takes the face's region masks as input: its label map is needed "
                               "(a face mesh on photos, the pair's mask on pairs)")

@@ -47,13 +47,10 @@ class Runner:
         if x.ndim != 4 or x.shape[1] not in (3, self.channels):
             raise TinyBeautyError(f"{self.path.name}: expected an (N, 3, H, W) batch, got {x.shape}")
         if self.channels != x.shape[1]:
-            from .model import REGION_CHANNELS, StudentConfig, model_input  # torch only for region input
+            from .model import model_input  # torch only for region input
 
-            if self.channels != 3 + REGION_CHANNELS:
-                raise TinyBeautyError(f"{self.path.name}: takes {self.channels} input channels; "
-                                      f"known: {list(CHANNELS)}")
             try:
-                x = model_input(StudentConfig(region_input=True), x, labels)
+                x = model_input(self.channels, x, labels)
             except TinyBeautyError as exc:
                 raise TinyBeautyError(f"{self.path.name}: {exc}") from None
         x = np.ascontiguousarray(x)

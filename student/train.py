@@ -189,7 +189,7 @@ class StudentTrainer:
     def _qat_phase(self, model, qat_state: dict | None = None):
         """Prepare the float model for QAT (on CPU: PT2E export), then train it on the device."""
         item = self.val_set[0]
-        example = model_input(self.config, item["source"][None], item["mask"][None])
+        example = model_input(self.config.in_channels, item["source"][None], item["mask"][None])
         prepared, _ = prepare_qat(model.cpu(), example, dynamic_batch=True, dynamic_size=True)
         if qat_state is not None:
             prepared.load_state_dict(qat_state, strict=True)
@@ -261,7 +261,7 @@ class StudentTrainer:
             src = torch.stack([it["source"] for it in items]).to(self.device)
             tgt = torch.stack([it["target"] for it in items]).to(self.device)
             mask = torch.stack([it["mask"] for it in items]).to(self.device)
-            pred = net(model_input(self.config, src, mask)).float()
+            pred = net(model_input(self.config.in_channels, src, mask)).float()
             losses.append(float(self.loss_fn(pred, tgt, mask, src)[0]) * len(items))
             s, p, t = (x.cpu().numpy().transpose(0, 2, 3, 1) for x in (src, pred, tgt))
             fidelity.update(p, s, t, mask.cpu())

@@ -59,7 +59,7 @@ def _train_checkpoints(root: Path, widths=TINY_WIDTHS, steps: int = 4) -> tuple[
     # output range near zero for a few steps; a non-zero head gives a residual that parity can see.
     torch.nn.init.normal_(model.head.weight, 0.0, 0.05)
     rgb = torch.rand(4, 3, SIZE, SIZE)
-    x = model_input(cfg, rgb, np.repeat(_labels()[None], 4, axis=0))  # with the pairs' region masks
+    x = model_input(cfg.in_channels, rgb, np.repeat(_labels()[None], 4, axis=0))  # with the pairs' region masks
     target = (rgb + torch.tensor([0.07, -0.02, 0.015]).view(1, 3, 1, 1)).clamp(0, 1)
     prepared, _ = prepare_qat(model, x)
     opt = torch.optim.Adam(prepared.parameters(), 1e-3)

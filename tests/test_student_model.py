@@ -359,7 +359,7 @@ def test_the_runner_builds_the_region_input_from_labels_and_refuses_without_them
     runner = load_runner(path)
     lab = np.stack([_face_labels(), np.roll(_face_labels(), 3, axis=1)])
     rgb = np.random.default_rng(1).random((2, 3, 32, 32), dtype=np.float32)
-    full = model_input(SMALL, rgb, lab)
+    full = model_input(SMALL.in_channels, rgb, lab)
     assert full.shape == (2, 7, 32, 32) and np.array_equal(full[:, :3], rgb)
     with torch.no_grad():
         ref = model(torch.from_numpy(full)).numpy()

@@ -52,7 +52,7 @@ def test_a_few_steps_reduce_the_loss(tiny_pairs):
     data = PairTorchDataset(PairDataset(tiny_pairs))
     batch = {k: torch.stack([data[i][k] for i in range(len(data))]) for k in ("source", "target", "mask")}
     model = build_model(TINY_MODEL)
-    x = model_input(model.config, batch["source"], batch["mask"])
+    x = model_input(model.config.in_channels, batch["source"], batch["mask"])
     loss_fn = StudentLoss(LossWeights())
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
@@ -251,7 +251,8 @@ def test_a_few_steps_on_a_lips_only_look_move_the_lips(region_input):
     (src, tgt, lab), (vsrc, vtgt, vlab) = data(range(100, 108)), data(range(200, 204))
     torch.manual_seed(0)
     model = build_model({"widths": [8, 16, 16, 16], "region_input": region_input})
-    x, vx = model_input(model.config, src, lab), model_input(model.config, vsrc, vlab)
+    c = model.config.in_channels
+    x, vx = model_input(c, src, lab), model_input(c, vsrc, vlab)
     loss_fn = StudentLoss(LossWeights())
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     for _ in range(450):
