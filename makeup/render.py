@@ -166,6 +166,36 @@ def _smooth_curve(eye: EyeGeometry, y: np.ndarray, xx: np.ndarray) -> np.ndarray
     return np.polyval(coef, np.clip(xx, xc[0], xc[-1]) - eye.cx).astype(np.float32)
 
 
+def eye_frame(labels: np.ndarray, geometry: FaceGeometry | None = None):
+    """Every skin pixel's place relative to its nearer eye, in units of that eye's width (how eye makeup is laid:
+    along the lash lines, out toward the temple). Returns float32 (H, W) ``u``, ``v`` and bool ``valid``:
+
+    * ``u``: horizontal offset from the eye's centre, positive toward the outer corner (so both eyes share one
+      frame, mirrored);
+    * ``v``: above the opening the height over the upper lash line (> 0), below it minus the depth under the
+      lower one (< 0), each line a smooth curve held level beyond the corners; 0 between the lines;
+    * ``valid``: skin pixels (the opening itself and every other label excluded) of a face with at least one
+      eye.
+    """
+    lab = np.asarray(labels)
+    g = geometry or FaceGeometry.from_labels(lab)
+    h, w = lab.shape
+    u = np.zeros((h, w), np.float32)
+    v = np.zeros((h, w), np.float32)
+    best = np.full((h, w), np.inf, np.float32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
+    for eye in g.eyes:
+        ew = eye.width
+        top, bottom = _smooth_curve(eye, eye.top, xx), _smooth_curve(eye, eye.bottom, xx)
+        dist = np.hypot(xx - eye.cx - 0.5, yy - eye.cy - 0.5)
+        near = dist < best
+        best = np.where(near, dist, best)
+        u = np.where(near, (xx - eye.cx - 0.5) * eye.outward / ew, u)
+        v = np.where(near, np.where(yy < top, (top - yy) / ew, np.where(yy > bottom, (bottom - yy) / ew, 0.0)), v)
+    valid = (lab == SKIN) & np.isfinite(best)
+    return u.astype(np.float32), v.astype(np.float32), valid
+
+
 def _eyeshadow_alpha(g: FaceGeometry, p: Product) -> np.ndarray:
     """Lid skin from the upper lash line up toward the brow, wider on the outer side; ``lower`` smudges it
     under the lower lash line."""

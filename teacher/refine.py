@@ -26,7 +26,7 @@ from torch import nn
 from makeup.errors import TinyBeautyError
 from makeup.io import atomic_path
 
-from .formulation import MAKEUP_REGIONS, region_stack, resize_image
+from .formulation import MAKEUP_REGIONS, prior_detail, region_stack, resize_image
 
 REFINER = "refiner.pt"
 GAIN = 4.0  # residuals are ~0.05-0.3; scaled to the photo's range for the convs, divided back at the output
@@ -105,8 +105,13 @@ def load_refiner(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     return Refiner(model, int(blob["resolution"]), int(blob["size"]), dict(blob["settings"]))
 
 
-def _training_pool(pairs, resolution: int, radius: float, count: int, augment: dict, seed: int):
-    """``count`` augmented copies of every seed pair as tensors: photo, perfect-teacher residual, masks, target."""
+def _training_pool(pairs, resolution: int, radius: float, count: int, augment: dict, seed: int, prior=None):
+    """``count`` augmented copies of every seed pair as tensors: photo, perfect-teacher residual, masks, target.
+
+    ``prior`` (the teacher's ``paste_terms``): the paste adds the region prior at full resolution to the
+    teacher's upsampled correction, so a perfect teacher hands the refiner the low-resolution residual plus
+    the prior's full-resolution detail (:func:`teacher.formulation.prior_detail`); without it, the residual
+    alone."""
     from .train import augment_pair
 
     rng = np.random.default_rng([seed, 17])
@@ -116,7 +121,11 @@ def _training_pool(pairs, resolution: int, radius: float, count: int, augment: d
             before, after, labels = augment_pair(p, rng, augment) if k else (p.before, p.after, p.labels)
             b, a = before.astype(np.float32) / 255.0, after.astype(np.float32) / 255.0
             photos.append(b.transpose(2, 0, 1))
-            ups.append(low_res_residual(b, a, resolution).transpose(2, 0, 1))
+            up = low_res_residual(b, a, resolution)
+            if prior is not None and prior.get("region_prior") is not None:
+                up = up + prior_detail(b, labels, resolution, radius, prior["region_prior"], prior["region_colour"],
+                                       prior.get("eye_template"))
+            ups.append(up.transpose(2, 0, 1))
             masks.append(region_stack(labels, None, radius))
             targets.append((a - b).transpose(2, 0, 1))
             where.append(np.argwhere(labels > 0))
@@ -125,19 +134,21 @@ def _training_pool(pairs, resolution: int, radius: float, count: int, augment: d
 
 
 def train_refiner(pairs, resolution: int, radius: float, settings: dict | None = None, augment: dict | None = None,
-                  progress: bool = True, device: str | torch.device = "cpu") -> tuple[Refiner, dict]:
+                  progress: bool = True, device: str | torch.device = "cpu",
+                  prior: dict | None = None) -> tuple[Refiner, dict]:
     """Fit a :class:`DetailRefiner` on the seed pairs (``SeedPair`` before/after/labels, uint8, square).
 
     Every step takes ``batch`` crops of ``crop`` px centred on random makeup-region pixels (the look is there),
     random horizontal flips, the input residual scaled by 1 +- ``jitter``; loss = L1 of the gated residual,
-    weighted 1 + 4 x the gate (the regions count)."""
+    weighted 1 + 4 x the gate (the regions count). ``prior``: the teacher's ``paste_terms`` (see
+    :func:`_training_pool`)."""
     cfg = {**REFINER_DEFAULTS, **(settings or {})}
     size = int(pairs[0].before.shape[0])
     if resolution >= size:
         raise TinyBeautyError(f"detail refiner: the teacher already works at {resolution} px >= the {size} px crop")
     crop = min(int(cfg["crop"]), size)
     photos, ups, masks, targets, where = _training_pool(pairs, resolution, radius, int(cfg["pool"]), augment or {},
-                                                        int(cfg["seed"]))
+                                                        int(cfg["seed"]), prior)
     gen = torch.Generator().manual_seed(int(cfg["seed"]))
     rng = np.random.default_rng(int(cfg["seed"]))
     with torch.random.fork_rng(devices=[]):  # its own init stream: the teacher's global RNG is left as it was

@@ -115,12 +115,17 @@ def augment_pair(p: SeedPair, rng: np.random.Generator, aug: dict) -> tuple[np.n
     return warp(before, cv2.INTER_LINEAR), warp(after, cv2.INTER_LINEAR), warp(labels, cv2.INTER_NEAREST)
 
 
-def make_batch(items, res: int, radius: float, device) -> dict:
-    conds = [make_condition(b, lab, res, radius) for b, _, lab in items]
+def make_batch(items, res: int, radius: float, device, eye_template=None) -> dict:
+    """Training tensors of (before, after, labels) items at the working resolution; ``field`` when the prior
+    has an eye template."""
+    conds = [make_condition(b, lab, res, radius, eye_template) for b, _, lab in items]
     targets = [make_condition(a, lab, res, radius).source for _, a, lab in items]
-    return {"source": torch.stack([c.source for c in conds]).to(device),
-            "masks": torch.stack([c.masks for c in conds]).to(device),
-            "target": torch.stack(targets).to(device)}
+    batch = {"source": torch.stack([c.source for c in conds]).to(device),
+             "masks": torch.stack([c.masks for c in conds]).to(device),
+             "target": torch.stack(targets).to(device)}
+    if conds and conds[0].field is not None:
+        batch["field"] = torch.stack([c.field for c in conds]).to(device)
+    return batch
 
 
 def region_energy(pairs: list[SeedPair]) -> float:
@@ -259,7 +264,7 @@ def _refiner_for(out: Path, pairs, backend, cfg: TeacherSettings, resumed: bool,
         teacher_cfg["refiner"] = {**refiner.settings, "file": REFINER}
         return refiner
     refiner, record = train_refiner(pairs, res, float(backend.config["feather_radius"]), settings, cfg.augment,
-                                    progress=progress, device=device)
+                                    progress=progress, device=device, prior=backend.paste_terms())
     refiner.save(path)
     log.info("detail refiner: %d steps in %.0f s (loss %.4f) -> %s", record["steps"], record["seconds"],
              record["final_loss"], path)
@@ -296,6 +301,7 @@ def train_teacher(seeds: str | os.PathLike, out: str | os.PathLike, config: Teac
     backend.to(device)
     backend.prepare(pairs, style)  # seed statistics (region prior, residual scale, ...) into backend.config
     res = int(backend.config["resolution"])
+    template = backend.head.template()  # the prior's eye template (None: a latent teacher, or switched off)
     backend.enable_ema()
     params = backend.trainable()
     optimizer = torch.optim.Adam(params, lr=cfg.lr)
@@ -363,7 +369,7 @@ def train_teacher(seeds: str | os.PathLike, out: str | os.PathLike, config: Teac
         optimizer.zero_grad(set_to_none=True)
         for b, idx in enumerate(batches):
             items = [augment_pair(pairs[i], rng, cfg.augment) for i in idx]
-            batch = make_batch(items, res, radius, device)
+            batch = make_batch(items, res, radius, device, template)
             with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
                 loss, parts = backend.training_loss(batch, generator=gen)
             scaler.scale(loss / accum).backward()

@@ -93,14 +93,15 @@ class TeacherBackend:
 
     def paste_terms(self) -> dict:
         """What ``translate`` pastes besides the sampled residual: FGMM weights, alpha, the image-space
-        region prior (None when ``sample`` already contains it)."""
+        region prior and its eye template (None when ``sample`` already contains the prior)."""
         head = self.head
         return {"fgmm_weights": head.fgmm.region_weights.detach().float().cpu().numpy(),
                 "alpha": float(head.alpha.detach()),
                 "region_prior": head.region_prior.detach().float().cpu().numpy() if self.pastes_region_prior
                 else None,
                 "region_colour": head.region_colour.detach().float().cpu().numpy() if self.pastes_region_prior
-                else None}
+                else None,
+                "eye_template": head.template() if self.pastes_region_prior else None}
 
     def enable_ema(self) -> None:
         """EMA (diffusers ``EMAModel``, warm-up) over the trainable parameters only."""

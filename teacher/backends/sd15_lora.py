@@ -41,6 +41,8 @@ from . import TeacherBackend, register_backend
 SD_PATH_ENV = "TINYBEAUTY_SD_PATH"
 REQUIRED = ("unet/config.json", "vae/config.json", "scheduler/scheduler_config.json")
 
+IMAGE_SPACE_ONLY = ("region_colour", "eye_template")  # head buffers a latent teacher leaves at zero
+
 DEFAULTS: dict = {
     "sd_path": None,              # --sd-path / TINYBEAUTY_SD_PATH; amplify may point it elsewhere (same base)
     "variant": None,              # e.g. "fp16": load diffusion_pytorch_model.fp16.safetensors
@@ -456,13 +458,14 @@ class SD15LoRABackend(TeacherBackend):
         """Flat trained tensors (EMA weights) + the head's buffers: what dda_final.safetensors holds."""
         with self.ema_weights():
             flat = OrderedDict((k, v.detach().float().clone()) for k, v in self._named_trainable().items())
-        # the prior's colour part stays zero here (the latent prior is constant): not stored, zero on load
-        flat.update((f"head.{k}", v.clone()) for k, v in self._head.named_buffers() if k != "region_colour")
+        # the prior's colour part and eye template stay zero here (the latent prior is constant, the template
+        # image-space): not stored, zero on load
+        flat.update((f"head.{k}", v.clone()) for k, v in self._head.named_buffers() if k not in IMAGE_SPACE_ONLY)
         return flat
 
     def _load_flat(self, tensors: dict) -> None:
-        # the prior's colour part is not stored (see inference_state): zero, a constant latent prior
-        tensors = {"head.region_colour": torch.zeros_like(self._head.region_colour), **tensors}
+        # the prior's colour part and eye template are not stored (see inference_state): zero
+        tensors = {**{f"head.{k}": torch.zeros_like(getattr(self._head, k)) for k in IMAGE_SPACE_ONLY}, **tensors}
         named = self._named_trainable()
         named.update((f"head.{k}", v) for k, v in self._head.named_buffers())
         missing = sorted(set(named) - set(tensors))
