@@ -166,7 +166,7 @@ def _smooth_curve(eye: EyeGeometry, y: np.ndarray, xx: np.ndarray) -> np.ndarray
     return np.polyval(coef, np.clip(xx, xc[0], xc[-1]) - eye.cx).astype(np.float32)
 
 
-def eye_frame(labels: np.ndarray, geometry: FaceGeometry | None = None):
+def eye_frame(labels: np.ndarray, geometry: FaceGeometry | None = None, reach: float = 2.0):
     """Every skin pixel's place relative to its nearer eye, in units of that eye's width (how eye makeup is laid:
     along the lash lines, out toward the temple). Returns float32 (H, W) ``u``, ``v`` and bool ``valid``:
 
@@ -174,8 +174,8 @@ def eye_frame(labels: np.ndarray, geometry: FaceGeometry | None = None):
       frame, mirrored);
     * ``v``: above the opening the height over the upper lash line (> 0), below it minus the depth under the
       lower one (< 0), each line a smooth curve held level beyond the corners; 0 between the lines;
-    * ``valid``: skin pixels (the opening itself and every other label excluded) of a face with at least one
-      eye.
+    * ``valid``: skin pixels (the opening itself and every other label excluded) within ``reach`` eye widths
+      of an eye's box (u and v are 0 elsewhere).
     """
     lab = np.asarray(labels)
     g = geometry or FaceGeometry.from_labels(lab)
@@ -183,17 +183,36 @@ def eye_frame(labels: np.ndarray, geometry: FaceGeometry | None = None):
     u = np.zeros((h, w), np.float32)
     v = np.zeros((h, w), np.float32)
     best = np.full((h, w), np.inf, np.float32)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
     for eye in g.eyes:
         ew = eye.width
+        pad = reach * ew
+        win, xx, yy = _eye_window(g, eye, pad, pad, pad)
         top, bottom = _smooth_curve(eye, eye.top, xx), _smooth_curve(eye, eye.bottom, xx)
         dist = np.hypot(xx - eye.cx - 0.5, yy - eye.cy - 0.5)
-        near = dist < best
-        best = np.where(near, dist, best)
-        u = np.where(near, (xx - eye.cx - 0.5) * eye.outward / ew, u)
-        v = np.where(near, np.where(yy < top, (top - yy) / ew, np.where(yy > bottom, (bottom - yy) / ew, 0.0)), v)
+        near = dist < best[win]
+        best[win] = np.where(near, dist, best[win])
+        u[win] = np.where(near, (xx - eye.cx - 0.5) * eye.outward / ew, u[win])
+        below = np.where(yy > bottom, (bottom - yy) / ew, 0.0)
+        v[win] = np.where(near, np.where(yy < top, (top - yy) / ew, below), v[win])
     valid = (lab == SKIN) & np.isfinite(best)
-    return u.astype(np.float32), v.astype(np.float32), valid
+    return u, v, valid
+
+
+def lip_frame(labels: np.ndarray, geometry: FaceGeometry | None = None):
+    """Every lip pixel's place in the lips' box (how lipstick and gloss are laid: an edge all round, a highlight
+    on the lower lip). Returns float32 (H, W) ``u`` = |x - centre| / box width (both halves share it, mirrored),
+    ``v`` = (y - centre) / box height, and bool ``valid`` = the lip pixels (none without lips)."""
+    lab = np.asarray(labels)
+    g = geometry or FaceGeometry.from_labels(lab)
+    valid = lab == LIPS
+    if g.lips_box is None:
+        zero = np.zeros(lab.shape, np.float32)
+        return zero, zero, np.zeros(lab.shape, bool)
+    cx, cy, bw, bh = g.lips_box
+    yy, xx = np.mgrid[0:lab.shape[0], 0:lab.shape[1]].astype(np.float32)
+    u = np.abs(xx - cx) / bw
+    v = (yy - cy) / bh
+    return np.where(valid, u, 0).astype(np.float32), np.where(valid, v, 0).astype(np.float32), valid
 
 
 def _eyeshadow_alpha(g: FaceGeometry, p: Product) -> np.ndarray:

@@ -7,11 +7,12 @@
   the photo itself. The seed document's RDM adds ``alpha * residual_input`` to the network output; here the
   residual input is the region prior (each region's mean seed residual, painted with the soft masks), so the
   network only learns the face-dependent correction and an undertrained model still paints the look.
-* Eye template: around the eyes the prior is not one colour per region but a map in the eye's own frame
-  (:func:`makeup.render.eye_frame`: along and above/below the lash lines, in eye widths), fit on the seeds
-  per cell as a blend toward a colour, ``change = k - a * photo`` (:func:`fit_eye_template`). Liner and lid
-  shadow sit at the same place relative to every eye, so the template carries them onto a new face sharply, at
-  full resolution, where a per-region mean smeared them over the whole lid skin.
+* Feature templates: around the eyes and on the lips the prior is not one colour per region but a map in the
+  feature's own frame (:func:`makeup.render.eye_frame`: along and above/below the lash lines, in eye widths;
+  :func:`makeup.render.lip_frame`: in the lips' box), fit on the seeds per cell as a blend toward a colour,
+  ``change = k - a * photo`` (:func:`fit_template`). Liner and lid shadow sit at the same place relative to
+  every eye, a lipstick's edge and gloss at the same place on every mouth, so the template carries them onto a
+  new face sharply, at full resolution, where a per-region prior smeared them over the whole region.
 * FGMM: learnable per-region weights (eyes, lips, skin, brows). They weight the training loss by region and
   gate the predicted residual with feathered masks that are exactly zero outside the four regions, so no
   makeup can leak into hair or background.
@@ -20,12 +21,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import cv2
 import numpy as np
 import torch
 from torch import nn
 
+from makeup.errors import TinyBeautyError
 from makeup.regions import BROWS, EYES, LIPS, SKIN, feather
 
 MAKEUP_REGIONS = (EYES, LIPS, SKIN, BROWS)  # channel order of every region stack
@@ -44,45 +47,68 @@ def region_stack(labels: np.ndarray, size: int | None = None, radius: float = 2.
     return out.astype(np.float32)
 
 
-# The eye template's grid in eye widths: u (toward the outer corner) and v (over / under the lash lines).
-EYE_GRID_U = (-1.3, 1.9)
-EYE_GRID_V = (-0.8, 1.6)
-EYE_GRID_STEP = 0.025
-EYE_GRID_SHAPE = (int(round((EYE_GRID_V[1] - EYE_GRID_V[0]) / EYE_GRID_STEP)),
-                  int(round((EYE_GRID_U[1] - EYE_GRID_U[0]) / EYE_GRID_STEP)))
-EYE_TEMPLATE_CHANNELS = 5  # k (RGB), a, support (1 where the seeds had pixels in the cell)
+@dataclass(frozen=True)
+class TemplateFrame:
+    """A feature's own coordinate frame (``coords(labels, geometry) -> u, v, valid``), cut into cells in which
+    the prior's template is fit."""
+
+    name: str
+    coords: Callable
+    u_range: tuple[float, float]
+    v_range: tuple[float, float]
+    step: tuple[float, float]  # (u, v) cell size
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(v cells, u cells)."""
+        return (int(round((self.v_range[1] - self.v_range[0]) / self.step[1])),
+                int(round((self.u_range[1] - self.u_range[0]) / self.step[0])))
+
+    def cells(self, labels: np.ndarray, geometry=None) -> np.ndarray:
+        """(H, W) int64: each pixel's cell (row-major in :attr:`shape`), -1 outside the frame."""
+        u, v, valid = self.coords(labels, geometry)
+        nv, nu = self.shape
+        iu = np.floor((u - self.u_range[0]) / self.step[0]).astype(np.int64)
+        iv = np.floor((v - self.v_range[0]) / self.step[1]).astype(np.int64)
+        ok = valid & (iu >= 0) & (iu < nu) & (iv >= 0) & (iv < nv)
+        return np.where(ok, iv * nu + iu, -1)
 
 
-def _eye_cells(labels: np.ndarray) -> np.ndarray:
-    """(H, W) int64: each pixel's eye-template cell (row-major in EYE_GRID_SHAPE), -1 outside the grid."""
-    from makeup.render import eye_frame
+def _frames() -> dict[str, TemplateFrame]:
+    from makeup.render import eye_frame, lip_frame
 
-    u, v, valid = eye_frame(labels)
-    nv, nu = EYE_GRID_SHAPE
-    iu = np.floor((u - EYE_GRID_U[0]) / EYE_GRID_STEP).astype(np.int64)
-    iv = np.floor((v - EYE_GRID_V[0]) / EYE_GRID_STEP).astype(np.int64)
-    ok = valid & (iu >= 0) & (iu < nu) & (iv >= 0) & (iv < nv)
-    return np.where(ok, iv * nu + iu, -1)
+    # eyes: the skin around each eye in eye widths (u toward the outer corner, v over / under the lash lines);
+    # lips: the lip pixels in the lips' box (u = |x - centre| / width, v = (y - centre) / height)
+    return {"eyes": TemplateFrame("eyes", eye_frame, (-1.3, 1.9), (-0.8, 1.6), (0.025, 0.025)),
+            "lips": TemplateFrame("lips", lip_frame, (0.0, 0.7), (-0.8, 0.8), (0.05, 0.1))}
 
 
-def fit_eye_template(befores, afters, labels, smooth: float = 0.5, ridge: float = 1e-3) -> np.ndarray:
-    """The eye template (EYE_GRID_SHAPE + (5,)) float32 from seed pairs (uint8 before/after, label maps).
+TEMPLATE_FRAMES = _frames()
+TEMPLATE_CHANNELS = 5  # k (RGB), a, support (1 where the seeds had pixels in the cell)
 
-    Per cell of the eye frame the change is a blend toward a colour, ``change = k - a * photo`` (RGB in 0..1; a
+
+def fit_template(frame: TemplateFrame | str, befores, afters, labels, smooth: float = 0.5,
+                 ridge: float = 1e-3) -> np.ndarray:
+    """A feature template (``frame.shape + (5,)``, float32) from seed pairs (uint8 before/after, label maps).
+
+    Per cell of the frame the change is a blend toward a colour, ``change = k - a * photo`` (RGB in 0..1; a
     product laid at opacity ``a`` in colour ``c`` gives ``k = a c``), least squares over every seed pixel in the
-    cell (both eyes share the frame). The moments are blurred over ``smooth`` cells (a liner is a few cells
-    thick: more blurs it, measured below) and ``ridge`` (relative to the cell's pixel count) shrinks toward no
-    change. Channel 4 is 1 where the (blurred) seeds had pixels, else 0 (the region prior applies there).
+    cell (both eyes, both halves of the lips share their frame). The moments are blurred over ``smooth`` cells
+    (a liner is a few cells thick: more blurs it) and ``ridge`` (relative to the cell's pixel count) shrinks
+    toward no change. Channel 4 is 1 where the (blurred) seeds had pixels, else 0 (the region prior applies
+    there).
 
-    Prior alone on 40 held-out truth faces, eye-zone recovery (the per-region mean prior in brackets), stop 21:
-    natural 0.38 (0.01), glamorous 0.65 (-0.03), smokey_eyes 0.75 (-0.02), red_lip 0.49 (-0.03), korean 0.51
-    (0.14); cells of 0.05 eye widths: natural 0.36, smoothing 1.5 cells: 0.15.
+    Prior alone (no diffusion) on 40 held-out truth faces, stop 21, natural / glamorous / smokey_eyes / red_lip /
+    korean: eye zone 0.39 / 0.65 / 0.75 / 0.49 / 0.51 with the eye template, 0.02 / -0.03 / -0.02 / -0.03 / 0.14
+    with the region mean; lips 0.74 / 0.66 / 0.74 / 0.79 / 0.76 with the lip template, 0.62 / 0.38 / 0.65 /
+    0.57 / 0.57 with the colour map. Eye cells of 0.05 eye widths: natural 0.36; smoothing 1.5 cells: 0.15.
     """
-    nv, nu = EYE_GRID_SHAPE
+    frame = TEMPLATE_FRAMES[frame] if isinstance(frame, str) else frame
+    nv, nu = frame.shape
     cells = nv * nu
     mom = np.zeros((cells, 9))
     for b, a, lab in zip(befores, afters, labels):
-        idx = _eye_cells(lab).ravel()
+        idx = frame.cells(lab).ravel()
         keep = idx >= 0
         i = idx[keep]
         x = b.reshape(-1, 3)[keep].astype(np.float64) / 255.0
@@ -94,7 +120,7 @@ def fit_eye_template(befores, afters, labels, smooth: float = 0.5, ridge: float 
         grid = mom.reshape(nv, nu, 9).astype(np.float32)
         mom = np.stack([cv2.GaussianBlur(grid[..., j], (0, 0), smooth, borderType=cv2.BORDER_CONSTANT)
                         for j in range(9)], -1).reshape(cells, 9).astype(np.float64)
-    out = np.zeros((cells, EYE_TEMPLATE_CHANNELS), np.float32)
+    out = np.zeros((cells, TEMPLATE_CHANNELS), np.float32)
     has = mom[:, 0] > 1e-3
     n, sx, sxx, sy, sxy = (mom[has, 0], mom[has, 1:4], mom[has, 4], mom[has, 5:8], mom[has, 8])
     lhs = np.zeros((len(n), 4, 4))
@@ -105,22 +131,35 @@ def fit_eye_template(befores, afters, labels, smooth: float = 0.5, ridge: float 
     rhs = np.concatenate([sy, -sxy[:, None]], axis=1)
     out[has, :4] = np.linalg.solve(lhs, rhs[..., None])[..., 0]
     out[has, 4] = 1.0
-    return out.reshape(nv, nu, EYE_TEMPLATE_CHANNELS)
+    return out.reshape(nv, nu, TEMPLATE_CHANNELS)
 
 
-def eye_field(labels: np.ndarray, template, size: int | None = None) -> np.ndarray | None:
-    """The eye template laid on one face: (5, S, S) float32 = [s k (RGB), s a, s] with s the template's
-    support, at the label map's resolution, area-resized to ``size``; the prior there is
-    ``(1 - s) * region prior + s k - s a * photo``. None without a template (or one with no support)."""
-    if template is None:
+def fit_templates(befores, afters, labels, names=tuple(TEMPLATE_FRAMES)) -> dict[str, np.ndarray]:
+    """:func:`fit_template` for each named frame."""
+    unknown = sorted(set(names) - set(TEMPLATE_FRAMES))
+    if unknown:
+        raise TinyBeautyError(f"templates: unknown frame {unknown[0]!r} (known: {', '.join(TEMPLATE_FRAMES)})")
+    return {n: fit_template(n, befores, afters, labels) for n in names}
+
+
+def template_field(labels: np.ndarray, templates: dict | None, size: int | None = None) -> np.ndarray | None:
+    """The templates laid on one face: (5, S, S) float32 = [s k (RGB), s a, s] with s the support, at the label
+    map's resolution, area-resized to ``size``; the prior there is ``(1 - s) * region prior + s k - s a * photo``.
+    The frames cover disjoint labels (skin around the eyes, lips). None without a template with support."""
+    live = {n: np.asarray(t, np.float32).reshape(-1, TEMPLATE_CHANNELS) for n, t in (templates or {}).items()
+            if t is not None}
+    live = {n: t for n, t in live.items() if t[:, 4].any()}
+    if not live:
         return None
-    tpl = np.asarray(template, np.float32).reshape(-1, EYE_TEMPLATE_CHANNELS)
-    if not tpl[:, 4].any():
-        return None
-    idx = _eye_cells(labels)
-    vals = tpl[np.clip(idx, 0, None)] * (idx >= 0)[..., None]
-    s = vals[..., 4:5]
-    field = np.concatenate([vals[..., :4] * s, s], axis=-1)
+    from makeup.render import FaceGeometry
+
+    geometry = FaceGeometry.from_labels(labels)
+    field = np.zeros(np.asarray(labels).shape + (TEMPLATE_CHANNELS,), np.float32)
+    for name, tpl in live.items():
+        idx = TEMPLATE_FRAMES[name].cells(labels, geometry)
+        inside = idx >= 0
+        vals = tpl[idx[inside]]
+        field[inside] = np.concatenate([vals[:, :4] * vals[:, 4:5], vals[:, 4:5]], axis=1)
     if size is not None and size != field.shape[0]:
         field = cv2.resize(field, (size, size), interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(field.transpose(2, 0, 1), dtype=np.float32)
@@ -171,34 +210,38 @@ class ResidualHead(nn.Module):
         # the prior's colour part: residual += source @ region_colour[r] in region r (fit_region_prior)
         colour = torch.zeros(r, channels, channels) if region_colour is None else torch.tensor(region_colour)
         self.register_buffer("region_colour", colour.float().reshape(r, channels, channels))
-        # the eye template (fit_eye_template; image-space teachers): all zero = no template, the region prior only
-        self.register_buffer("eye_template", torch.zeros(*EYE_GRID_SHAPE, EYE_TEMPLATE_CHANNELS))
+        # the feature templates (fit_template; image-space teachers): all zero = none, the region prior only
+        for name, frame in TEMPLATE_FRAMES.items():
+            self.register_buffer(f"template_{name}", torch.zeros(*frame.shape, TEMPLATE_CHANNELS))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # A teacher saved before the colour part or the eye template existed has neither: both load as zero.
-        state_dict.setdefault(prefix + "region_colour", torch.zeros_like(self.region_colour))
-        state_dict.setdefault(prefix + "eye_template", torch.zeros_like(self.eye_template))
+        # A teacher saved before the colour part or the templates existed has none: they load as zero.
+        for key in ("region_colour", *(f"template_{n}" for n in TEMPLATE_FRAMES)):
+            state_dict.setdefault(prefix + key, torch.zeros_like(getattr(self, key)))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def set_statistics(self, residual_scale: float, region_prior, region_colour=None, eye_template=None) -> None:
+    def set_statistics(self, residual_scale: float, region_prior, region_colour=None, templates=None) -> None:
         """Seed statistics from ``prepare`` (the same values the constructor would have stored)."""
         with torch.no_grad():
             self.residual_scale.fill_(float(residual_scale))
             self.region_prior.copy_(torch.tensor(region_prior).float().reshape(self.region_prior.shape))
             colour = torch.zeros_like(self.region_colour) if region_colour is None else torch.tensor(region_colour)
             self.region_colour.copy_(colour.float().reshape(self.region_colour.shape))
-            tpl = torch.zeros_like(self.eye_template) if eye_template is None else torch.as_tensor(eye_template)
-            self.eye_template.copy_(tpl.float().reshape(self.eye_template.shape))
+            for name in TEMPLATE_FRAMES:
+                buf = getattr(self, f"template_{name}")
+                tpl = (templates or {}).get(name)
+                buf.copy_(torch.zeros_like(buf) if tpl is None else torch.as_tensor(tpl).float().reshape(buf.shape))
 
-    def template(self) -> np.ndarray | None:
-        """The eye template as numpy, None when this head has none (all zero)."""
-        tpl = self.eye_template.detach().float().cpu().numpy()
-        return tpl if tpl[..., 4].any() else None
+    def templates(self) -> dict[str, np.ndarray] | None:
+        """The feature templates with support, as numpy; None when this head has none."""
+        out = {n: getattr(self, f"template_{n}").detach().float().cpu().numpy() for n in TEMPLATE_FRAMES}
+        out = {n: t for n, t in out.items() if t[..., 4].any()}
+        return out or None
 
     def prior_map(self, masks: torch.Tensor, source: torch.Tensor, field: torch.Tensor | None = None) -> torch.Tensor:
         """(N, 4, h, w) masks, (N, C, h, w) source -> (N, C, h, w) residual input: in each region the seeds'
-        mean residual plus its colour part (``fit_region_prior``); where the eye ``field`` (N, 5, h, w) of
-        :func:`eye_field` has support s, ``(1 - s)`` of that plus ``s k - s a * source``."""
+        mean residual plus its colour part (``fit_region_prior``); where the templates' ``field`` (N, 5, h, w) of
+        :func:`template_field` has support s, ``(1 - s)`` of that plus ``s k - s a * source``."""
         prior = (torch.einsum("nrhw,rc->nchw", masks, self.region_prior)
                  + torch.einsum("nrhw,nkhw,rkc->nchw", masks, source, self.region_colour))
         if field is None:
@@ -230,13 +273,13 @@ class Condition:
 
     source: torch.Tensor  # (3, s, s) in [0, 1]
     masks: torch.Tensor  # (4, s, s) soft region masks
-    field: torch.Tensor | None = None  # (5, s, s) the eye template laid on this face (eye_field), if any
+    field: torch.Tensor | None = None  # (5, s, s) the templates laid on this face (template_field), if any
 
 
 def make_condition(image: np.ndarray, labels: np.ndarray, size: int, radius: float = 2.0,
-                   eye_template=None) -> Condition:
+                   templates=None) -> Condition:
     src = resize_image(image.astype(np.float32) / 255.0, size)
-    field = eye_field(labels, eye_template, size)
+    field = template_field(labels, templates, size)
     return Condition(torch.from_numpy(np.ascontiguousarray(src.transpose(2, 0, 1))),
                      torch.from_numpy(region_stack(labels, size, radius)),
                      None if field is None else torch.from_numpy(field))
@@ -313,7 +356,7 @@ def fit_region_prior(befores, afters, labels, radius: float = 2.0, colour: bool 
 
 def paste_residual(image: np.ndarray, labels: np.ndarray, residual_low: np.ndarray, fgmm_weights: np.ndarray,
                    alpha: float, radius: float = 2.0, upsample=None, region_prior=None, refiner=None,
-                   region_colour=None, eye_template=None) -> np.ndarray:
+                   region_colour=None, templates=None) -> np.ndarray:
     """Full-resolution after image (uint8): upsample the UNGATED image-space correction (h, w, 3), add
     ``alpha`` x the region prior painted with full-resolution masks, let the detail refiner (if any) add the
     full-resolution detail, gate with the FGMM masks (zero outside the regions) and add it to the untouched
@@ -322,7 +365,7 @@ def paste_residual(image: np.ndarray, labels: np.ndarray, residual_low: np.ndarr
     ``upsample(residual_low, size) -> (size, size, 3)`` replaces the bicubic upsampling (e.g. an SR model);
     ``refiner``: a :class:`teacher.refine.Refiner` (``refine(photo, masks, residual) -> residual``);
     ``region_colour`` (4, 3, 3): the prior's colour part, applied to the full-resolution photo;
-    ``eye_template``: the prior's eye template (:func:`fit_eye_template`), laid on the full-resolution labels.
+    ``templates``: the prior's feature templates (:func:`fit_templates`), laid on the full-resolution labels.
     """
     size = image.shape[0]
     up = upsample(residual_low, size) if upsample else resize_image(residual_low.astype(np.float32), size)
@@ -330,7 +373,7 @@ def paste_residual(image: np.ndarray, labels: np.ndarray, residual_low: np.ndarr
     photo = image.astype(np.float32) / 255.0
     if region_prior is not None:
         up = up + float(alpha) * prior_image(masks, photo, region_prior, region_colour,
-                                             eye_field(labels, eye_template))
+                                             template_field(labels, templates))
     if refiner is not None:
         up = refiner.refine(photo, masks, up)
     gate = np.tensordot(np.asarray(fgmm_weights, np.float32), masks, axes=1)[..., None]
@@ -340,14 +383,14 @@ def paste_residual(image: np.ndarray, labels: np.ndarray, residual_low: np.ndarr
 
 
 def prior_detail(photo: np.ndarray, labels: np.ndarray, resolution: int, radius: float, region_prior,
-                 region_colour=None, eye_template=None) -> np.ndarray:
+                 region_colour=None, templates=None) -> np.ndarray:
     """What the paste's full-resolution prior adds over the prior a teacher at ``resolution`` holds: the prior
     painted on the full-resolution photo and labels minus the working-resolution prior upsampled (the sharp
     edges of the regions, the liner of the eye template). photo (S, S, 3) float in [0, 1] -> (S, S, 3)."""
     size = photo.shape[0]
     full = prior_image(region_stack(labels, None, radius), photo, region_prior, region_colour,
-                       eye_field(labels, eye_template))
-    low = make_condition(np.round(photo * 255.0), labels, resolution, radius, eye_template)
+                       template_field(labels, templates))
+    low = make_condition(np.round(photo * 255.0), labels, resolution, radius, templates)
     low_prior = prior_image(low.masks.numpy(), low.source.numpy().transpose(1, 2, 0), region_prior, region_colour,
                             None if low.field is None else low.field.numpy())
     return full - resize_image(low_prior, size)

@@ -138,3 +138,30 @@ def test_refiner_training_is_deterministic_and_leaves_the_global_rng_alone():
     b, _ = train_refiner(pairs, LOW, 2.0, cfg, progress=False)
     for (k, va), vb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
         assert torch.equal(va, vb), k
+
+
+def test_refiner_trains_on_what_a_perfect_teacher_pastes_with_its_prior():
+    """The paste hands the refiner the upsampled correction to the prior plus the prior painted at full
+    resolution (the eye template's liner is sharp there); the refiner's training input is exactly that for a
+    perfect correction, and without a prior the plain low-resolution residual."""
+    from teacher.formulation import (fit_region_prior, fit_templates, make_condition, prior_image, region_stack,
+                                     resize_image, template_field)
+    from teacher.refine import _training_pool, low_res_residual
+
+    pairs = _faces(range(320, 323))
+    cols = [[p.before for p in pairs], [p.after for p in pairs], [p.labels for p in pairs]]
+    const, colour, _ = fit_region_prior(*cols)
+    tpl = fit_templates(*cols)
+    terms = {"region_prior": const, "region_colour": colour, "templates": tpl}
+    _, ups, _, _, _ = _training_pool(pairs[:1], LOW, 2.0, 1, {}, 0, terms)
+    _, plain, _, _, _ = _training_pool(pairs[:1], LOW, 2.0, 1, {}, 0)
+    p = pairs[0]
+    b, a = p.before.astype(np.float32) / 255, p.after.astype(np.float32) / 255
+    np.testing.assert_allclose(plain[0].numpy().transpose(1, 2, 0), low_res_residual(b, a, LOW), atol=1e-6)
+    low = make_condition(p.before, p.labels, LOW, 2.0, tpl)
+    low_prior = prior_image(low.masks.numpy(), low.source.numpy().transpose(1, 2, 0), const, colour, low.field.numpy())
+    correction = (resize_image(a, LOW) - resize_image(b, LOW)) - low_prior
+    pasted = resize_image(correction, SIZE) + prior_image(region_stack(p.labels, None, 2.0), b, const, colour,
+                                                         template_field(p.labels, tpl))
+    np.testing.assert_allclose(ups[0].numpy().transpose(1, 2, 0), pasted, atol=1e-4)
+    assert np.abs(ups[0] - plain[0]).max() > 0.02  # the prior's full-resolution detail is there

@@ -35,13 +35,15 @@ from torch import nn
 from makeup.errors import TinyBeautyError
 from makeup.metrics import eye_zone, eyeliner_loss
 
-from ..formulation import EYE_CHANNEL, MAKEUP_REGIONS, ResidualHead, estimate_residual_scale, make_condition
+from ..formulation import (EYE_CHANNEL, MAKEUP_REGIONS, TEMPLATE_FRAMES, ResidualHead, estimate_residual_scale,
+                           make_condition)
 from . import TeacherBackend, register_backend
 
 SD_PATH_ENV = "TINYBEAUTY_SD_PATH"
 REQUIRED = ("unet/config.json", "vae/config.json", "scheduler/scheduler_config.json")
 
-IMAGE_SPACE_ONLY = ("region_colour", "eye_template")  # head buffers a latent teacher leaves at zero
+# head buffers a latent teacher leaves at zero (not stored in its safetensors)
+IMAGE_SPACE_ONLY = ("region_colour", *(f"template_{n}" for n in TEMPLATE_FRAMES))
 
 DEFAULTS: dict = {
     "sd_path": None,              # --sd-path / TINYBEAUTY_SD_PATH; amplify may point it elsewhere (same base)
@@ -458,13 +460,13 @@ class SD15LoRABackend(TeacherBackend):
         """Flat trained tensors (EMA weights) + the head's buffers: what dda_final.safetensors holds."""
         with self.ema_weights():
             flat = OrderedDict((k, v.detach().float().clone()) for k, v in self._named_trainable().items())
-        # the prior's colour part and eye template stay zero here (the latent prior is constant, the template
+        # the prior's colour part and templates stay zero here (the latent prior is constant, the templates
         # image-space): not stored, zero on load
         flat.update((f"head.{k}", v.clone()) for k, v in self._head.named_buffers() if k not in IMAGE_SPACE_ONLY)
         return flat
 
     def _load_flat(self, tensors: dict) -> None:
-        # the prior's colour part and eye template are not stored (see inference_state): zero
+        # the prior's colour part and templates are not stored (see inference_state): zero
         tensors = {**{f"head.{k}": torch.zeros_like(getattr(self._head, k)) for k in IMAGE_SPACE_ONLY}, **tensors}
         named = self._named_trainable()
         named.update((f"head.{k}", v) for k, v in self._head.named_buffers())

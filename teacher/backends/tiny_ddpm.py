@@ -17,7 +17,7 @@ from makeup.errors import TinyBeautyError
 from makeup.metrics import eyeliner_loss
 
 from ..formulation import (EYE_CHANNEL, MAKEUP_REGIONS, ResidualHead, estimate_residual_scale,  # noqa: F401
-                           fit_eye_template, fit_region_prior, make_condition, prior_image)
+                           fit_region_prior, fit_templates, make_condition, prior_image)
 from . import TeacherBackend, register_backend
 
 DEFAULTS: dict = {
@@ -42,7 +42,7 @@ DEFAULTS: dict = {
     "residual_scale": 8.0,        # set from the seed pairs by `teacher train`
     "region_prior": None,         # (4, 3) constant part of the region prior, set by `teacher train`
     "region_colour": None,        # (4, 3, 3) its colour part (formulation.fit_region_prior), set with it
-    "eye_template": True,         # fit the prior's eye template on the seeds (formulation.fit_eye_template)
+    "templates": ["eyes", "lips"],  # the prior's feature templates fit on the seeds (formulation.fit_templates)
 }
 COND_CHANNELS = 3 + len(MAKEUP_REGIONS)
 
@@ -111,8 +111,8 @@ class TinyDDPMBackend(TeacherBackend):
     # --- seed statistics -----------------------------------------------------------------------------
     def prepare(self, pairs, style: str | None = None) -> None:
         """Region prior (per region the seeds' mean residual, or a colour map where it predicts held-out seeds
-        better: ``fit_region_prior``), the eye template around the eyes (``fit_eye_template``, unless
-        ``eye_template: false``) and the residual scale that gives the seeds' corrections to that prior about
+        better: ``fit_region_prior``), the feature templates around the eyes and on the lips (``fit_templates``, the
+        ``templates`` named; ``[]`` for none) and the residual scale that gives the seeds' corrections to that prior about
         unit spread; config keys given explicitly are kept."""
         cfg, res = self.config, int(self.config["resolution"])
         befores, afters, labels = [p.before for p in pairs], [p.after for p in pairs], [p.labels for p in pairs]
@@ -120,12 +120,12 @@ class TinyDDPMBackend(TeacherBackend):
             const, colour, _ = fit_region_prior(befores, afters, labels, float(cfg["feather_radius"]))
             cfg["region_prior"] = const.round(6).tolist()
             cfg["region_colour"] = colour.round(6).tolist()
-        # the template lives in the head's state (a grid of cells, too large for the config)
-        template = fit_eye_template(befores, afters, labels) if cfg["eye_template"] else None
+        # the templates live in the head's state (grids of cells, too large for the config)
+        templates = fit_templates(befores, afters, labels, cfg["templates"] or ()) or None
         if "residual_scale" not in self._given:
             corrections = []
             for p in pairs:
-                before = make_condition(p.before, p.labels, res, eye_template=template)
+                before = make_condition(p.before, p.labels, res, templates=templates)
                 low = make_condition(p.after, p.labels, res).source - before.source
                 field = None if before.field is None else before.field.numpy()
                 prior = prior_image(before.masks.numpy(), before.source.numpy().transpose(1, 2, 0),
@@ -133,7 +133,7 @@ class TinyDDPMBackend(TeacherBackend):
                 corrections.append(low.numpy() - prior.transpose(2, 0, 1))
             cfg["residual_scale"] = estimate_residual_scale(corrections)
         self.model.head.set_statistics(cfg["residual_scale"], cfg["region_prior"], cfg.get("region_colour"),
-                                       template)
+                                       templates)
 
     # --- parameters, EMA, state ------------------------------------------------------------------------
     @property
@@ -184,7 +184,7 @@ class TinyDDPMBackend(TeacherBackend):
 
     def training_loss(self, batch: dict, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
         """batch: source/target (N, 3, s, s) in [0, 1], masks (N, 4, s, s), optionally the eye template's
-        ``field`` (N, 5, s, s). Loss = min-SNR v-MSE weighted by
+        templates' ``field`` (N, 5, s, s). Loss = min-SNR v-MSE weighted by
         FGMM region weights + x0-estimate reconstruction + eyeliner loss in the eye zone (opening + lids)."""
         cfg, head = self.config, self.model.head
         src, tgt, masks, field = batch["source"], batch["target"], batch["masks"], batch.get("field")
