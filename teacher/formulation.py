@@ -57,6 +57,22 @@ class TemplateFrame:
     u_range: tuple[float, float]
     v_range: tuple[float, float]
     step: tuple[float, float]  # (u, v) cell size
+    fade: float = 0.0  # the support fades to 0 over this distance (in frame units) toward the grid's edge
+
+    def taper(self) -> np.ndarray:
+        """(cells,) 1 inside the grid, falling smoothly to 0 at its edge over :attr:`fade`: where the template
+        meets the region prior at the grid's edge there is no seam."""
+        nv, nu = self.shape
+        if self.fade <= 0:
+            return np.ones(nv * nu)
+
+        def ramp(n, step):
+            centre = (np.arange(n) + 0.5) * step
+            d = np.minimum(centre, n * step - centre) / self.fade
+            t = np.clip(d, 0.0, 1.0)
+            return t * t * (3 - 2 * t)
+
+        return np.outer(ramp(nv, self.step[1]), ramp(nu, self.step[0])).ravel()
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -79,48 +95,63 @@ def _frames() -> dict[str, TemplateFrame]:
 
     # eyes: the skin around each eye in eye widths (u toward the outer corner, v over / under the lash lines);
     # lips: the lip pixels in the lips' box (u = |x - centre| / width, v = (y - centre) / height)
-    return {"eyes": TemplateFrame("eyes", eye_frame, (-1.3, 1.9), (-0.8, 1.6), (0.025, 0.025)),
+    return {"eyes": TemplateFrame("eyes", eye_frame, (-1.3, 1.9), (-0.8, 1.6), (0.025, 0.025), fade=0.3),
             "lips": TemplateFrame("lips", lip_frame, (0.0, 0.7), (-0.8, 0.8), (0.05, 0.1))}
 
 
 TEMPLATE_FRAMES = _frames()
-TEMPLATE_CHANNELS = 5  # k (RGB), a, support (1 where the seeds had pixels in the cell)
+# per cell: k (RGB), a, support (where the template applies, 0..1), and the photo's range in the seeds' pixels
+# of the cell, low (RGB) and high (RGB): the template is a line fit on a few faces, so a photo outside the range
+# it saw is clamped to it (a darker face than every seed must not extrapolate the seeds' foundation)
+TEMPLATE_CHANNELS = 11
 
 
-def fit_template(frame: TemplateFrame | str, befores, afters, labels, smooth: float = 0.5,
-                 ridge: float = 1e-3) -> np.ndarray:
-    """A feature template (``frame.shape + (5,)``, float32) from seed pairs (uint8 before/after, label maps).
+def _cell_moments(frame: TemplateFrame, before, after, labels, baseline=None) -> np.ndarray:
+    """(cells, 11) per-cell sums over one pair's pixels: n, sum x (3), sum |x|^2, sum y (3), sum x.y, sum |y|^2
+    and, with ``baseline`` (H, W, 3, a prediction of the change), sum |y - baseline|^2 (x: photo, y: change, in
+    0..1)."""
+    cells = frame.shape[0] * frame.shape[1]
+    idx = frame.cells(labels).ravel()
+    keep = idx >= 0
+    i = idx[keep]
+    x = before.reshape(-1, 3)[keep].astype(np.float64) / 255.0
+    y = (after.astype(np.float64) - before).reshape(-1, 3)[keep] / 255.0
+    base = np.zeros(len(i)) if baseline is None else ((y - baseline.reshape(-1, 3)[keep]) ** 2).sum(1)
+    cols = [np.ones(len(i)), *x.T, (x ** 2).sum(1), *y.T, (x * y).sum(1), (y ** 2).sum(1), base]
+    return np.stack([np.bincount(i, c, minlength=cells) for c in cols], axis=1)
 
-    Per cell of the frame the change is a blend toward a colour, ``change = k - a * photo`` (RGB in 0..1; a
-    product laid at opacity ``a`` in colour ``c`` gives ``k = a c``), least squares over every seed pixel in the
-    cell (both eyes, both halves of the lips share their frame). The moments are blurred over ``smooth`` cells
-    (a liner is a few cells thick: more blurs it) and ``ridge`` (relative to the cell's pixel count) shrinks
-    toward no change. Channel 4 is 1 where the (blurred) seeds had pixels, else 0 (the region prior applies
-    there).
 
-    Prior alone (no diffusion) on 40 held-out truth faces, stop 21, natural / glamorous / smokey_eyes / red_lip /
-    korean: eye zone 0.39 / 0.65 / 0.75 / 0.49 / 0.51 with the eye template, 0.02 / -0.03 / -0.02 / -0.03 / 0.14
-    with the region mean; lips 0.74 / 0.66 / 0.74 / 0.79 / 0.76 with the lip template, 0.62 / 0.38 / 0.65 /
-    0.57 / 0.57 with the colour map. Eye cells of 0.05 eye widths: natural 0.36; smoothing 1.5 cells: 0.15.
-    """
-    frame = TEMPLATE_FRAMES[frame] if isinstance(frame, str) else frame
-    nv, nu = frame.shape
-    cells = nv * nu
-    mom = np.zeros((cells, 9))
-    for b, a, lab in zip(befores, afters, labels):
+def _cell_range(frame: TemplateFrame, befores, labels) -> tuple[np.ndarray, np.ndarray]:
+    """(cells, 3) low and high of the photo (0..1) over the seeds' pixels in each cell and the cells within two of
+    it (the moments' blur reaches about that far); 0..1 where none has pixels."""
+    shape = frame.shape
+    lo = np.full((shape[0] * shape[1], 3), np.inf)
+    hi = np.full((shape[0] * shape[1], 3), -np.inf)
+    for b, lab in zip(befores, labels):
         idx = frame.cells(lab).ravel()
         keep = idx >= 0
-        i = idx[keep]
         x = b.reshape(-1, 3)[keep].astype(np.float64) / 255.0
-        y = (a.astype(np.float64) - b).reshape(-1, 3)[keep] / 255.0
-        cols = [np.ones(len(i)), *x.T, (x ** 2).sum(1), *y.T, (x * y).sum(1)]
-        for j, c in enumerate(cols):
-            mom[:, j] += np.bincount(i, c, minlength=cells)
+        np.minimum.at(lo, idx[keep], x)
+        np.maximum.at(hi, idx[keep], x)
+    empty = ~np.isfinite(lo[:, 0])
+    grid = lambda a, fill: np.where(np.isfinite(a), a, fill).reshape(*shape, 3).astype(np.float32)  # noqa: E731
+    kernel = np.ones((5, 5), np.uint8)
+    near_lo = cv2.erode(grid(lo, 2.0), kernel).reshape(-1, 3)
+    near_hi = cv2.dilate(grid(hi, -1.0), kernel).reshape(-1, 3)
+    lo, hi = near_lo.astype(np.float64), near_hi.astype(np.float64)
+    none = lo[:, 0] > 1.0
+    lo[none], hi[none] = 0.0, 1.0
+    return lo, hi
+
+
+def _solve_cells(mom: np.ndarray, shape, smooth: float, ridge: float) -> tuple[np.ndarray, np.ndarray]:
+    """(cells, 4) = k (RGB), a of ``change = k - a * photo`` from summed moments blurred over ``smooth`` cells,
+    and (cells,) bool: the cells with (blurred) pixels; zero elsewhere."""
     if smooth > 0:
-        grid = mom.reshape(nv, nu, 9).astype(np.float32)
+        grid = mom[:, :9].reshape(*shape, 9).astype(np.float32)
         mom = np.stack([cv2.GaussianBlur(grid[..., j], (0, 0), smooth, borderType=cv2.BORDER_CONSTANT)
-                        for j in range(9)], -1).reshape(cells, 9).astype(np.float64)
-    out = np.zeros((cells, TEMPLATE_CHANNELS), np.float32)
+                        for j in range(9)], -1).reshape(-1, 9).astype(np.float64)
+    out = np.zeros((len(mom), 4))
     has = mom[:, 0] > 1e-3
     n, sx, sxx, sy, sxy = (mom[has, 0], mom[has, 1:4], mom[has, 4], mom[has, 5:8], mom[has, 8])
     lhs = np.zeros((len(n), 4, 4))
@@ -129,22 +160,89 @@ def fit_template(frame: TemplateFrame | str, befores, afters, labels, smooth: fl
     lhs[:, 3, 3] = sxx
     lhs += ridge * n[:, None, None] * np.eye(4)
     rhs = np.concatenate([sy, -sxy[:, None]], axis=1)
-    out[has, :4] = np.linalg.solve(lhs, rhs[..., None])[..., 0]
-    out[has, 4] = 1.0
-    return out.reshape(nv, nu, TEMPLATE_CHANNELS)
+    out[has] = np.linalg.solve(lhs, rhs[..., None])[..., 0]
+    return out, has
 
 
-def fit_templates(befores, afters, labels, names=tuple(TEMPLATE_FRAMES)) -> dict[str, np.ndarray]:
-    """:func:`fit_template` for each named frame."""
+def _cell_error(theta: np.ndarray, mom: np.ndarray) -> np.ndarray:
+    """Per cell sum over the pixels (and channels) of |y - (k - a x)|^2, from one pair's moments."""
+    k, a = theta[:, :3], theta[:, 3]
+    n, sx, sxx, sy, sxy, syy = mom[:, 0], mom[:, 1:4], mom[:, 4], mom[:, 5:8], mom[:, 8], mom[:, 9]
+    return (syy - 2 * (k * sy).sum(1) + 2 * a * sxy + n * (k ** 2).sum(1) - 2 * a * (k * sx).sum(1)
+            + a ** 2 * sxx)
+
+
+def fit_template(frame: TemplateFrame | str, befores, afters, labels, smooth: float = 0.5,
+                 ridge: float = 1e-3, baselines=None) -> np.ndarray:
+    """A feature template (``frame.shape + (5,)``, float32) from seed pairs (uint8 before/after, label maps).
+
+    Per cell of the frame the change is a blend toward a colour, ``change = k - a * photo`` (RGB in 0..1; a
+    product laid at opacity ``a`` in colour ``c`` gives ``k = a c``), least squares over every seed pixel in the
+    cell (both eyes, both halves of the lips share their frame). The moments are blurred over ``smooth`` cells
+    (a liner is a few cells thick: more blurs it) and ``ridge`` (relative to the cell's pixel count) shrinks
+    toward no change. Channel 4 is the support: 1 where the (blurred) seeds had pixels, else 0 (the region prior
+    applies there).
+
+    ``baselines`` (one (H, W, 3) change per seed: what the region prior fit WITHOUT that seed predicts on it,
+    see :func:`fit_templates`): a cell keeps its support only where the template fit without a seed predicts
+    that seed better than the baseline does, summed over the seeds (leave one seed out). Where the seeds'
+    change there is only what the region prior already says (foundation on the skin around the eyes), the
+    photo slope fit on a few skin tones extrapolates: on a darker face than the seeds it painted a lighter
+    box around the eyes (glamorous, the amplified faces of stop 21's first run); such cells now fall back to
+    the region prior. The support is then blurred over one cell, and faded out toward the grid's edge
+    (``frame.fade``), so the two priors meet without a seam. The photo's range over the seeds' pixels in each
+    cell and its neighbours (5 x 5 cells) is stored with the cell: a photo outside it is clamped to it, so a
+    face darker than every seed gets the darkest seed's change, not a line extrapolated from lighter ones.
+
+    Prior alone (no diffusion) on 40 held-out truth faces, stop 21, natural / glamorous / smokey_eyes / red_lip /
+    korean, without the leave-one-out check: eye zone 0.39 / 0.65 / 0.75 / 0.49 / 0.51 with the eye template,
+    0.02 / -0.03 / -0.02 / -0.03 / 0.14 with the region mean; lips 0.74 / 0.66 / 0.74 / 0.79 / 0.76 with the lip
+    template, 0.62 / 0.38 / 0.65 / 0.57 / 0.57 with the colour map. Eye cells of 0.05 eye widths: natural 0.36;
+    smoothing 1.5 cells: 0.15.
+    """
+    frame = TEMPLATE_FRAMES[frame] if isinstance(frame, str) else frame
+    shape = frame.shape
+    per_seed = [_cell_moments(frame, b, a, lab, None if baselines is None else baselines[k])
+                for k, (b, a, lab) in enumerate(zip(befores, afters, labels))]
+    total = np.sum(per_seed, axis=0) if per_seed else np.zeros((shape[0] * shape[1], 11))
+    theta, has = _solve_cells(total, shape, smooth, ridge)
+    support = has.astype(np.float32)
+    if baselines is not None and len(per_seed) >= 3:
+        err_tpl = sum(_cell_error(_solve_cells(total - m, shape, smooth, ridge)[0], m) for m in per_seed)
+        keep = (has & (err_tpl < total[:, 10])).astype(np.float32)
+        support = cv2.GaussianBlur(keep.reshape(shape), (0, 0), 1.0, borderType=cv2.BORDER_CONSTANT).ravel() * has
+    support = support * frame.taper()
+    out = np.zeros((len(theta), TEMPLATE_CHANNELS), np.float32)
+    out[:, :4] = theta
+    out[:, 4] = support
+    out[:, 5:8], out[:, 8:11] = _cell_range(frame, befores, labels)
+    return out.reshape(*shape, TEMPLATE_CHANNELS)
+
+
+def fit_templates(befores, afters, labels, names=tuple(TEMPLATE_FRAMES), radius: float = 2.0,
+                  held_out: bool = True) -> dict[str, np.ndarray]:
+    """:func:`fit_template` for each named frame. ``held_out``: each cell keeps the template only where it
+    predicts a left-out seed better than the region prior fit without that seed (``fit_region_prior`` with
+    ``radius``; needs 3 seeds or more)."""
     unknown = sorted(set(names) - set(TEMPLATE_FRAMES))
     if unknown:
         raise TinyBeautyError(f"templates: unknown frame {unknown[0]!r} (known: {', '.join(TEMPLATE_FRAMES)})")
-    return {n: fit_template(n, befores, afters, labels) for n in names}
+    baselines = None
+    if held_out and len(befores) >= 3 and names:
+        baselines = []
+        for k, (b, lab) in enumerate(zip(befores, labels)):
+            rest = [j for j in range(len(befores)) if j != k]
+            const, colour, _ = fit_region_prior([befores[j] for j in rest], [afters[j] for j in rest],
+                                                [labels[j] for j in rest], radius)
+            baselines.append(prior_image(region_stack(lab, None, radius), b.astype(np.float32) / 255.0, const,
+                                         colour))
+    return {n: fit_template(n, befores, afters, labels, baselines=baselines) for n in names}
 
 
 def template_field(labels: np.ndarray, templates: dict | None, size: int | None = None) -> np.ndarray | None:
-    """The templates laid on one face: (5, S, S) float32 = [s k (RGB), s a, s] with s the support, at the label
-    map's resolution, area-resized to ``size``; the prior there is ``(1 - s) * region prior + s k - s a * photo``.
+    """The templates laid on one face: (11, S, S) float32 = [s k (RGB), s a, s, low (RGB), high (RGB)] with s the
+    support, at the label map's resolution, area-resized to ``size``; the prior there is
+    ``(1 - s) * region prior + s k - s a * clamp(photo, low, high)``.
     The frames cover disjoint labels (skin around the eyes, lips). None without a template with support."""
     live = {n: np.asarray(t, np.float32).reshape(-1, TEMPLATE_CHANNELS) for n, t in (templates or {}).items()
             if t is not None}
@@ -155,11 +253,12 @@ def template_field(labels: np.ndarray, templates: dict | None, size: int | None 
 
     geometry = FaceGeometry.from_labels(labels)
     field = np.zeros(np.asarray(labels).shape + (TEMPLATE_CHANNELS,), np.float32)
+    field[..., 8:11] = 1.0  # no clamp where no template applies
     for name, tpl in live.items():
         idx = TEMPLATE_FRAMES[name].cells(labels, geometry)
         inside = idx >= 0
         vals = tpl[idx[inside]]
-        field[inside] = np.concatenate([vals[:, :4] * vals[:, 4:5], vals[:, 4:5]], axis=1)
+        field[inside] = np.concatenate([vals[:, :4] * vals[:, 4:5], vals[:, 4:]], axis=1)
     if size is not None and size != field.shape[0]:
         field = cv2.resize(field, (size, size), interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(field.transpose(2, 0, 1), dtype=np.float32)
@@ -240,13 +339,15 @@ class ResidualHead(nn.Module):
 
     def prior_map(self, masks: torch.Tensor, source: torch.Tensor, field: torch.Tensor | None = None) -> torch.Tensor:
         """(N, 4, h, w) masks, (N, C, h, w) source -> (N, C, h, w) residual input: in each region the seeds'
-        mean residual plus its colour part (``fit_region_prior``); where the templates' ``field`` (N, 5, h, w) of
-        :func:`template_field` has support s, ``(1 - s)`` of that plus ``s k - s a * source``."""
+        mean residual plus its colour part (``fit_region_prior``); where the templates' ``field`` (N, 11, h, w)
+        of :func:`template_field` has support s, ``(1 - s)`` of that plus ``s k - s a * source`` (the source
+        clamped to the range the seeds showed there)."""
         prior = (torch.einsum("nrhw,rc->nchw", masks, self.region_prior)
                  + torch.einsum("nrhw,nkhw,rkc->nchw", masks, source, self.region_colour))
         if field is None:
             return prior
-        return (1 - field[:, 4:5]) * prior + field[:, :3] - field[:, 3:4] * source
+        clamped = torch.minimum(torch.maximum(source, field[:, 5:8]), field[:, 8:11])
+        return (1 - field[:, 4:5]) * prior + field[:, :3] - field[:, 3:4] * clamped
 
     def to_diffusion(self, residual: torch.Tensor, masks: torch.Tensor, source: torch.Tensor,
                      field: torch.Tensor | None = None) -> torch.Tensor:
@@ -273,7 +374,7 @@ class Condition:
 
     source: torch.Tensor  # (3, s, s) in [0, 1]
     masks: torch.Tensor  # (4, s, s) soft region masks
-    field: torch.Tensor | None = None  # (5, s, s) the templates laid on this face (template_field), if any
+    field: torch.Tensor | None = None  # (11, s, s) the templates laid on this face (template_field), if any
 
 
 def make_condition(image: np.ndarray, labels: np.ndarray, size: int, radius: float = 2.0,
@@ -399,13 +500,14 @@ def prior_detail(photo: np.ndarray, labels: np.ndarray, resolution: int, radius:
 def prior_image(masks: np.ndarray, photo: np.ndarray, region_prior, region_colour=None,
                 field: np.ndarray | None = None) -> np.ndarray:
     """numpy twin of :meth:`ResidualHead.prior_map` for one image: masks (4, H, W), photo (H, W, 3) in 0..1,
-    the eye ``field`` (5, H, W) or None -> (H, W, 3) prior residual."""
+    the templates' ``field`` (11, H, W) or None -> (H, W, 3) prior residual."""
     out = np.einsum("rhw,rc->hwc", masks, np.asarray(region_prior, np.float32))
     if region_colour is not None:
         out = out + np.einsum("rhw,hwk,rkc->hwc", masks, photo, np.asarray(region_colour, np.float32))
     if field is not None:
         f = field.transpose(1, 2, 0)
-        out = (1 - f[..., 4:5]) * out + f[..., :3] - f[..., 3:4] * photo
+        clamped = np.minimum(np.maximum(photo, f[..., 5:8]), f[..., 8:11])
+        out = (1 - f[..., 4:5]) * out + f[..., :3] - f[..., 3:4] * clamped
     return out
 
 

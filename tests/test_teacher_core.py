@@ -210,12 +210,12 @@ EYE_LOOK = {"name": "eyes_only", "eyeshadow": {"color": "#5b3552", "opacity": 0.
             "eyeliner": {"color": "#140f10", "opacity": 0.95, "thickness": 0.6, "wing": 0.5}}
 
 
-def _eye_pairs(seeds, size=160):
+def _eye_pairs(seeds, size=160, look=None):
     from makeup.render import render_makeup
     from makeup.styles import style_from_dict
     from makeup.synth import generate_face
 
-    style = style_from_dict(EYE_LOOK)
+    style = look or style_from_dict(EYE_LOOK)
     faces = [generate_face(s, size) for s in seeds]
     return [(f.image, render_makeup(f.image, f.labels, style), f.labels) for f in faces]
 
@@ -253,8 +253,10 @@ def test_eye_template_carries_liner_and_shadow_onto_new_faces():
     cols = list(zip(*seeds))
     const, colour, _ = fit_region_prior(*cols)
     tpl = fit_templates(*cols)
-    assert tpl["eyes"].shape[-1] == 5 and set(np.unique(tpl["eyes"][..., 4])) == {0.0, 1.0}
-    assert not tpl["lips"][..., 4].any() or not tpl["lips"][..., :4].any()  # no lipstick: the lips stay
+    support = tpl["eyes"][..., 4]
+    assert tpl["eyes"].shape[-1] == 11 and support.min() == 0 and support.max() > 0.99
+    # no lipstick: where the lip template applies it says "no change"
+    assert np.abs(tpl["lips"][..., :4][tpl["lips"][..., 4] > 0]).max() < 1e-6
     fid = {}
     for name, t in (("regions", None), ("template", tpl)):
         f = LookFidelity()
@@ -291,7 +293,7 @@ def test_templates_head_matches_numpy_and_old_heads_have_none():
     for name in tpl:
         np.testing.assert_array_equal(head.templates()[name], tpl[name])
     cond = make_condition(before, lab, 40, templates=head.templates())
-    assert cond.field.shape == (5, 40, 40) and 0 < float(cond.field[4].max()) <= 1
+    assert cond.field.shape == (11, 40, 40) and 0 < float(cond.field[4].max()) <= 1
     masks, src = cond.masks.numpy(), cond.source.numpy().transpose(1, 2, 0)
     torch_prior = head.prior_map(cond.masks[None], cond.source[None], cond.field[None])[0].numpy()
     np.testing.assert_allclose(torch_prior.transpose(1, 2, 0), prior_image(masks, src, const, None, cond.field.numpy()),
@@ -314,11 +316,10 @@ def test_templates_head_matches_numpy_and_old_heads_have_none():
 def test_tiny_ddpm_fits_the_templates_asked_for():
     from teacher.train import SeedPair, make_batch
 
-    pairs = [SeedPair(str(i), b, a, lab) for i, (b, a, lab) in enumerate(_eye_pairs(range(3), 64))]
+    pairs = [SeedPair(str(i), b, a, lab) for i, (b, a, lab) in enumerate(_eye_pairs(range(3), 64, "glamorous"))]
     for names in (["eyes", "lips"], ["eyes"], []):
         backend = get_backend("tiny-ddpm").from_config({**TINY, "templates": names})
         backend.prepare(pairs, "eyes_only")
-        # a frame the look leaves alone is fit as no change (k = a = 0) with support where the seeds have pixels
         assert sorted(backend.head.templates() or {}) == names
         assert sorted(backend.paste_terms()["templates"] or {}) == names
         batch = make_batch([(p.before, p.after, p.labels) for p in pairs], 32, 2.0, "cpu", backend.head.templates())
@@ -332,3 +333,19 @@ def test_unknown_template_frame_is_one_error():
 
     with pytest.raises(TinyBeautyError, match="unknown frame 'nose'"):
         fit_templates([], [], [], ["eyes", "nose"])
+
+
+def test_lip_frame_is_the_lips_box_mirrored():
+    from makeup.render import lip_frame
+    from makeup.synth import generate_face
+
+    lab = generate_face(4, 160).labels
+    u, v, valid = lip_frame(lab)
+    assert np.array_equal(valid, lab == LIPS)
+    assert (u[valid] >= 0).all() and u[valid].max() <= 0.55 and (np.abs(v[valid]) <= 0.55).all()
+    assert v[valid].min() < -0.3 < 0.3 < v[valid].max()  # top and bottom edges of the box
+    uf, vf, validf = lip_frame(lab[:, ::-1])
+    np.testing.assert_allclose(u[:, ::-1][validf], uf[validf], atol=0.05)
+    np.testing.assert_allclose(v[:, ::-1][validf], vf[validf], atol=1e-6)
+    none = lip_frame(np.where(lab == LIPS, SKIN, lab).astype(np.uint8))
+    assert not none[2].any()

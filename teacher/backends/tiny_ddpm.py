@@ -121,7 +121,7 @@ class TinyDDPMBackend(TeacherBackend):
             cfg["region_prior"] = const.round(6).tolist()
             cfg["region_colour"] = colour.round(6).tolist()
         # the templates live in the head's state (grids of cells, too large for the config)
-        templates = fit_templates(befores, afters, labels, cfg["templates"] or ()) or None
+        templates = fit_templates(befores, afters, labels, cfg["templates"] or (), float(cfg["feather_radius"])) or None
         if "residual_scale" not in self._given:
             corrections = []
             for p in pairs:
@@ -184,7 +184,7 @@ class TinyDDPMBackend(TeacherBackend):
 
     def training_loss(self, batch: dict, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
         """batch: source/target (N, 3, s, s) in [0, 1], masks (N, 4, s, s), optionally the eye template's
-        templates' ``field`` (N, 5, s, s). Loss = min-SNR v-MSE weighted by
+        templates' ``field`` (N, 11, s, s). Loss = min-SNR v-MSE weighted by
         FGMM region weights + x0-estimate reconstruction + eyeliner loss in the eye zone (opening + lids)."""
         cfg, head = self.config, self.model.head
         src, tgt, masks, field = batch["source"], batch["target"], batch["masks"], batch.get("field")
