@@ -230,10 +230,10 @@ def fit_templates(befores, afters, labels, names=tuple(TEMPLATE_FRAMES), radius:
     baselines = None
     if held_out and len(befores) >= 3 and names:
         baselines = []
+        moments = _region_moments(befores, afters, labels, radius)
         for k, (b, lab) in enumerate(zip(befores, labels)):
-            rest = [j for j in range(len(befores)) if j != k]
-            const, colour, _ = fit_region_prior([befores[j] for j in rest], [afters[j] for j in rest],
-                                                [labels[j] for j in rest], radius)
+            rest = np.arange(len(befores)) != k
+            const, colour, _ = _prior_from_moments(*(m[rest] for m in moments), True, 1e-3)
             baselines.append(prior_image(region_stack(lab, None, radius), b.astype(np.float32) / 255.0, const,
                                          colour))
     return {n: fit_template(n, befores, afters, labels, baselines=baselines) for n in names}
@@ -438,7 +438,11 @@ def fit_region_prior(befores, afters, labels, radius: float = 2.0, colour: bool 
 
     Returns (constant part b (4, 3), colour matrices A (4, 3, 3), which regions use a colour map).
     """
-    xtx, xty, y2 = _region_moments(befores, afters, labels, radius)
+    return _prior_from_moments(*_region_moments(befores, afters, labels, radius), colour, ridge)
+
+
+def _prior_from_moments(xtx: np.ndarray, xty: np.ndarray, y2: np.ndarray, colour: bool, ridge: float):
+    """:func:`fit_region_prior` from the per-pair moments of :func:`_region_moments`."""
     n = len(xtx)
     use = [False] * len(MAKEUP_REGIONS)
     if colour and n >= 3:
