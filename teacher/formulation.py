@@ -58,6 +58,7 @@ class TemplateFrame:
     v_range: tuple[float, float]
     step: tuple[float, float]  # (u, v) cell size
     fade: float = 0.0  # the support fades to 0 over this distance (in frame units) toward the grid's edge
+    clamp: bool = False  # clamp the photo to the range the seeds showed in each cell (see fit_template)
 
     def taper(self) -> np.ndarray:
         """(cells,) 1 inside the grid, falling smoothly to 0 at its edge over :attr:`fade`: where the template
@@ -95,7 +96,10 @@ def _frames() -> dict[str, TemplateFrame]:
 
     # eyes: the skin around each eye in eye widths (u toward the outer corner, v over / under the lash lines);
     # lips: the lip pixels in the lips' box (u = |x - centre| / width, v = (y - centre) / height)
-    return {"eyes": TemplateFrame("eyes", eye_frame, (-1.3, 1.9), (-0.8, 1.6), (0.025, 0.025), fade=0.3),
+    # the eye frame's skin clamps (foundation must not be extrapolated to a darker face); the lips do not (a
+    # lipstick is a blend toward its colour: a lip paler than every seed's needs more change, not a red lip's)
+    return {"eyes": TemplateFrame("eyes", eye_frame, (-1.3, 1.9), (-0.8, 1.6), (0.025, 0.025), fade=0.3,
+                                  clamp=True),
             "lips": TemplateFrame("lips", lip_frame, (0.0, 0.7), (-0.8, 0.8), (0.05, 0.1))}
 
 
@@ -191,8 +195,10 @@ def fit_template(frame: TemplateFrame | str, befores, afters, labels, smooth: fl
     box around the eyes (glamorous, the amplified faces of stop 21's first run); such cells now fall back to
     the region prior. The support is then blurred over one cell, and faded out toward the grid's edge
     (``frame.fade``), so the two priors meet without a seam. The photo's range over the seeds' pixels in each
-    cell and its neighbours (5 x 5 cells) is stored with the cell: a photo outside it is clamped to it, so a
-    face darker than every seed gets the darkest seed's change, not a line extrapolated from lighter ones.
+    cell and its neighbours (5 x 5 cells) is stored with the cell in a frame that clamps (the eyes' skin): a
+    photo outside it is clamped to it, so a face darker than every seed gets the darkest seed's change, not a
+    line extrapolated from lighter ones. The lips do not clamp: clamped, the astronaut's pale lips got the
+    change of the seeds' redder lips and came out paler (natural's teacher, lips recovery on her -0.17).
 
     Prior alone (no diffusion) on 40 held-out truth faces, stop 21, natural / glamorous / smokey_eyes / red_lip /
     korean, without the leave-one-out check: eye zone 0.39 / 0.65 / 0.75 / 0.49 / 0.51 with the eye template,
@@ -215,7 +221,10 @@ def fit_template(frame: TemplateFrame | str, befores, afters, labels, smooth: fl
     out = np.zeros((len(theta), TEMPLATE_CHANNELS), np.float32)
     out[:, :4] = theta
     out[:, 4] = support
-    out[:, 5:8], out[:, 8:11] = _cell_range(frame, befores, labels)
+    if frame.clamp:
+        out[:, 5:8], out[:, 8:11] = _cell_range(frame, befores, labels)
+    else:
+        out[:, 8:11] = 1.0
     return out.reshape(*shape, TEMPLATE_CHANNELS)
 
 
