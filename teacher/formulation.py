@@ -104,18 +104,18 @@ def _frames() -> dict[str, TemplateFrame]:
 
 
 TEMPLATE_FRAMES = _frames()
+PRIOR_RIDGE = 1e-3  # fit_region_prior's shrinkage of a colour map toward 0, relative to the photo's spread
 # per cell: k (RGB), a, support (where the template applies, 0..1), and the photo's range in the seeds' pixels
 # of the cell, low (RGB) and high (RGB): the template is a line fit on a few faces, so a photo outside the range
 # it saw is clamped to it (a darker face than every seed must not extrapolate the seeds' foundation)
 TEMPLATE_CHANNELS = 11
 
 
-def _cell_moments(frame: TemplateFrame, before, after, labels, baseline=None) -> np.ndarray:
-    """(cells, 11) per-cell sums over one pair's pixels: n, sum x (3), sum |x|^2, sum y (3), sum x.y, sum |y|^2
-    and, with ``baseline`` (H, W, 3, a prediction of the change), sum |y - baseline|^2 (x: photo, y: change, in
-    0..1)."""
-    cells = frame.shape[0] * frame.shape[1]
-    idx = frame.cells(labels).ravel()
+def _cell_moments(cells: int, idx: np.ndarray, before, after, baseline=None) -> np.ndarray:
+    """(cells, 11) per-cell sums over one pair's pixels (``idx``: each pixel's cell, -1 outside the frame): n,
+    sum x (3), sum |x|^2, sum y (3), sum x.y, sum |y|^2 and, with ``baseline`` (H, W, 3, a prediction of the
+    change), sum |y - baseline|^2 (x: photo, y: change, in 0..1)."""
+    idx = idx.ravel()
     keep = idx >= 0
     i = idx[keep]
     x = before.reshape(-1, 3)[keep].astype(np.float64) / 255.0
@@ -125,19 +125,17 @@ def _cell_moments(frame: TemplateFrame, before, after, labels, baseline=None) ->
     return np.stack([np.bincount(i, c, minlength=cells) for c in cols], axis=1)
 
 
-def _cell_range(frame: TemplateFrame, befores, labels) -> tuple[np.ndarray, np.ndarray]:
+def _cell_range(shape, cells_per_seed, befores) -> tuple[np.ndarray, np.ndarray]:
     """(cells, 3) low and high of the photo (0..1) over the seeds' pixels in each cell and the cells within two of
     it (the moments' blur reaches about that far); 0..1 where none has pixels."""
-    shape = frame.shape
     lo = np.full((shape[0] * shape[1], 3), np.inf)
     hi = np.full((shape[0] * shape[1], 3), -np.inf)
-    for b, lab in zip(befores, labels):
-        idx = frame.cells(lab).ravel()
+    for idx, b in zip(cells_per_seed, befores):
+        idx = idx.ravel()
         keep = idx >= 0
         x = b.reshape(-1, 3)[keep].astype(np.float64) / 255.0
         np.minimum.at(lo, idx[keep], x)
         np.maximum.at(hi, idx[keep], x)
-    empty = ~np.isfinite(lo[:, 0])
     grid = lambda a, fill: np.where(np.isfinite(a), a, fill).reshape(*shape, 3).astype(np.float32)  # noqa: E731
     kernel = np.ones((5, 5), np.uint8)
     near_lo = cv2.erode(grid(lo, 2.0), kernel).reshape(-1, 3)
@@ -178,7 +176,8 @@ def _cell_error(theta: np.ndarray, mom: np.ndarray) -> np.ndarray:
 
 def fit_template(frame: TemplateFrame | str, befores, afters, labels, smooth: float = 0.5,
                  ridge: float = 1e-3, baselines=None) -> np.ndarray:
-    """A feature template (``frame.shape + (5,)``, float32) from seed pairs (uint8 before/after, label maps).
+    """A feature template (``frame.shape + (11,)``, float32; the channels in TEMPLATE_CHANNELS' comment) from seed
+    pairs (uint8 before/after, label maps).
 
     Per cell of the frame the change is a blend toward a colour, ``change = k - a * photo`` (RGB in 0..1; a
     product laid at opacity ``a`` in colour ``c`` gives ``k = a c``), least squares over every seed pixel in the
@@ -208,8 +207,9 @@ def fit_template(frame: TemplateFrame | str, befores, afters, labels, smooth: fl
     """
     frame = TEMPLATE_FRAMES[frame] if isinstance(frame, str) else frame
     shape = frame.shape
-    per_seed = [_cell_moments(frame, b, a, lab, None if baselines is None else baselines[k])
-                for k, (b, a, lab) in enumerate(zip(befores, afters, labels))]
+    cells = [frame.cells(lab) for lab in labels]
+    per_seed = [_cell_moments(shape[0] * shape[1], idx, b, a, None if baselines is None else baselines[k])
+                for k, (idx, b, a) in enumerate(zip(cells, befores, afters))]
     total = np.sum(per_seed, axis=0) if per_seed else np.zeros((shape[0] * shape[1], 11))
     theta, has = _solve_cells(total, shape, smooth, ridge)
     support = has.astype(np.float32)
@@ -222,7 +222,7 @@ def fit_template(frame: TemplateFrame | str, befores, afters, labels, smooth: fl
     out[:, :4] = theta
     out[:, 4] = support
     if frame.clamp:
-        out[:, 5:8], out[:, 8:11] = _cell_range(frame, befores, labels)
+        out[:, 5:8], out[:, 8:11] = _cell_range(shape, cells, befores)
     else:
         out[:, 8:11] = 1.0
     return out.reshape(*shape, TEMPLATE_CHANNELS)
@@ -242,7 +242,7 @@ def fit_templates(befores, afters, labels, names=tuple(TEMPLATE_FRAMES), radius:
         moments = _region_moments(befores, afters, labels, radius)
         for k, (b, lab) in enumerate(zip(befores, labels)):
             rest = np.arange(len(befores)) != k
-            const, colour, _ = _prior_from_moments(*(m[rest] for m in moments), True, 1e-3)
+            const, colour, _ = _prior_from_moments(*(m[rest] for m in moments), True, PRIOR_RIDGE)
             baselines.append(prior_image(region_stack(lab, None, radius), b.astype(np.float32) / 255.0, const,
                                          colour))
     return {n: fit_template(n, befores, afters, labels, baselines=baselines) for n in names}
@@ -268,9 +268,16 @@ def template_field(labels: np.ndarray, templates: dict | None, size: int | None 
         inside = idx >= 0
         vals = tpl[idx[inside]]
         field[inside] = np.concatenate([vals[:, :4] * vals[:, 4:5], vals[:, 4:]], axis=1)
-    if size is not None and size != field.shape[0]:
-        field = cv2.resize(field, (size, size), interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(field.transpose(2, 0, 1), dtype=np.float32)
+    field = np.ascontiguousarray(field.transpose(2, 0, 1), dtype=np.float32)
+    return field if size is None else _resize_field(field, size)
+
+
+def _resize_field(field: np.ndarray, size: int) -> np.ndarray:
+    """A (C, S, S) template field area-resized to (C, size, size)."""
+    if size == field.shape[-1]:
+        return field
+    out = cv2.resize(np.ascontiguousarray(field.transpose(1, 2, 0)), (size, size), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(out.transpose(2, 0, 1), dtype=np.float32)
 
 
 def resize_image(img: np.ndarray, size: int) -> np.ndarray:
@@ -431,7 +438,7 @@ COLOUR_REGIONS = (LIPS, BROWS)  # one pigment covers the whole region: candidate
 
 
 def fit_region_prior(befores, afters, labels, radius: float = 2.0, colour: bool = True,
-                     ridge: float = 1e-3) -> tuple[np.ndarray, np.ndarray, list[bool]]:
+                     ridge: float = PRIOR_RIDGE) -> tuple[np.ndarray, np.ndarray, list[bool]]:
     """The region prior from seed pairs: per region either a constant residual (the region's mean change) or a
     colour map ``residual = photo @ A_r + b_r`` (photo and residual RGB in 0..1).
 
@@ -502,11 +509,10 @@ def prior_detail(photo: np.ndarray, labels: np.ndarray, resolution: int, radius:
     painted on the full-resolution photo and labels minus the working-resolution prior upsampled (the sharp
     edges of the regions, the liner of the eye template). photo (S, S, 3) float in [0, 1] -> (S, S, 3)."""
     size = photo.shape[0]
-    full = prior_image(region_stack(labels, None, radius), photo, region_prior, region_colour,
-                       template_field(labels, templates))
-    low = make_condition(np.round(photo * 255.0), labels, resolution, radius, templates)
-    low_prior = prior_image(low.masks.numpy(), low.source.numpy().transpose(1, 2, 0), region_prior, region_colour,
-                            None if low.field is None else low.field.numpy())
+    field = template_field(labels, templates)
+    full = prior_image(region_stack(labels, None, radius), photo, region_prior, region_colour, field)
+    low_prior = prior_image(region_stack(labels, resolution, radius), resize_image(photo, resolution), region_prior,
+                            region_colour, None if field is None else _resize_field(field, resolution))
     return full - resize_image(low_prior, size)
 
 

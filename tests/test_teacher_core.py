@@ -308,7 +308,8 @@ def test_templates_head_matches_numpy_and_old_heads_have_none():
     eyes_only = template_field(lab, {"eyes": tpl["eyes"]})[4] > 0
     lips_only = template_field(lab, {"lips": tpl["lips"]})[4] > 0
     assert np.array_equal(full, eyes_only | lips_only) and not (eyes_only & lips_only).any()
-    assert (lab[eyes_only] == SKIN).all() and (lab[lips_only] == LIPS).all() and lips_only.sum() > 0.9 * (lab == LIPS).sum()
+    assert (lab[eyes_only] == SKIN).all() and (lab[lips_only] == LIPS).all()
+    assert lips_only.sum() > 0.9 * (lab == LIPS).sum()
     assert not full[lab == EYE_LABEL].any()
     head.load_state_dict(old)
     assert head.templates() is None
@@ -379,9 +380,9 @@ def test_templates_do_not_paint_a_box_on_skin_darker_than_every_seed(monkeypatch
         return f.result()
 
     regions, kept = score(None), score(formulation.fit_templates(*cols))
-    cells = lambda frame: frame.shape[0] * frame.shape[1]  # noqa: E731
-    monkeypatch.setattr(formulation, "_cell_range",
-                        lambda frame, b, l: (np.zeros((cells(frame), 3)), np.ones((cells(frame), 3))))
+    monkeypatch.setattr(formulation, "_cell_range",  # no clamp: the photo's range is 0..1 in every cell
+                        lambda shape, cells, befores: (np.zeros((shape[0] * shape[1], 3)),
+                                                       np.ones((shape[0] * shape[1], 3))))
     raw = score(formulation.fit_templates(*cols, held_out=False))
     # measured: spill regions 0.08, raw 0.31 (0.42 % visible), kept 0.11 (0.14 %); eyes -0.14 / 0.22 / 0.23
     assert kept["spill"] < 0.6 * raw["spill"] and kept["visible_spill"] < 0.5 * raw["visible_spill"], (kept, raw)

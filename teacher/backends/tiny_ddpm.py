@@ -111,9 +111,9 @@ class TinyDDPMBackend(TeacherBackend):
     # --- seed statistics -----------------------------------------------------------------------------
     def prepare(self, pairs, style: str | None = None) -> None:
         """Region prior (per region the seeds' mean residual, or a colour map where it predicts held-out seeds
-        better: ``fit_region_prior``), the feature templates around the eyes and on the lips (``fit_templates``, the
-        ``templates`` named; ``[]`` for none) and the residual scale that gives the seeds' corrections to that prior about
-        unit spread; config keys given explicitly are kept."""
+        better: ``fit_region_prior``), the feature templates around the eyes and on the lips (``fit_templates``,
+        the ``templates`` named; ``[]`` for none) and the residual scale that gives the seeds' corrections to
+        that prior about unit spread; config keys given explicitly are kept."""
         cfg, res = self.config, int(self.config["resolution"])
         befores, afters, labels = [p.before for p in pairs], [p.after for p in pairs], [p.labels for p in pairs]
         if "region_prior" not in self._given or cfg.get("region_prior") is None:
@@ -183,8 +183,8 @@ class TinyDDPMBackend(TeacherBackend):
         return cond if keep is None else cond * keep.view(-1, 1, 1, 1)
 
     def training_loss(self, batch: dict, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
-        """batch: source/target (N, 3, s, s) in [0, 1], masks (N, 4, s, s), optionally the eye template's
-        templates' ``field`` (N, 11, s, s). Loss = min-SNR v-MSE weighted by
+        """batch: source/target (N, 3, s, s) in [0, 1], masks (N, 4, s, s), optionally the templates' ``field``
+        (N, 11, s, s). Loss = min-SNR v-MSE weighted by
         FGMM region weights + x0-estimate reconstruction + eyeliner loss in the eye zone (opening + lids)."""
         cfg, head = self.config, self.model.head
         src, tgt, masks, field = batch["source"], batch["target"], batch["masks"], batch.get("field")
