@@ -31,6 +31,8 @@ from torch import nn
 from makeup.errors import TinyBeautyError
 from makeup.regions import BROWS, EYES, LIPS, SKIN, feather
 
+from .foundation import FOUNDATION_FEATURES, fit_foundation, foundation_change
+
 MAKEUP_REGIONS = (EYES, LIPS, SKIN, BROWS)  # channel order of every region stack
 EYE_CHANNEL = 0
 
@@ -229,10 +231,11 @@ def fit_template(frame: TemplateFrame | str, befores, afters, labels, smooth: fl
 
 
 def fit_templates(befores, afters, labels, names=tuple(TEMPLATE_FRAMES), radius: float = 2.0,
-                  held_out: bool = True) -> dict[str, np.ndarray]:
+                  held_out: bool = True, foundation: bool = False) -> dict[str, np.ndarray]:
     """:func:`fit_template` for each named frame. ``held_out``: each cell keeps the template only where it
     predicts a left-out seed better than the region prior fit without that seed (``fit_region_prior`` with
-    ``radius``; needs 3 seeds or more)."""
+    ``radius``; needs 3 seeds or more); ``foundation``: that prior's skin is the foundation model
+    (:func:`teacher.foundation.fit_foundation`, also fit without the seed) where it fits."""
     unknown = sorted(set(names) - set(TEMPLATE_FRAMES))
     if unknown:
         raise TinyBeautyError(f"templates: unknown frame {unknown[0]!r} (known: {', '.join(TEMPLATE_FRAMES)})")
@@ -243,12 +246,45 @@ def fit_templates(befores, afters, labels, names=tuple(TEMPLATE_FRAMES), radius:
         for k, (b, lab) in enumerate(zip(befores, labels)):
             rest = np.arange(len(befores)) != k
             const, colour, _ = _prior_from_moments(*(m[rest] for m in moments), True, PRIOR_RIDGE)
-            baselines.append(prior_image(region_stack(lab, None, radius), b.astype(np.float32) / 255.0, const,
-                                         colour))
+            beta = fit_foundation(*([x for x, keep in zip(seq, rest) if keep] for seq in (befores, afters, labels))) \
+                if foundation else None
+            photo = b.astype(np.float32) / 255.0
+            baselines.append(prior_image(region_stack(lab, None, radius), photo, skin_prior(const, beta), colour,
+                                         prior_field(photo, lab, None, beta)))
     return {n: fit_template(n, befores, afters, labels, baselines=baselines) for n in names}
 
 
-def template_field(labels: np.ndarray, templates: dict | None, size: int | None = None) -> np.ndarray | None:
+def skin_prior(region_prior, foundation) -> np.ndarray:
+    """The region prior's constants with the skin's set to 0 where the foundation model (which has its own
+    constant) paints the skin."""
+    out = np.array(region_prior, np.float32)
+    if foundation is not None:
+        out[MAKEUP_REGIONS.index(SKIN)] = 0.0
+    return out
+
+
+def prior_field(photo: np.ndarray, labels: np.ndarray, templates: dict | None, foundation=None,
+                size: int | None = None) -> np.ndarray | None:
+    """What the prior lays on one face beyond one colour per region: (14, S, S) float32, the templates' 11
+    channels (:func:`template_field`) and the foundation's change (RGB, :func:`teacher.foundation.foundation_change`),
+    at the photo's resolution (photo (H, W, 3) in 0..1), area-resized to ``size``. None without either."""
+    from makeup.render import FaceGeometry
+
+    geometry = FaceGeometry.from_labels(labels)
+    tpl = template_field(labels, templates, geometry=geometry)
+    if tpl is None and foundation is None:
+        return None
+    if tpl is None:
+        tpl = np.zeros((TEMPLATE_CHANNELS,) + np.asarray(labels).shape, np.float32)
+        tpl[8:11] = 1.0
+    base = np.zeros_like(tpl[:3]) if foundation is None else \
+        foundation_change(photo, labels, foundation, geometry).transpose(2, 0, 1)
+    field = np.ascontiguousarray(np.concatenate([tpl, base]), dtype=np.float32)
+    return field if size is None else _resize_field(field, size)
+
+
+def template_field(labels: np.ndarray, templates: dict | None, size: int | None = None,
+                   geometry=None) -> np.ndarray | None:
     """The templates laid on one face: (11, S, S) float32 = [s k (RGB), s a, s, low (RGB), high (RGB)] with s the
     support, at the label map's resolution, area-resized to ``size``; the prior there is
     ``(1 - s) * region prior + s k - s a * clamp(photo, low, high)``.
@@ -260,7 +296,7 @@ def template_field(labels: np.ndarray, templates: dict | None, size: int | None 
         return None
     from makeup.render import FaceGeometry
 
-    geometry = FaceGeometry.from_labels(labels)
+    geometry = geometry or FaceGeometry.from_labels(labels)
     field = np.zeros(np.asarray(labels).shape + (TEMPLATE_CHANNELS,), np.float32)
     field[..., 8:11] = 1.0  # no clamp where no template applies
     for name, tpl in live.items():
@@ -273,7 +309,7 @@ def template_field(labels: np.ndarray, templates: dict | None, size: int | None 
 
 
 def _resize_field(field: np.ndarray, size: int) -> np.ndarray:
-    """A (C, S, S) template field area-resized to (C, size, size)."""
+    """A (C, S, S) field area-resized to (C, size, size)."""
     if size == field.shape[-1]:
         return field
     out = cv2.resize(np.ascontiguousarray(field.transpose(1, 2, 0)), (size, size), interpolation=cv2.INTER_AREA)
@@ -328,14 +364,18 @@ class ResidualHead(nn.Module):
         # the feature templates (fit_template; image-space teachers): all zero = none, the region prior only
         for name, frame in TEMPLATE_FRAMES.items():
             self.register_buffer(f"template_{name}", torch.zeros(*frame.shape, TEMPLATE_CHANNELS))
+        # the skin's foundation model (teacher.foundation.fit_foundation; image-space teachers): all zero = none
+        self.register_buffer("foundation", torch.zeros(len(FOUNDATION_FEATURES), 3))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # A teacher saved before the colour part or the templates existed has none: they load as zero.
-        for key in ("region_colour", *(f"template_{n}" for n in TEMPLATE_FRAMES)):
+        # A teacher saved before the colour part, the templates or the foundation existed has none: they load
+        # as zero.
+        for key in ("region_colour", *(f"template_{n}" for n in TEMPLATE_FRAMES), "foundation"):
             state_dict.setdefault(prefix + key, torch.zeros_like(getattr(self, key)))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def set_statistics(self, residual_scale: float, region_prior, region_colour=None, templates=None) -> None:
+    def set_statistics(self, residual_scale: float, region_prior, region_colour=None, templates=None,
+                       foundation=None) -> None:
         """Seed statistics from ``prepare`` (the same values the constructor would have stored)."""
         with torch.no_grad():
             self.residual_scale.fill_(float(residual_scale))
@@ -346,6 +386,8 @@ class ResidualHead(nn.Module):
                 buf = getattr(self, f"template_{name}")
                 tpl = (templates or {}).get(name)
                 buf.copy_(torch.zeros_like(buf) if tpl is None else torch.as_tensor(tpl).float().reshape(buf.shape))
+            self.foundation.copy_(torch.zeros_like(self.foundation) if foundation is None
+                                  else torch.as_tensor(np.asarray(foundation)).float().reshape(self.foundation.shape))
 
     def templates(self) -> dict[str, np.ndarray] | None:
         """The feature templates with support, as numpy; None when this head has none."""
@@ -353,15 +395,23 @@ class ResidualHead(nn.Module):
         out = {n: t for n, t in out.items() if t[..., 4].any()}
         return out or None
 
+    def foundation_model(self) -> np.ndarray | None:
+        """The skin's foundation model (5, 3) as numpy; None when this head has none."""
+        beta = self.foundation.detach().float().cpu().numpy()
+        return beta if beta.any() else None
+
     def prior_map(self, masks: torch.Tensor, source: torch.Tensor, field: torch.Tensor | None = None) -> torch.Tensor:
         """(N, 4, h, w) masks, (N, C, h, w) source -> (N, C, h, w) residual input: in each region the seeds'
-        mean residual plus its colour part (``fit_region_prior``); where the templates' ``field`` (N, 11, h, w)
-        of :func:`template_field` has support s, ``(1 - s)`` of that plus ``s k - s a * source`` (the source
-        clamped to the range the seeds showed there)."""
+        mean residual plus its colour part (``fit_region_prior``) plus the foundation's change (channels 11-13 of
+        the ``field`` (N, 14, h, w) of :func:`prior_field`, when it has them); where the templates have support
+        s, ``(1 - s)`` of that plus ``s k - s a * source`` (the source clamped to the range the seeds showed
+        there)."""
         prior = (torch.einsum("nrhw,rc->nchw", masks, self.region_prior)
                  + torch.einsum("nrhw,nkhw,rkc->nchw", masks, source, self.region_colour))
         if field is None:
             return prior
+        if field.shape[1] > TEMPLATE_CHANNELS:
+            prior = prior + field[:, TEMPLATE_CHANNELS:]
         clamped = torch.minimum(torch.maximum(source, field[:, 5:8]), field[:, 8:11])
         return (1 - field[:, 4:5]) * prior + field[:, :3] - field[:, 3:4] * clamped
 
@@ -390,13 +440,14 @@ class Condition:
 
     source: torch.Tensor  # (3, s, s) in [0, 1]
     masks: torch.Tensor  # (4, s, s) soft region masks
-    field: torch.Tensor | None = None  # (11, s, s) the templates laid on this face (template_field), if any
+    field: torch.Tensor | None = None  # (14, s, s) the templates and foundation laid on this face (prior_field)
 
 
 def make_condition(image: np.ndarray, labels: np.ndarray, size: int, radius: float = 2.0,
-                   templates=None) -> Condition:
-    src = resize_image(image.astype(np.float32) / 255.0, size)
-    field = template_field(labels, templates, size)
+                   templates=None, foundation=None) -> Condition:
+    photo = image.astype(np.float32) / 255.0
+    src = resize_image(photo, size)
+    field = prior_field(photo, labels, templates, foundation, size)
     return Condition(torch.from_numpy(np.ascontiguousarray(src.transpose(2, 0, 1))),
                      torch.from_numpy(region_stack(labels, size, radius)),
                      None if field is None else torch.from_numpy(field))
@@ -477,7 +528,7 @@ def _prior_from_moments(xtx: np.ndarray, xty: np.ndarray, y2: np.ndarray, colour
 
 def paste_residual(image: np.ndarray, labels: np.ndarray, residual_low: np.ndarray, fgmm_weights: np.ndarray,
                    alpha: float, radius: float = 2.0, upsample=None, region_prior=None, refiner=None,
-                   region_colour=None, templates=None) -> np.ndarray:
+                   region_colour=None, templates=None, foundation=None) -> np.ndarray:
     """Full-resolution after image (uint8): upsample the UNGATED image-space correction (h, w, 3), add
     ``alpha`` x the region prior painted with full-resolution masks, let the detail refiner (if any) add the
     full-resolution detail, gate with the FGMM masks (zero outside the regions) and add it to the untouched
@@ -486,7 +537,9 @@ def paste_residual(image: np.ndarray, labels: np.ndarray, residual_low: np.ndarr
     ``upsample(residual_low, size) -> (size, size, 3)`` replaces the bicubic upsampling (e.g. an SR model);
     ``refiner``: a :class:`teacher.refine.Refiner` (``refine(photo, masks, residual) -> residual``);
     ``region_colour`` (4, 3, 3): the prior's colour part, applied to the full-resolution photo;
-    ``templates``: the prior's feature templates (:func:`fit_templates`), laid on the full-resolution labels.
+    ``templates``: the prior's feature templates (:func:`fit_templates`), laid on the full-resolution labels;
+    ``foundation``: the skin's foundation model (:func:`teacher.foundation.fit_foundation`), on the full-resolution
+    photo (its teacher's region prior then has 0 for the skin: :func:`skin_prior`).
     """
     size = image.shape[0]
     up = upsample(residual_low, size) if upsample else resize_image(residual_low.astype(np.float32), size)
@@ -494,7 +547,7 @@ def paste_residual(image: np.ndarray, labels: np.ndarray, residual_low: np.ndarr
     photo = image.astype(np.float32) / 255.0
     if region_prior is not None:
         up = up + float(alpha) * prior_image(masks, photo, region_prior, region_colour,
-                                             template_field(labels, templates))
+                                             prior_field(photo, labels, templates, foundation))
     if refiner is not None:
         up = refiner.refine(photo, masks, up)
     gate = np.tensordot(np.asarray(fgmm_weights, np.float32), masks, axes=1)[..., None]
@@ -504,12 +557,12 @@ def paste_residual(image: np.ndarray, labels: np.ndarray, residual_low: np.ndarr
 
 
 def prior_detail(photo: np.ndarray, labels: np.ndarray, resolution: int, radius: float, region_prior,
-                 region_colour=None, templates=None) -> np.ndarray:
+                 region_colour=None, templates=None, foundation=None) -> np.ndarray:
     """What the paste's full-resolution prior adds over the prior a teacher at ``resolution`` holds: the prior
     painted on the full-resolution photo and labels minus the working-resolution prior upsampled (the sharp
     edges of the regions, the liner of the eye template). photo (S, S, 3) float in [0, 1] -> (S, S, 3)."""
     size = photo.shape[0]
-    field = template_field(labels, templates)
+    field = prior_field(photo, labels, templates, foundation)
     full = prior_image(region_stack(labels, None, radius), photo, region_prior, region_colour, field)
     low_prior = prior_image(region_stack(labels, resolution, radius), resize_image(photo, resolution), region_prior,
                             region_colour, None if field is None else _resize_field(field, resolution))
@@ -519,12 +572,15 @@ def prior_detail(photo: np.ndarray, labels: np.ndarray, resolution: int, radius:
 def prior_image(masks: np.ndarray, photo: np.ndarray, region_prior, region_colour=None,
                 field: np.ndarray | None = None) -> np.ndarray:
     """numpy twin of :meth:`ResidualHead.prior_map` for one image: masks (4, H, W), photo (H, W, 3) in 0..1,
-    the templates' ``field`` (11, H, W) or None -> (H, W, 3) prior residual."""
+    the ``field`` (14, H, W) of :func:`prior_field` (or the templates' 11 channels alone) or None -> (H, W, 3)
+    prior residual."""
     out = np.einsum("rhw,rc->hwc", masks, np.asarray(region_prior, np.float32))
     if region_colour is not None:
         out = out + np.einsum("rhw,hwk,rkc->hwc", masks, photo, np.asarray(region_colour, np.float32))
     if field is not None:
         f = field.transpose(1, 2, 0)
+        if f.shape[-1] > TEMPLATE_CHANNELS:
+            out = out + f[..., TEMPLATE_CHANNELS:]
         clamped = np.minimum(np.maximum(photo, f[..., 5:8]), f[..., 8:11])
         out = (1 - f[..., 4:5]) * out + f[..., :3] - f[..., 3:4] * clamped
     return out

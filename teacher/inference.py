@@ -82,7 +82,8 @@ def translate(backend, faces, labels, seeds, steps=None, upscaler=None, samples:
         up = upscaler.residual_upsampler(conds[i].source.numpy().transpose(1, 2, 0)) if upscaler else None
         outs.append(paste_residual(f, lab, residual[i], terms["fgmm_weights"], terms["alpha"], radius, upsample=up,
                                    region_prior=terms["region_prior"], refiner=refiner,
-                                   region_colour=terms["region_colour"], templates=terms["templates"]))
+                                   region_colour=terms["region_colour"], templates=terms["templates"],
+                                   foundation=terms.get("foundation")))
     return outs
 
 

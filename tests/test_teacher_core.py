@@ -294,7 +294,7 @@ def test_templates_head_matches_numpy_and_old_heads_have_none():
     for name in tpl:
         np.testing.assert_array_equal(head.templates()[name], tpl[name])
     cond = make_condition(before, lab, 40, templates=head.templates())
-    assert cond.field.shape == (11, 40, 40) and 0 < float(cond.field[4].max()) <= 1
+    assert cond.field.shape == (14, 40, 40) and 0 < float(cond.field[4].max()) <= 1 and not cond.field[11:].any()
     masks, src = cond.masks.numpy(), cond.source.numpy().transpose(1, 2, 0)
     torch_prior = head.prior_map(cond.masks[None], cond.source[None], cond.field[None])[0].numpy()
     np.testing.assert_allclose(torch_prior.transpose(1, 2, 0), prior_image(masks, src, const, None, cond.field.numpy()),

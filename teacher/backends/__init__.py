@@ -93,7 +93,8 @@ class TeacherBackend:
 
     def paste_terms(self) -> dict:
         """What ``translate`` pastes besides the sampled residual: FGMM weights, alpha, the image-space
-        region prior and its feature templates (None when ``sample`` already contains the prior)."""
+        region prior, its feature templates and foundation model (None when ``sample`` already contains the
+        prior)."""
         head = self.head
         return {"fgmm_weights": head.fgmm.region_weights.detach().float().cpu().numpy(),
                 "alpha": float(head.alpha.detach()),
@@ -101,7 +102,8 @@ class TeacherBackend:
                 else None,
                 "region_colour": head.region_colour.detach().float().cpu().numpy() if self.pastes_region_prior
                 else None,
-                "templates": head.templates() if self.pastes_region_prior else None}
+                "templates": head.templates() if self.pastes_region_prior else None,
+                "foundation": head.foundation_model() if self.pastes_region_prior else None}
 
     def enable_ema(self) -> None:
         """EMA (diffusers ``EMAModel``, warm-up) over the trainable parameters only."""
