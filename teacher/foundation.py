@@ -16,9 +16,13 @@ the face's outline, where a foundation is blended), and ``beta`` (5, 3) fit by l
 skin outside the eye zone (liner and lid shadow lie there). :func:`fit_foundation` keeps it only where, with one
 seed left out, it predicts that seed's skin better than the constant alone.
 
-Prior alone on 24 held-out faces, skin recovery vs the renderer (stop 22, /work/e22/labfit.py, seeds of
-`make teacher`): natural 0.04 -> 0.53, glamorous -0.02 -> 0.48 (one bilateral at the renderer's own
-settings instead of the two scales: 0.53 / 0.48).
+The prior alone (no diffusion) on 24 held-out faces, skin recovery vs the renderer, the region prior's
+constant -> this model (stop 22, seeds of `make seeds`): natural 0.04 -> 0.51, glamorous -0.00 -> 0.46,
+korean 0.17 -> 0.62, red_lip 0.08 -> 0.56, smokey_eyes -0.30 -> 0.55; the eye zone, where it lies under the
+eye template's fading edge, +0.02 to +0.13. On skimage's astronaut: -0.46..0.23 -> 0.43..0.76. One bilateral
+at a single scale fit about as well (natural 0.53, glamorous 0.48); the two scales are the smoothing's basis,
+not one product's setting. Clamping the tone feature to the seeds' range (as the eye template clamps) made the
+10 lightest of 60 faces worse (natural skin 0.16 -> -0.20): the tone is left linear.
 """
 from __future__ import annotations
 
