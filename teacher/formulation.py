@@ -31,7 +31,8 @@ from torch import nn
 from makeup.errors import TinyBeautyError
 from makeup.regions import BROWS, EYES, LIPS, SKIN, feather
 
-from .foundation import FOUNDATION_FEATURES, fit_foundation, foundation_change
+from .region_models import FEATURES as MODEL_FEATURES, MODELLED_REGIONS, fit_region_models, modelled, \
+    region_model_change
 
 MAKEUP_REGIONS = (EYES, LIPS, SKIN, BROWS)  # channel order of every region stack
 EYE_CHANNEL = 0
@@ -231,11 +232,11 @@ def fit_template(frame: TemplateFrame | str, befores, afters, labels, smooth: fl
 
 
 def fit_templates(befores, afters, labels, names=tuple(TEMPLATE_FRAMES), radius: float = 2.0,
-                  held_out: bool = True, foundation: bool = False) -> dict[str, np.ndarray]:
+                  held_out: bool = True, models: bool = False) -> dict[str, np.ndarray]:
     """:func:`fit_template` for each named frame. ``held_out``: each cell keeps the template only where it
     predicts a left-out seed better than the region prior fit without that seed (``fit_region_prior`` with
-    ``radius``; needs 3 seeds or more); ``foundation``: that prior's skin is the foundation model
-    (:func:`teacher.foundation.fit_foundation`, also fit without the seed) where it fits."""
+    ``radius``; needs 3 seeds or more); ``models``: that prior's skin and brows are the region models
+    (:func:`teacher.region_models.fit_region_models`, also fit without the seed) where they fit."""
     unknown = sorted(set(names) - set(TEMPLATE_FRAMES))
     if unknown:
         raise TinyBeautyError(f"templates: unknown frame {unknown[0]!r} (known: {', '.join(TEMPLATE_FRAMES)})")
@@ -246,39 +247,44 @@ def fit_templates(befores, afters, labels, names=tuple(TEMPLATE_FRAMES), radius:
         for k, (b, lab) in enumerate(zip(befores, labels)):
             rest = np.arange(len(befores)) != k
             const, colour, _ = _prior_from_moments(*(m[rest] for m in moments), True, PRIOR_RIDGE)
-            beta = fit_foundation(*([x for x, keep in zip(seq, rest) if keep] for seq in (befores, afters, labels))) \
-                if foundation else None
+            beta = fit_region_models(*([x for x, keep in zip(seq, rest) if keep] for seq in (befores, afters, labels))) \
+                if models else None
             photo = b.astype(np.float32) / 255.0
-            baselines.append(prior_image(region_stack(lab, None, radius), photo, skin_prior(const, beta), colour,
+            const, colour = modelled_prior(const, colour, beta)
+            baselines.append(prior_image(region_stack(lab, None, radius), photo, const, colour,
                                          prior_field(photo, lab, None, beta)))
     return {n: fit_template(n, befores, afters, labels, baselines=baselines) for n in names}
 
 
-def skin_prior(region_prior, foundation) -> np.ndarray:
-    """The region prior's constants with the skin's set to 0 where the foundation model (which has its own
-    constant) paints the skin."""
-    out = np.array(region_prior, np.float32)
-    if foundation is not None:
-        out[MAKEUP_REGIONS.index(SKIN)] = 0.0
-    return out
+def modelled_prior(region_prior, region_colour, models) -> tuple[np.ndarray, np.ndarray | None]:
+    """The region prior (constants, colour part) with the rows of the regions a region model paints set to 0
+    (the model has its own constant)."""
+    const = np.array(region_prior, np.float32)
+    colour = None if region_colour is None else np.array(region_colour, np.float32)
+    for r in modelled(models):
+        const[MAKEUP_REGIONS.index(r)] = 0.0
+        if colour is not None:
+            colour[MAKEUP_REGIONS.index(r)] = 0.0
+    return const, colour
 
 
-def prior_field(photo: np.ndarray, labels: np.ndarray, templates: dict | None, foundation=None,
+def prior_field(photo: np.ndarray, labels: np.ndarray, templates: dict | None, models=None,
                 size: int | None = None) -> np.ndarray | None:
     """What the prior lays on one face beyond one colour per region: (14, S, S) float32, the templates' 11
-    channels (:func:`template_field`) and the foundation's change (RGB, :func:`teacher.foundation.foundation_change`),
-    at the photo's resolution (photo (H, W, 3) in 0..1), area-resized to ``size``. None without either."""
+    channels (:func:`template_field`) and the region models' change (RGB,
+    :func:`teacher.region_models.region_model_change`), at the photo's resolution (photo (H, W, 3) in 0..1),
+    area-resized to ``size``. None without either."""
     from makeup.render import FaceGeometry
 
     geometry = FaceGeometry.from_labels(labels)
     tpl = template_field(labels, templates, geometry=geometry)
-    if tpl is None and foundation is None:
+    if tpl is None and models is None:
         return None
     if tpl is None:
         tpl = np.zeros((TEMPLATE_CHANNELS,) + np.asarray(labels).shape, np.float32)
         tpl[8:11] = 1.0
-    base = np.zeros_like(tpl[:3]) if foundation is None else \
-        foundation_change(photo, labels, foundation, geometry).transpose(2, 0, 1)
+    base = np.zeros_like(tpl[:3]) if models is None else \
+        region_model_change(photo, labels, models, geometry).transpose(2, 0, 1)
     field = np.ascontiguousarray(np.concatenate([tpl, base]), dtype=np.float32)
     return field if size is None else _resize_field(field, size)
 
@@ -364,18 +370,18 @@ class ResidualHead(nn.Module):
         # the feature templates (fit_template; image-space teachers): all zero = none, the region prior only
         for name, frame in TEMPLATE_FRAMES.items():
             self.register_buffer(f"template_{name}", torch.zeros(*frame.shape, TEMPLATE_CHANNELS))
-        # the skin's foundation model (teacher.foundation.fit_foundation; image-space teachers): all zero = none
-        self.register_buffer("foundation", torch.zeros(len(FOUNDATION_FEATURES), 3))
+        # the skin's and brows' models (teacher.region_models; image-space teachers): all zero = none
+        self.register_buffer("region_models", torch.zeros(len(MODELLED_REGIONS), len(MODEL_FEATURES), 3))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # A teacher saved before the colour part, the templates or the foundation existed has none: they load
+        # A teacher saved before the colour part, the templates or the region models existed has none: they load
         # as zero.
-        for key in ("region_colour", *(f"template_{n}" for n in TEMPLATE_FRAMES), "foundation"):
+        for key in ("region_colour", *(f"template_{n}" for n in TEMPLATE_FRAMES), "region_models"):
             state_dict.setdefault(prefix + key, torch.zeros_like(getattr(self, key)))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def set_statistics(self, residual_scale: float, region_prior, region_colour=None, templates=None,
-                       foundation=None) -> None:
+                       models=None) -> None:
         """Seed statistics from ``prepare`` (the same values the constructor would have stored)."""
         with torch.no_grad():
             self.residual_scale.fill_(float(residual_scale))
@@ -386,8 +392,8 @@ class ResidualHead(nn.Module):
                 buf = getattr(self, f"template_{name}")
                 tpl = (templates or {}).get(name)
                 buf.copy_(torch.zeros_like(buf) if tpl is None else torch.as_tensor(tpl).float().reshape(buf.shape))
-            self.foundation.copy_(torch.zeros_like(self.foundation) if foundation is None
-                                  else torch.as_tensor(np.asarray(foundation)).float().reshape(self.foundation.shape))
+            self.region_models.copy_(torch.zeros_like(self.region_models) if models is None
+                                     else torch.as_tensor(np.asarray(models)).float().reshape(self.region_models.shape))
 
     def templates(self) -> dict[str, np.ndarray] | None:
         """The feature templates with support, as numpy; None when this head has none."""
@@ -395,14 +401,14 @@ class ResidualHead(nn.Module):
         out = {n: t for n, t in out.items() if t[..., 4].any()}
         return out or None
 
-    def foundation_model(self) -> np.ndarray | None:
-        """The skin's foundation model (5, 3) as numpy; None when this head has none."""
-        beta = self.foundation.detach().float().cpu().numpy()
+    def models(self) -> np.ndarray | None:
+        """The region models (regions, 5, 3) as numpy; None when this head has none."""
+        beta = self.region_models.detach().float().cpu().numpy()
         return beta if beta.any() else None
 
     def prior_map(self, masks: torch.Tensor, source: torch.Tensor, field: torch.Tensor | None = None) -> torch.Tensor:
         """(N, 4, h, w) masks, (N, C, h, w) source -> (N, C, h, w) residual input: in each region the seeds'
-        mean residual plus its colour part (``fit_region_prior``) plus the foundation's change (channels 11-13 of
+        mean residual plus its colour part (``fit_region_prior``) plus the region models' change (channels 11-13 of
         the ``field`` (N, 14, h, w) of :func:`prior_field`, when it has them); where the templates have support
         s, ``(1 - s)`` of that plus ``s k - s a * source`` (the source clamped to the range the seeds showed
         there)."""
@@ -440,14 +446,14 @@ class Condition:
 
     source: torch.Tensor  # (3, s, s) in [0, 1]
     masks: torch.Tensor  # (4, s, s) soft region masks
-    field: torch.Tensor | None = None  # (14, s, s) the templates and foundation laid on this face (prior_field)
+    field: torch.Tensor | None = None  # (14, s, s) the templates and region models on this face (prior_field)
 
 
 def make_condition(image: np.ndarray, labels: np.ndarray, size: int, radius: float = 2.0,
-                   templates=None, foundation=None) -> Condition:
+                   templates=None, models=None) -> Condition:
     photo = image.astype(np.float32) / 255.0
     src = resize_image(photo, size)
-    field = prior_field(photo, labels, templates, foundation, size)
+    field = prior_field(photo, labels, templates, models, size)
     return Condition(torch.from_numpy(np.ascontiguousarray(src.transpose(2, 0, 1))),
                      torch.from_numpy(region_stack(labels, size, radius)),
                      None if field is None else torch.from_numpy(field))
@@ -528,7 +534,7 @@ def _prior_from_moments(xtx: np.ndarray, xty: np.ndarray, y2: np.ndarray, colour
 
 def paste_residual(image: np.ndarray, labels: np.ndarray, residual_low: np.ndarray, fgmm_weights: np.ndarray,
                    alpha: float, radius: float = 2.0, upsample=None, region_prior=None, refiner=None,
-                   region_colour=None, templates=None, foundation=None) -> np.ndarray:
+                   region_colour=None, templates=None, models=None) -> np.ndarray:
     """Full-resolution after image (uint8): upsample the UNGATED image-space correction (h, w, 3), add
     ``alpha`` x the region prior painted with full-resolution masks, let the detail refiner (if any) add the
     full-resolution detail, gate with the FGMM masks (zero outside the regions) and add it to the untouched
@@ -538,8 +544,8 @@ def paste_residual(image: np.ndarray, labels: np.ndarray, residual_low: np.ndarr
     ``refiner``: a :class:`teacher.refine.Refiner` (``refine(photo, masks, residual) -> residual``);
     ``region_colour`` (4, 3, 3): the prior's colour part, applied to the full-resolution photo;
     ``templates``: the prior's feature templates (:func:`fit_templates`), laid on the full-resolution labels;
-    ``foundation``: the skin's foundation model (:func:`teacher.foundation.fit_foundation`), on the full-resolution
-    photo (its teacher's region prior then has 0 for the skin: :func:`skin_prior`).
+    ``models``: the skin's and brows' models (:func:`teacher.region_models.fit_region_models`), on the
+    full-resolution photo (its teacher's region prior then has 0 for those regions: :func:`modelled_prior`).
     """
     size = image.shape[0]
     up = upsample(residual_low, size) if upsample else resize_image(residual_low.astype(np.float32), size)
@@ -547,7 +553,7 @@ def paste_residual(image: np.ndarray, labels: np.ndarray, residual_low: np.ndarr
     photo = image.astype(np.float32) / 255.0
     if region_prior is not None:
         up = up + float(alpha) * prior_image(masks, photo, region_prior, region_colour,
-                                             prior_field(photo, labels, templates, foundation))
+                                             prior_field(photo, labels, templates, models))
     if refiner is not None:
         up = refiner.refine(photo, masks, up)
     gate = np.tensordot(np.asarray(fgmm_weights, np.float32), masks, axes=1)[..., None]
@@ -557,12 +563,12 @@ def paste_residual(image: np.ndarray, labels: np.ndarray, residual_low: np.ndarr
 
 
 def prior_detail(photo: np.ndarray, labels: np.ndarray, resolution: int, radius: float, region_prior,
-                 region_colour=None, templates=None, foundation=None) -> np.ndarray:
+                 region_colour=None, templates=None, models=None) -> np.ndarray:
     """What the paste's full-resolution prior adds over the prior a teacher at ``resolution`` holds: the prior
     painted on the full-resolution photo and labels minus the working-resolution prior upsampled (the sharp
     edges of the regions, the liner of the eye template). photo (S, S, 3) float in [0, 1] -> (S, S, 3)."""
     size = photo.shape[0]
-    field = prior_field(photo, labels, templates, foundation)
+    field = prior_field(photo, labels, templates, models)
     full = prior_image(region_stack(labels, None, radius), photo, region_prior, region_colour, field)
     low_prior = prior_image(region_stack(labels, resolution, radius), resize_image(photo, resolution), region_prior,
                             region_colour, None if field is None else _resize_field(field, resolution))

@@ -124,7 +124,7 @@ def _training_pool(pairs, resolution: int, radius: float, count: int, augment: d
             up = low_res_residual(b, a, resolution)
             if prior is not None and prior.get("region_prior") is not None:
                 up = up + prior_detail(b, labels, resolution, radius, prior["region_prior"], prior["region_colour"],
-                                       prior.get("templates"), prior.get("foundation"))
+                                       prior.get("templates"), prior.get("models"))
             ups.append(up.transpose(2, 0, 1))
             masks.append(region_stack(labels, None, radius))
             targets.append((a - b).transpose(2, 0, 1))

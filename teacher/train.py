@@ -115,10 +115,10 @@ def augment_pair(p: SeedPair, rng: np.random.Generator, aug: dict) -> tuple[np.n
     return warp(before, cv2.INTER_LINEAR), warp(after, cv2.INTER_LINEAR), warp(labels, cv2.INTER_NEAREST)
 
 
-def make_batch(items, res: int, radius: float, device, templates=None, foundation=None) -> dict:
+def make_batch(items, res: int, radius: float, device, templates=None, models=None) -> dict:
     """Training tensors of (before, after, labels) items at the working resolution; ``field`` when the prior
-    has feature templates or a foundation model."""
-    conds = [make_condition(b, lab, res, radius, templates, foundation) for b, _, lab in items]
+    has feature templates or region models."""
+    conds = [make_condition(b, lab, res, radius, templates, models) for b, _, lab in items]
     targets = [make_condition(a, lab, res, radius).source for _, a, lab in items]
     batch = {"source": torch.stack([c.source for c in conds]).to(device),
              "masks": torch.stack([c.masks for c in conds]).to(device),
@@ -302,7 +302,7 @@ def train_teacher(seeds: str | os.PathLike, out: str | os.PathLike, config: Teac
     backend.prepare(pairs, style)  # seed statistics (region prior, residual scale, ...) into backend.config
     res = int(backend.config["resolution"])
     templates = backend.head.templates()  # the prior's feature templates (None: a latent teacher, or none asked)
-    foundation = backend.head.foundation_model()  # the skin's foundation model (None: latent, or none kept)
+    models = backend.head.models()  # the skin's and brows' models (None: a latent teacher, or none kept)
     backend.enable_ema()
     params = backend.trainable()
     optimizer = torch.optim.Adam(params, lr=cfg.lr)
@@ -370,7 +370,7 @@ def train_teacher(seeds: str | os.PathLike, out: str | os.PathLike, config: Teac
         optimizer.zero_grad(set_to_none=True)
         for b, idx in enumerate(batches):
             items = [augment_pair(pairs[i], rng, cfg.augment) for i in idx]
-            batch = make_batch(items, res, radius, device, templates, foundation)
+            batch = make_batch(items, res, radius, device, templates, models)
             with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
                 loss, parts = backend.training_loss(batch, generator=gen)
             scaler.scale(loss / accum).backward()

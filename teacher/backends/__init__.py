@@ -93,7 +93,7 @@ class TeacherBackend:
 
     def paste_terms(self) -> dict:
         """What ``translate`` pastes besides the sampled residual: FGMM weights, alpha, the image-space
-        region prior, its feature templates and foundation model (None when ``sample`` already contains the
+        region prior, its feature templates and region models (None when ``sample`` already contains the
         prior)."""
         head = self.head
         return {"fgmm_weights": head.fgmm.region_weights.detach().float().cpu().numpy(),
@@ -103,7 +103,7 @@ class TeacherBackend:
                 "region_colour": head.region_colour.detach().float().cpu().numpy() if self.pastes_region_prior
                 else None,
                 "templates": head.templates() if self.pastes_region_prior else None,
-                "foundation": head.foundation_model() if self.pastes_region_prior else None}
+                "models": head.models() if self.pastes_region_prior else None}
 
     def enable_ema(self) -> None:
         """EMA (diffusers ``EMAModel``, warm-up) over the trainable parameters only."""

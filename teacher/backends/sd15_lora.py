@@ -43,7 +43,7 @@ SD_PATH_ENV = "TINYBEAUTY_SD_PATH"
 REQUIRED = ("unet/config.json", "vae/config.json", "scheduler/scheduler_config.json")
 
 # head buffers a latent teacher leaves at zero (not stored in its safetensors)
-IMAGE_SPACE_ONLY = ("region_colour", *(f"template_{n}" for n in TEMPLATE_FRAMES), "foundation")
+IMAGE_SPACE_ONLY = ("region_colour", *(f"template_{n}" for n in TEMPLATE_FRAMES), "region_models")
 
 DEFAULTS: dict = {
     "sd_path": None,              # --sd-path / TINYBEAUTY_SD_PATH; amplify may point it elsewhere (same base)

@@ -17,8 +17,9 @@ from makeup.errors import TinyBeautyError
 from makeup.metrics import eyeliner_loss
 
 from ..formulation import (EYE_CHANNEL, MAKEUP_REGIONS, ResidualHead, estimate_residual_scale,  # noqa: F401
-                           fit_region_prior, fit_templates, make_condition, prior_image, skin_prior)
-from ..foundation import fit_foundation
+                           fit_region_prior, fit_templates, make_condition, modelled_prior,
+                           prior_image)
+from ..region_models import fit_region_models
 from . import TeacherBackend, register_backend
 
 DEFAULTS: dict = {
@@ -44,7 +45,7 @@ DEFAULTS: dict = {
     "region_prior": None,         # (4, 3) constant part of the region prior, set by `teacher train`
     "region_colour": None,        # (4, 3, 3) its colour part (formulation.fit_region_prior), set with it
     "templates": ["eyes", "lips"],  # the prior's feature templates fit on the seeds (formulation.fit_templates)
-    "foundation": True,           # the skin's prior is a foundation model fit on the seeds (teacher.foundation)
+    "region_models": True,        # skin and brows: models of foundation and tint fit on the seeds (teacher.region_models)
 }
 COND_CHANNELS = 3 + len(MAKEUP_REGIONS)
 
@@ -114,24 +115,27 @@ class TinyDDPMBackend(TeacherBackend):
     def prepare(self, pairs, style: str | None = None) -> None:
         """Region prior (per region the seeds' mean residual, or a colour map where it predicts held-out seeds
         better: ``fit_region_prior``), the feature templates around the eyes and on the lips (``fit_templates``,
-        the ``templates`` named; ``[]`` for none), the skin's foundation model (``teacher.foundation``, where it
-        predicts held-out seeds better than the skin's mean change; ``foundation: false`` for none) and the
+        the ``templates`` named; ``[]`` for none), the skin's and brows' models (``teacher.region_models``, each
+        where it predicts held-out seeds better than the region's mean change; ``region_models: false`` for
+        none) and the
         residual scale that gives the seeds' corrections to
         that prior about unit spread; config keys given explicitly are kept."""
         cfg, res = self.config, int(self.config["resolution"])
         befores, afters, labels = [p.before for p in pairs], [p.after for p in pairs], [p.labels for p in pairs]
-        foundation = fit_foundation(befores, afters, labels) if cfg.get("foundation") else None
+        models = fit_region_models(befores, afters, labels) if cfg.get("region_models") else None
         if "region_prior" not in self._given or cfg.get("region_prior") is None:
             const, colour, _ = fit_region_prior(befores, afters, labels, float(cfg["feather_radius"]))
-            cfg["region_prior"], cfg["region_colour"] = const.tolist(), colour.round(6).tolist()
-        cfg["region_prior"] = skin_prior(cfg["region_prior"], foundation).round(6).tolist()
-        # the templates and the foundation model live in the head's state (cfg keeps the setting only)
+            cfg["region_prior"], cfg["region_colour"] = const.tolist(), colour.tolist()
+        const, colour = modelled_prior(cfg["region_prior"], cfg.get("region_colour"), models)
+        cfg["region_prior"] = const.round(6).tolist()
+        cfg["region_colour"] = None if colour is None else colour.round(6).tolist()
+        # the templates and the region models live in the head's state (cfg keeps the settings only)
         templates = fit_templates(befores, afters, labels, cfg["templates"] or (), float(cfg["feather_radius"]),
-                                  foundation=foundation is not None) or None
+                                  models=models is not None) or None
         if "residual_scale" not in self._given:
             corrections = []
             for p in pairs:
-                before = make_condition(p.before, p.labels, res, templates=templates, foundation=foundation)
+                before = make_condition(p.before, p.labels, res, templates=templates, models=models)
                 low = make_condition(p.after, p.labels, res).source - before.source
                 field = None if before.field is None else before.field.numpy()
                 prior = prior_image(before.masks.numpy(), before.source.numpy().transpose(1, 2, 0),
@@ -139,7 +143,7 @@ class TinyDDPMBackend(TeacherBackend):
                 corrections.append(low.numpy() - prior.transpose(2, 0, 1))
             cfg["residual_scale"] = estimate_residual_scale(corrections)
         self.model.head.set_statistics(cfg["residual_scale"], cfg["region_prior"], cfg.get("region_colour"),
-                                       templates, foundation)
+                                       templates, models)
 
     # --- parameters, EMA, state ------------------------------------------------------------------------
     @property
