@@ -450,10 +450,13 @@ class Condition:
 
 
 def make_condition(image: np.ndarray, labels: np.ndarray, size: int, radius: float = 2.0,
-                   templates=None, models=None) -> Condition:
+                   templates=None, models=None, field: np.ndarray | None = None) -> Condition:
+    """``field``: the full-resolution prior field already laid on this face (:func:`prior_field`); else the
+    ``templates`` and ``models`` are laid here."""
     photo = image.astype(np.float32) / 255.0
     src = resize_image(photo, size)
-    field = prior_field(photo, labels, templates, models, size)
+    full = prior_field(photo, labels, templates, models) if field is None else field
+    field = None if full is None else _resize_field(full, size)
     return Condition(torch.from_numpy(np.ascontiguousarray(src.transpose(2, 0, 1))),
                      torch.from_numpy(region_stack(labels, size, radius)),
                      None if field is None else torch.from_numpy(field))
