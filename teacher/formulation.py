@@ -268,12 +268,13 @@ def modelled_prior(region_prior, region_colour, models) -> tuple[np.ndarray, np.
     return const, colour
 
 
-def prior_field(photo: np.ndarray, labels: np.ndarray, templates: dict | None, models=None,
-                size: int | None = None) -> np.ndarray | None:
-    """What the prior lays on one face beyond one colour per region: (14, S, S) float32, the templates' 11
+def prior_field(photo: np.ndarray, labels: np.ndarray, templates: dict | None, models=None) -> np.ndarray | None:
+    """What the prior lays on one face beyond one colour per region: (14, H, W) float32, the templates' 11
     channels (:func:`template_field`) and the region models' change (RGB,
-    :func:`teacher.region_models.region_model_change`), at the photo's resolution (photo (H, W, 3) in 0..1),
-    area-resized to ``size``. None without either."""
+    :func:`teacher.region_models.region_model_change`), at the photo's resolution (photo (H, W, 3) in 0..1).
+    None without either."""
+    if not templates and models is None:
+        return None
     from makeup.render import FaceGeometry
 
     geometry = FaceGeometry.from_labels(labels)
@@ -285,8 +286,7 @@ def prior_field(photo: np.ndarray, labels: np.ndarray, templates: dict | None, m
         tpl[8:11] = 1.0
     base = np.zeros_like(tpl[:3]) if models is None else \
         region_model_change(photo, labels, models, geometry).transpose(2, 0, 1)
-    field = np.ascontiguousarray(np.concatenate([tpl, base]), dtype=np.float32)
-    return field if size is None else _resize_field(field, size)
+    return np.ascontiguousarray(np.concatenate([tpl, base]), dtype=np.float32)
 
 
 def template_field(labels: np.ndarray, templates: dict | None, size: int | None = None,

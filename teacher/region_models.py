@@ -25,8 +25,8 @@ better than the region's constant alone.
 The prior alone (no diffusion) on 24 held-out faces vs the renderer, the region prior -> these models (stop
 22, seeds of `make seeds`):
 * skin: natural 0.04 -> 0.51, glamorous -0.00 -> 0.46, korean 0.17 -> 0.62, red_lip 0.08 -> 0.56,
-  smokey_eyes -0.30 -> 0.55 (the eye zone, under the eye template's fading edge, +0.02 to +0.13). On skimage's
-  astronaut: -0.46..0.23 -> 0.43..0.76.
+  smokey_eyes -0.30 -> 0.56 (the eye zone, under the eye template's fading edge, +0.02 to +0.14). On skimage's
+  astronaut: -0.46..0.23 -> 0.44..0.76.
 * brows: natural 0.18 -> 0.58, glamorous 0.35 -> 0.70, korean -0.03 -> 0.48, red_lip 0.30 -> 0.68, smokey_eyes
   0.37 -> 0.71; on the astronaut 0.00..0.32 -> 0.45..0.69, but her light brows get darker than the renderer
   makes them at their upper edge: visible spill 0.68 -> 0.93 % (glamorous), 0.74 -> 0.98 % (smokey_eyes).

@@ -117,9 +117,8 @@ class TinyDDPMBackend(TeacherBackend):
         better: ``fit_region_prior``), the feature templates around the eyes and on the lips (``fit_templates``,
         the ``templates`` named; ``[]`` for none), the skin's and brows' models (``teacher.region_models``, each
         where it predicts held-out seeds better than the region's mean change; ``region_models: false`` for
-        none) and the
-        residual scale that gives the seeds' corrections to
-        that prior about unit spread; config keys given explicitly are kept."""
+        none) and the residual scale that gives the seeds' corrections to that prior about unit spread; config
+        keys given explicitly are kept (a modelled region's row of an explicit ``region_prior`` is set to 0)."""
         cfg, res = self.config, int(self.config["resolution"])
         befores, afters, labels = [p.before for p in pairs], [p.after for p in pairs], [p.labels for p in pairs]
         models = fit_region_models(befores, afters, labels) if cfg.get("region_models") else None
