@@ -31,8 +31,8 @@ from torch import nn
 from makeup.errors import TinyBeautyError
 from makeup.regions import BROWS, EYES, LIPS, SKIN, feather
 
-from .region_models import FEATURES as MODEL_FEATURES, MODELLED_REGIONS, fit_region_models, modelled, \
-    region_model_change
+from .region_models import FEATURES as MODEL_FEATURES, MODELLED_REGIONS, modelled, models_from_moments, \
+    region_model_change, region_model_moments
 
 MAKEUP_REGIONS = (EYES, LIPS, SKIN, BROWS)  # channel order of every region stack
 EYE_CHANNEL = 0
@@ -244,11 +244,11 @@ def fit_templates(befores, afters, labels, names=tuple(TEMPLATE_FRAMES), radius:
     if held_out and len(befores) >= 3 and names:
         baselines = []
         moments = _region_moments(befores, afters, labels, radius)
+        model_moments = region_model_moments(befores, afters, labels) if models else None
         for k, (b, lab) in enumerate(zip(befores, labels)):
             rest = np.arange(len(befores)) != k
             const, colour, _ = _prior_from_moments(*(m[rest] for m in moments), True, PRIOR_RIDGE)
-            beta = fit_region_models(*([x for x, keep in zip(seq, rest) if keep] for seq in (befores, afters, labels))) \
-                if models else None
+            beta = models_from_moments(model_moments, rest) if models else None
             photo = b.astype(np.float32) / 255.0
             const, colour = modelled_prior(const, colour, beta)
             baselines.append(prior_image(region_stack(lab, None, radius), photo, const, colour,
@@ -409,15 +409,13 @@ class ResidualHead(nn.Module):
     def prior_map(self, masks: torch.Tensor, source: torch.Tensor, field: torch.Tensor | None = None) -> torch.Tensor:
         """(N, 4, h, w) masks, (N, C, h, w) source -> (N, C, h, w) residual input: in each region the seeds'
         mean residual plus its colour part (``fit_region_prior``) plus the region models' change (channels 11-13 of
-        the ``field`` (N, 14, h, w) of :func:`prior_field`, when it has them); where the templates have support
-        s, ``(1 - s)`` of that plus ``s k - s a * source`` (the source clamped to the range the seeds showed
-        there)."""
+        the ``field`` (N, 14, h, w) of :func:`prior_field`); where the templates have support s, ``(1 - s)`` of
+        that plus ``s k - s a * source`` (the source clamped to the range the seeds showed there)."""
         prior = (torch.einsum("nrhw,rc->nchw", masks, self.region_prior)
                  + torch.einsum("nrhw,nkhw,rkc->nchw", masks, source, self.region_colour))
         if field is None:
             return prior
-        if field.shape[1] > TEMPLATE_CHANNELS:
-            prior = prior + field[:, TEMPLATE_CHANNELS:]
+        prior = prior + field[:, TEMPLATE_CHANNELS:]
         clamped = torch.minimum(torch.maximum(source, field[:, 5:8]), field[:, 8:11])
         return (1 - field[:, 4:5]) * prior + field[:, :3] - field[:, 3:4] * clamped
 
@@ -581,15 +579,13 @@ def prior_detail(photo: np.ndarray, labels: np.ndarray, resolution: int, radius:
 def prior_image(masks: np.ndarray, photo: np.ndarray, region_prior, region_colour=None,
                 field: np.ndarray | None = None) -> np.ndarray:
     """numpy twin of :meth:`ResidualHead.prior_map` for one image: masks (4, H, W), photo (H, W, 3) in 0..1,
-    the ``field`` (14, H, W) of :func:`prior_field` (or the templates' 11 channels alone) or None -> (H, W, 3)
-    prior residual."""
+    the ``field`` (14, H, W) of :func:`prior_field` or None -> (H, W, 3) prior residual."""
     out = np.einsum("rhw,rc->hwc", masks, np.asarray(region_prior, np.float32))
     if region_colour is not None:
         out = out + np.einsum("rhw,hwk,rkc->hwc", masks, photo, np.asarray(region_colour, np.float32))
     if field is not None:
         f = field.transpose(1, 2, 0)
-        if f.shape[-1] > TEMPLATE_CHANNELS:
-            out = out + f[..., TEMPLATE_CHANNELS:]
+        out = out + f[..., TEMPLATE_CHANNELS:]
         clamped = np.minimum(np.maximum(photo, f[..., 5:8]), f[..., 8:11])
         out = (1 - f[..., 4:5]) * out + f[..., :3] - f[..., 3:4] * clamped
     return out

@@ -149,14 +149,17 @@ def _error(xtx: np.ndarray, xty: np.ndarray, yty: np.ndarray, beta: np.ndarray) 
     return float(np.einsum("ckj,kc,jc->", xtx, beta, beta) - 2 * np.einsum("ck,kc->", xty, beta) + yty.sum())
 
 
-def fit_region_model(befores, afters, labels, region: int) -> np.ndarray | None:
-    """One region's ``beta`` (5, 3) from seed pairs (uint8 before/after, label maps), or None where it does not
-    predict a left-out seed's pixels better than the region's constant alone (summed over the seeds; kept
-    without that check below 3 seeds) or no seed has the region."""
-    if not len(befores):
-        return None
-    xtx, xty, yty = _moments(befores, afters, labels, region)
-    if not np.trace(xtx.sum(0)[0]) > 0:
+def region_model_moments(befores, afters, labels) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per modelled region, the per-seed normal equations of :func:`_moments`: computed once, every fit with
+    or without a seed (:func:`models_from_moments`) is a sum of them."""
+    return [_moments(befores, afters, labels, r) for r in MODELLED_REGIONS]
+
+
+def _region_fit(xtx: np.ndarray, xty: np.ndarray, yty: np.ndarray) -> np.ndarray | None:
+    """One region's ``beta`` (5, 3) from its per-seed moments, or None where it does not predict a left-out
+    seed's pixels better than the region's constant alone (summed over the seeds; kept without that check below
+    3 seeds) or no seed has the region."""
+    if not len(xtx) or not np.trace(xtx.sum(0)[0]) > 0:
         return None
     n, full = len(xtx), len(FEATURES)
     if n >= 3:
@@ -170,13 +173,21 @@ def fit_region_model(befores, afters, labels, region: int) -> np.ndarray | None:
     return _solve(xtx.sum(0), xty.sum(0), full).astype(np.float32)
 
 
-def fit_region_models(befores, afters, labels) -> np.ndarray | None:
-    """(len(MODELLED_REGIONS), 5, 3) float32, a region's rows zero where :func:`fit_region_model` declines; None
-    where every region declines."""
-    models = [fit_region_model(befores, afters, labels, r) for r in MODELLED_REGIONS]
-    if all(m is None for m in models):
+def models_from_moments(moments, seeds=None) -> np.ndarray | None:
+    """(len(MODELLED_REGIONS), 5, 3) float32 from :func:`region_model_moments` over the ``seeds`` (a boolean
+    mask; all when None), a region's rows zero where :func:`_region_fit` declines; None where every region
+    declines."""
+    fits = [_region_fit(*(m if seeds is None else m[seeds] for m in region)) for region in moments]
+    if all(f is None for f in fits):
         return None
-    return np.stack([np.zeros((len(FEATURES), 3), np.float32) if m is None else m for m in models])
+    return np.stack([np.zeros((len(FEATURES), 3), np.float32) if f is None else f for f in fits])
+
+
+def fit_region_models(befores, afters, labels) -> np.ndarray | None:
+    """The region models from seed pairs (uint8 before/after, label maps): :func:`models_from_moments` of all."""
+    if not len(befores):
+        return None
+    return models_from_moments(region_model_moments(befores, afters, labels))
 
 
 def modelled(models) -> list[int]:

@@ -391,7 +391,7 @@ def test_templates_do_not_paint_a_box_on_skin_darker_than_every_seed(monkeypatch
 
 
 def test_template_clamps_the_photo_to_the_seeds_range():
-    from teacher.formulation import TEMPLATE_CHANNELS, template_field
+    from teacher.formulation import TEMPLATE_CHANNELS, prior_field
 
     lab = _labels(32)
     lab[19:22, 12:20] = LIPS
@@ -401,12 +401,12 @@ def test_template_clamps_the_photo_to_the_seeds_range():
     tpl["lips"][..., 4] = 1.0    # support
     tpl["lips"][..., 5:8] = 0.3  # the seeds' photo ranged 0.3 .. 0.6
     tpl["lips"][..., 8:11] = 0.6
-    field = template_field(lab, tpl)
     masks = region_stack(lab, None, 0.0)
     zero = np.zeros((4, 3), np.float32)
     lips = lab == LIPS
     for value, expected in ((0.1, 0.2 - 0.5 * 0.3), (0.45, 0.2 - 0.5 * 0.45), (0.9, 0.2 - 0.5 * 0.6)):
         photo = np.full((32, 32, 3), value, np.float32)
+        field = prior_field(photo, lab, tpl)
         np.testing.assert_allclose(prior_image(masks, photo, zero, None, field)[lips], expected, atol=1e-6)
         head = ResidualHead(1.0, zero)
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a))[None]  # noqa: E731
@@ -418,7 +418,7 @@ def test_lip_template_paints_a_pale_lip_more_than_a_red_one():
     """A lipstick moves each lip toward its colour: on lips paler than every seed's (the astronaut's are nearly
     her skin colour) the template must paint more, not clamp to the seeds' redder lips and paint less."""
     from makeup.render import render_makeup
-    from teacher.formulation import fit_templates, template_field
+    from teacher.formulation import fit_templates, prior_field
 
     seeds = _eye_pairs(range(5), 128, "red_lip")
     tpl = fit_templates(*zip(*seeds), names=("eyes", "lips"))
@@ -431,8 +431,8 @@ def test_lip_template_paints_a_pale_lip_more_than_a_red_one():
     masks, zero = region_stack(lab), np.zeros((4, 3), np.float32)
     change = {}
     for name, photo in (("native", before), ("pale", pale)):
-        field = template_field(lab, tpl)
-        prior = prior_image(masks, photo.astype(np.float32) / 255, zero, None, field)
+        photo01 = photo.astype(np.float32) / 255
+        prior = prior_image(masks, photo01, zero, None, prior_field(photo01, lab, tpl))
         truth = (render_makeup(photo, lab, "red_lip").astype(np.float32) - photo) / 255
         change[name] = (np.abs(prior[lips]).mean(), np.abs(truth[lips]).mean())
     # measured: the template 0.118 -> 0.134, the renderer 0.135 -> 0.162

@@ -145,7 +145,7 @@ def test_refiner_trains_on_what_a_perfect_teacher_pastes_with_its_prior():
     resolution (the eye template's liner is sharp there); the refiner's training input is exactly that for a
     perfect correction, and without a prior the plain low-resolution residual."""
     from teacher.formulation import (fit_region_prior, fit_templates, make_condition, prior_image, region_stack,
-                                     resize_image, template_field)
+                                     prior_field, resize_image)
     from teacher.refine import _training_pool, low_res_residual
 
     pairs = _faces(range(320, 323))
@@ -162,6 +162,6 @@ def test_refiner_trains_on_what_a_perfect_teacher_pastes_with_its_prior():
     low_prior = prior_image(low.masks.numpy(), low.source.numpy().transpose(1, 2, 0), const, colour, low.field.numpy())
     correction = (resize_image(a, LOW) - resize_image(b, LOW)) - low_prior
     pasted = resize_image(correction, SIZE) + prior_image(region_stack(p.labels, None, 2.0), b, const, colour,
-                                                         template_field(p.labels, tpl))
+                                                         prior_field(b, p.labels, tpl))
     np.testing.assert_allclose(ups[0].numpy().transpose(1, 2, 0), pasted, atol=1e-4)
     assert np.abs(ups[0] - plain[0]).max() > 0.02  # the prior's full-resolution detail is there

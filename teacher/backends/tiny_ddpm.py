@@ -192,8 +192,8 @@ class TinyDDPMBackend(TeacherBackend):
         return cond if keep is None else cond * keep.view(-1, 1, 1, 1)
 
     def training_loss(self, batch: dict, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
-        """batch: source/target (N, 3, s, s) in [0, 1], masks (N, 4, s, s), optionally the templates' ``field``
-        (N, 11, s, s). Loss = min-SNR v-MSE weighted by
+        """batch: source/target (N, 3, s, s) in [0, 1], masks (N, 4, s, s), optionally the prior's ``field``
+        (N, 14, s, s: templates and region models, ``formulation.prior_field``). Loss = min-SNR v-MSE weighted by
         FGMM region weights + x0-estimate reconstruction + eyeliner loss in the eye zone (opening + lids)."""
         cfg, head = self.config, self.model.head
         src, tgt, masks, field = batch["source"], batch["target"], batch["masks"], batch.get("field")
