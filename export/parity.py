@@ -25,7 +25,7 @@ class ParitySet:
     labels: np.ndarray | None = None  # uint8 (N, S, S) region label maps
 
     def inputs(self, channels: int) -> np.ndarray:
-        """The model inputs: the sources, with their region channels when the model takes ``channels`` = 7."""
+        """The model inputs: the sources, with their region channels when the model takes ``channels`` > 3."""
         from student.model import model_input
 
         return model_input(channels, self.sources, self.labels)

@@ -32,7 +32,7 @@ class QuantizedStudent:
 
     @property
     def channels(self) -> int:
-        """Input channels: 3 (RGB) or 7 (RGB + region masks, ``StudentConfig.region_input``)."""
+        """Input channels: 3 (RGB), or 7 or 8 (RGB + region masks, ``StudentConfig.region_input``)."""
         return self.float_model.config.in_channels
 
     def example(self):

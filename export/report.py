@@ -87,21 +87,32 @@ def regions_card() -> dict:
 
 
 def io_card(size: int, channels: int) -> dict:
-    """What goes in and comes out. With region input (7 channels) the input's channels 3..6 are the crop's soft
-    region masks (``makeup.gate.soft_region_masks`` of the label map parsed as ``regions`` says, at
-    ``region_input.feather``): the same masks the look gate fades its limits with."""
-    from makeup.metrics import FIDELITY_REGIONS
+    """What goes in and comes out. With region input (7 or 8 channels) the input's channels from 3 on are the
+    crop's masks ``region_input.channels`` names (``makeup.gate.input_masks`` of the label map parsed as
+    ``regions`` says, at ``region_input.feather``): the four soft region masks the look gate fades its limits
+    with, then (8 channels) the cheeks."""
+    from makeup.gate import CHEEK_DROP, CHEEK_FALLOFF, CHEEK_MIN_PIXELS, CHEEK_OUT, CHEEK_SPREAD, INPUT_MASKS
     from student.model import REGION_FEATHER
 
     io = {"dtype": "float32", "value_range": [0.0, 1.0], "color": "RGB", "height": size, "width": size,
           "channels": channels, "input": "aligned face crop (makeup.align.align_face), RGB / 255",
           "output": "made-up crop, RGB, same layout, multiply by 255 and round"}
     if channels > 3:
+        names = list(INPUT_MASKS[: channels - 3])
         io["input"] += ", then the crop's soft region masks (region_input)"
-        io["region_input"] = {"channels": list(FIDELITY_REGIONS), "first_channel": 3, "feather": REGION_FEATHER,
-                              "masks": "makeup.gate.soft_region_masks: the regions card's label map; eyes = the "
+        io["region_input"] = {"channels": names, "first_channel": 3, "feather": REGION_FEATHER,
+                              "masks": "makeup.gate.input_masks: the regions card's label map; eyes = the "
                                        "eye zone, skin = skin outside it; each Gaussian-blurred with sigma = "
                                        "feather * side / 2 (cv2 ksize 0, zero border)"}
+        if "cheeks" in names:
+            io["region_input"]["cheeks"] = {
+                "outward": CHEEK_OUT, "drop": CHEEK_DROP, "spread": list(CHEEK_SPREAD), "falloff": CHEEK_FALLOFF,
+                "min_pixels": CHEEK_MIN_PIXELS,
+                "how": "makeup.gate.cheek_map times the soft skin mask: eye pixels split at the lips' mean column; "
+                       "per eye (>= min_pixels), width w = its column span + 1, centre (eye mean x + outward * w "
+                       "away from the lips' column, eye mean y + drop * (lips' mean y - eye mean y)), value "
+                       "exp(-falloff * ((x - cx) / (spread[0] w))^2) * exp(-falloff * ((y - cy) / (spread[1] w))^2), "
+                       "the max of the two eyes; pixel indices as coordinates"}
     return io
 
 

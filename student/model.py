@@ -71,10 +71,21 @@ class StudentConfig:
     # where the lips are it painted them (0.39, +4.1 dB; its teacher +4.3). Apps already parse every frame's
     # regions for the gate, so the masks cost no extra model. False: RGB only (checkpoints before stop 20).
     region_input: bool = True
+    # True: with region_input, a fifth mask after the four, the cheeks (``makeup.gate.cheek_map`` times the soft
+    # skin mask): 8 input channels. Skin makeup is not the same all over the skin (blush lies on the cheekbones),
+    # and a student told only "skin" left glamorous' blush out (cheeks 0.25 of its teacher's change; told where
+    # the cheeks are, 0.48; README). False: the four masks (checkpoints before stop 23). No effect without
+    # region_input (an RGB-only net reads no masks).
+    cheek_input: bool = True
+
+    @property
+    def mask_channels(self) -> int:
+        """How many of ``makeup.gate.INPUT_MASKS`` the net reads after RGB: 0, 4 or 5 (with the cheeks)."""
+        return (REGION_CHANNELS + int(self.cheek_input)) if self.region_input else 0
 
     @property
     def in_channels(self) -> int:
-        return 3 + (REGION_CHANNELS if self.region_input else 0)
+        return 3 + self.mask_channels
 
     def __post_init__(self):
         if len(self.widths) != LEVELS_DOWN + 1 or any(int(w) < 1 for w in self.widths):
@@ -117,7 +128,8 @@ CHOICES = {"skip": ("add", "concat"), "act": ("relu", "relu6"), "stem": ("full",
            "upsample": ("nearest", "bilinear"), "head": ("conv", "1x1", "s2d", "subpixel"),
            "spelling": ("xnnpack", "torch")}
 LEGACY = {"stem": "full", "upsample": "nearest", "head": "conv", "spelling": "torch",  # saved before stop 15
-          "region_input": False}  # saved before stop 20
+          "region_input": False,  # saved before stop 20
+          "cheek_input": False}  # saved before stop 23
 
 
 DEFAULT_CONFIG = StudentConfig()
@@ -274,31 +286,31 @@ def clamp01(y: torch.Tensor) -> torch.Tensor:
     return -torch.relu(-torch.relu(y) + 1.0) + 1.0
 
 
-def region_channels(labels) -> np.ndarray:
-    """float32 (N, 4, H, W) region input channels of (N, H, W) (or one (H, W)) label maps:
-    ``makeup.gate.soft_region_masks`` at :data:`REGION_FEATHER`."""
-    from makeup.gate import soft_region_masks
+def region_channels(labels, count: int = REGION_CHANNELS + 1) -> np.ndarray:
+    """float32 (N, count, H, W) region input channels of (N, H, W) (or one (H, W)) label maps: the first
+    ``count`` of ``makeup.gate.INPUT_MASKS`` (``makeup.gate.input_masks``) at :data:`REGION_FEATHER`."""
+    from makeup.gate import input_masks
 
     lab = labels.cpu().numpy() if hasattr(labels, "cpu") else np.asarray(labels)
     if lab.ndim == 2:
         lab = lab[None]
-    return np.stack([soft_region_masks(m, REGION_FEATHER) for m in lab]) if len(lab) else \
-        np.zeros((0, REGION_CHANNELS) + lab.shape[1:], np.float32)
+    return np.stack([input_masks(m, count, REGION_FEATHER) for m in lab]) if len(lab) else \
+        np.zeros((0, count) + lab.shape[1:], np.float32)
 
 
 def model_input(channels: int, sources, labels=None):
-    """What a net taking ``channels`` inputs (``StudentConfig.in_channels``: 3, or 3 + :data:`REGION_CHANNELS`)
+    """What a net taking ``channels`` inputs (``StudentConfig.in_channels``: 3, or 3 + 4 or 5 region masks)
     gets: ``sources`` (N, 3, H, W) float [0, 1] (numpy or torch, returned as the same kind), with the region
     channels of ``labels`` appended for region input; given already at ``channels`` channels, as it is."""
     have = sources.shape[1]
     if have == channels:
         return sources
-    if have != 3 or channels != 3 + REGION_CHANNELS:
+    if have != 3 or channels - 3 not in (REGION_CHANNELS, REGION_CHANNELS + 1):
         raise TinyBeautyError(f"the student takes {channels} input channels, got {have}")
     if labels is None:
         raise TinyBeautyError("this student takes the face's region masks as input: its label map is needed "
                               "(a face mesh on photos, the pair's mask on pairs)")
-    regions = region_channels(labels)
+    regions = region_channels(labels, channels - 3)
     if torch.is_tensor(sources):
         return torch.cat([sources, torch.from_numpy(regions).to(sources.device, sources.dtype)], dim=1)
     return np.concatenate([np.asarray(sources, np.float32), regions], axis=1)

@@ -1,8 +1,8 @@
 """One callable per artifact: ``load_runner(path)(batch, labels)`` maps NCHW float32 [0, 1] batches to NCHW outputs.
 
-A student with region input (``StudentConfig.region_input``: 7 input channels, RGB + the face's soft region
-masks) needs the batch's label maps; the runner appends their masks (``student.model.model_input``), so
-callers hand every artifact the same RGB batch and labels. The channel count is read from the artifact.
+A student with region input (``StudentConfig.region_input``: 7 or 8 input channels, RGB + the face's soft
+region masks, ``makeup.gate.INPUT_MASKS``) needs the batch's label maps; the runner appends their masks
+(``student.model.model_input``), so callers hand every artifact the same RGB batch and labels. The channel count is read from the artifact.
 
 ``.pt`` student checkpoints run in torch (QAT checkpoints through their converted int8 reference graph, i.e.
 what export ships); ``.tflite`` runs in ai-edge-litert's interpreter, ``.onnx`` and ``.ort`` (ONNX Runtime
@@ -22,12 +22,12 @@ from makeup.errors import TinyBeautyError
 SUFFIXES = (".pt", ".tflite", ".onnx", ".ort")
 
 
-CHANNELS = (3, 7)  # RGB; RGB + the 4 region masks
+CHANNELS = (3, 7, 8)  # RGB; RGB + the 4 region masks; RGB + those and the cheeks (makeup.gate.INPUT_MASKS)
 
 
 class Runner:
     """Callable ((N, 3, H, W) float32[, (N, H, W) labels]) -> (N, 3, H, W) float32. ``size`` = (H, W) when
-    the artifact is fixed; ``channels`` = what the artifact takes (7: it needs ``labels``, or a batch that
+    the artifact is fixed; ``channels`` = what the artifact takes (7 or 8: it needs ``labels``, or a batch that
     already carries the region channels)."""
 
     def __init__(self, fn: Callable[[np.ndarray], np.ndarray], kind: str, path: Path,

@@ -227,7 +227,7 @@ class StudentTrainer:
                    disable=not self.progress, leave=False)
         for batch in bar:
             if self.config.region_input:  # the masks of the whole face, then cropped with it (as at run time)
-                batch["regions"] = torch.from_numpy(region_channels(batch["mask"]))
+                batch["regions"] = torch.from_numpy(region_channels(batch["mask"], self.config.mask_channels))
             batch = random_crop(batch, self.settings.train_crop, rng, float(self.settings.crop_focus))
             src, tgt, mask = (batch[k].to(self.device) for k in ("source", "target", "mask"))
             x = torch.cat([src, batch["regions"].to(self.device)], dim=1) if "regions" in batch else src

@@ -3,7 +3,7 @@
 No Android tools needed: the Kotlin sources are parsed as text and compared with ``makeup.align`` (template,
 landmark indices, feather, pixel-centre convention, face-mesh settings), the Makefile's ``android-assets``
 target and the export format table (asset name), the model card that ``export/report.py`` builds from
-``export/tflite.py``'s record (NHWC float32 RGB in [0, 1], signature names; 3 or 7 input channels), and the
+``export/tflite.py``'s record (NHWC float32 RGB in [0, 1], signature names; 3, 7 or 8 input channels), and the
 region input (``student.model`` ``REGION_CHANNELS``, ``makeup.gate.soft_region_masks``' regions, order and
 blur, read from the card's ``io.region_input``) shared by the model input and the look gate.
 """
@@ -298,9 +298,10 @@ def _card(channels: int) -> dict:
             sys.modules["student.model"] = saved
 
 
-@pytest.fixture(scope="module", params=[7, 3], ids=["region_input", "rgb_only"])
+@pytest.fixture(scope="module", params=[8, 7, 3], ids=["cheek_input", "region_input", "rgb_only"])
 def model_card(request) -> dict:
-    """The card of a region-input student (the default) and of an RGB-only one (older exports)."""
+    """The card of a region-input student with the cheeks (the default), of one with the four region masks
+    and of an RGB-only one (older exports)."""
     return _card(request.param)
 
 
@@ -328,10 +329,12 @@ def test_layout_shape_and_names_match_tflite_artifact(model_kt, model_card):
     regions = kotlin_value(model_kt, "REGION_CHANNELS")
     # MakeupModel accepts [1, H, H, C] with C = CHANNELS (RGB) or CHANNELS + REGION_CHANNELS (region input):
     # batch 1, square, channels last; the output is [1, H, H, CHANNELS].
-    assert re.search(r"val INPUT_CHANNELS\s*=\s*intArrayOf\(\s*CHANNELS\s*,\s*CHANNELS\s*\+\s*REGION_CHANNELS\s*\)", model_kt)
+    assert re.search(r"val INPUT_CHANNELS\s*=\s*intArrayOf\(\s*CHANNELS\s*,\s*CHANNELS\s*\+\s*REGION_CHANNELS\s*,"
+                     r"\s*CHANNELS\s*\+\s*REGION_CHANNELS\s*\+\s*CHEEK_CHANNELS\s*\)", model_kt)
+    cheeks = kotlin_value(model_kt, "CHEEK_CHANNELS")
     assert re.search(r"shape\[3\]\s+in\s+INPUT_CHANNELS", model_kt)
     assert re.search(r"intArrayOf\(\s*1\s*,\s*shape\[1\]\s*,\s*shape\[2\]\s*,\s*CHANNELS\s*\)", model_kt)
-    assert io["channels"] in (colour, colour + regions)
+    assert io["channels"] in (colour, colour + regions, colour + regions + cheeks)
     assert art["shape"] == [1, io["height"], io["width"], io["channels"]]
     assert art["output_shape"] == [1, io["height"], io["width"], colour]
     assert io["height"] == io["width"]
@@ -406,9 +409,11 @@ def test_region_masks_follow_soft_region_masks(regions_kt):
 
 
 def test_region_input_is_read_from_the_card(model_kt, regions_kt):
-    """A region-input model's channels 3..6: the card's io.region_input (export/report.py io_card) gives the
-    order and feather, RegionInput reads both and checks the rest against MakeupModel's constants, which match
-    student/model.py (REGION_CHANNELS, the masks after the RGB channels) and makeup.metrics FIDELITY_REGIONS."""
+    """A region-input model's channels from 3 on: the card's io.region_input (export/report.py io_card) gives
+    the order and feather, RegionInput reads both and checks the rest against MakeupModel's constants, which
+    match student/model.py (REGION_CHANNELS, the masks after the RGB channels), makeup.metrics
+    FIDELITY_REGIONS and makeup.gate INPUT_MASKS (the four, then the cheeks)."""
+    from makeup.gate import INPUT_MASKS
     from makeup.metrics import FIDELITY_REGIONS
 
     constants = _student_model_constants()
@@ -418,24 +423,58 @@ def test_region_input_is_read_from_the_card(model_kt, regions_kt):
     assert ri["first_channel"] == kotlin_value(model_kt, "CHANNELS") == 3
     assert ri["channels"] == list(FIDELITY_REGIONS) == kotlin_value(regions_kt, "REGIONS")
     assert ri["feather"] == constants["REGION_FEATHER"]
-    assert card["io"]["channels"] == 3 + constants["REGION_CHANNELS"]
+    assert card["io"]["channels"] == 3 + constants["REGION_CHANNELS"] and "cheeks" not in ri
+    five = _card(3 + constants["REGION_CHANNELS"] + kotlin_value(model_kt, "CHEEK_CHANNELS"))["io"]["region_input"]
+    assert five["channels"] == list(INPUT_MASKS) and INPUT_MASKS[-1] == "cheeks"
+    assert re.search(r'val INPUT_MASKS\s*=\s*REGIONS\s*\+\s*"cheeks"', regions_kt)
     assert "region_input" not in _card(3)["io"]
     reader = regions_kt[regions_kt.index("class RegionInput"):]
     for key in ("io", "region_input", "channels", "first_channel", "feather"):
         assert f'"{key}"' in reader, f"RegionInput does not read io.region_input's {key}"
     assert re.search(r'RegionInput\(channels,\s*ri\.getDouble\("feather"\)\)', reader)
     assert re.search(r"first\s*==\s*MakeupModel\.CHANNELS", reader)
-    assert re.search(r"channels\.size\s*==\s*MakeupModel\.REGION_CHANNELS", reader)
+    assert re.search(r"channels\.size\s+in\s+MakeupModel\.REGION_CHANNELS\.\.MakeupModel\.REGION_CHANNELS\s*\+\s*"
+                     r"MakeupModel\.CHEEK_CHANNELS", reader)
+    # the cheek shape: every number the card gives, read by CheekShape, and RegionMasks reads it from the card
+    shape = regions_kt[regions_kt.index("class CheekShape"):regions_kt.index("class RegionInput")]
+    for key in five["cheeks"]:
+        if key != "how":
+            assert f'"{key}"' in shape, f"CheekShape does not read io.region_input.cheeks' {key}"
+    assert re.search(r'optJSONObject\("io"\)\?\.optJSONObject\("region_input"\)', regions_kt)
+    assert re.search(r'ri\?\.optJSONObject\("cheeks"\)\?\.let\s*\{\s*CheekShape\.fromJson\(it\)\s*\}', regions_kt)
+
+
+def test_cheek_mask_follows_cheek_map(regions_kt):
+    """RegionMasks.kt's cheeks are makeup.gate.cheek_map times the soft skin mask, in the same steps: eyes split
+    at the lips' mean column (left: < mid, right: >= mid), the count threshold on the lips and on each eye, the
+    eye's width from its column span + 1, the centre, a separable exp(-falloff * d^2), the max of the eyes."""
+    import inspect as _inspect
+
+    from makeup import gate
+
+    src = _inspect.getsource(gate.cheek_map)
+    for step in ("ex < mid", "ex >= mid", "xs.max() - xs.min() + 1", "outward * CHEEK_OUT * width",
+                 "CHEEK_DROP * (lips_y - eye_y)", "np.maximum(out"):
+        assert step in src, step
+    body = _function(regions_kt, "cheeks")
+    for step in (r"lipCount\s*<\s*shape\.minPixels", r"count\s*<\s*shape\.minPixels", r"\(x\s*<\s*mid\)\s*!=\s*\(outward\s*<\s*0\)",
+                 r"width\s*=\s*\(x1\s*-\s*x0\s*\+\s*1\)", r"cx\s*=\s*eyeX\s*\+\s*outward\s*\*\s*shape\.outward\s*\*\s*width",
+                 r"cy\s*=\s*eyeY\s*\+\s*shape\.drop\s*\*\s*\(lipsY\s*-\s*eyeY\)", r"exp\(-shape\.falloff\s*\*\s*d\s*\*\s*d\)",
+                 r"shape\.spreadX\s*\*\s*width", r"shape\.spreadY\s*\*\s*width", r"out\[i\]\s*\*=\s*skinSoft\[i\]"):
+        assert re.search(step, body), step
+    assert re.search(r'cheeks\(shape,\s*masks\[REGIONS\.indexOf\("skin"\)\]', _function(regions_kt, "compute"))
 
 
 def test_model_input_packs_rgb_then_the_masks(model_kt):
-    """MakeupModel.kt: 7 input channels = RGB / 255 then the 4 masks per pixel (student/model.py model_input,
-    channels last), in the order the caller hands them (RegionMasks.inOrder of the card's channels); the model
-    takes masks exactly when it has region input; the output stays RGB."""
-    assert re.search(r"regionInput\s*=\s*channels\s*==\s*CHANNELS\s*\+\s*REGION_CHANNELS", model_kt)
+    """MakeupModel.kt: 7 or 8 input channels = RGB / 255 then the 4 (or 5) masks per pixel (student/model.py
+    model_input, channels last), in the order the caller hands them (RegionMasks.inOrder of the card's
+    channels); the model takes masks exactly when it has region input, as many as its input has after RGB;
+    the output stays RGB."""
+    assert re.search(r"maskChannels\s*=\s*channels\s*-\s*CHANNELS", model_kt)
+    assert re.search(r"regionInput\s*=\s*maskChannels\s*>\s*0", model_kt)
     assert re.search(r"channels\s*=\s*shape\[3\]", model_kt)
     run = _function(model_kt, "run")
-    assert re.search(r"masks\.size\s*==\s*REGION_CHANNELS", run) and "fillInput(crop, masks" in run
+    assert re.search(r"masks\.size\s*==\s*maskChannels", run) and "fillInput(crop, masks" in run
     fill = _function(model_kt, "fillInput")
     # Per pixel: the colour channels, then one value of each mask, for float and for quantised input.
     rgb_then_masks = r"for \(c in 0 until CHANNELS\)[\s\S]*?for \(k in masks\.indices\)[\s{]*[^\n]*masks\[k\]\[i\]"

@@ -127,7 +127,7 @@ def test_runtime_parity_numbers_are_real(exported, quantized):
         assert entry["torch_psnr_vs_target"] - entry["psnr_vs_target"] <= 0.1
         runner = load_runner(out / entry["path"])
         x = ps.inputs(runner.channels)
-        assert runner.channels == 7 and x.shape[1] == 7 and np.array_equal(x[:, :3], ps.sources)
+        assert runner.channels == 8 and x.shape[1] == 8 and np.array_equal(x[:, :3], ps.sources)
         p = compare(run_each(runner, x), run_torch(graph, x), ps.targets, ps)
         assert p.psnr_vs_torch == pytest.approx(entry["psnr_vs_torch"], abs=1e-3)
         assert p.psnr_vs_target == pytest.approx(entry["psnr_vs_target"], abs=1e-3)
@@ -145,13 +145,18 @@ def test_model_card_states_the_io_contract(exported):
     assert card["style"] == "tint" and card["params"] > 0 and card["macs"] > 0
     assert card["io"]["value_range"] == [0.0, 1.0] and card["io"]["dtype"] == "float32"
     tfl = card["artifacts"]["tflite"]
-    assert (tfl["layout"], tfl["shape"], tfl["input"], tfl["output"]) == ("NHWC", [1, SIZE, SIZE, 7], "image", "made_up")
+    assert (tfl["layout"], tfl["shape"], tfl["input"], tfl["output"]) == ("NHWC", [1, SIZE, SIZE, 8], "image", "made_up")
     assert tfl["output_shape"] == [1, SIZE, SIZE, 3]
-    assert card["artifacts"]["onnx"]["shape"] == ["batch", 7, SIZE, SIZE]
+    assert card["artifacts"]["onnx"]["shape"] == ["batch", 8, SIZE, SIZE]
     assert card["artifacts"]["onnx"]["output_shape"] == ["batch", 3, SIZE, SIZE]
     # the region input: which mask is in which channel, and how soft (apps compute them from the face mesh)
-    assert card["io"]["channels"] == 7
-    assert card["io"]["region_input"]["channels"] == ["eyes", "lips", "skin", "brows"]
+    assert card["io"]["channels"] == 8
+    assert card["io"]["region_input"]["channels"] == ["eyes", "lips", "skin", "brows", "cheeks"]
+    cheeks = card["io"]["region_input"]["cheeks"]  # the numbers an app's cheek map is computed with
+    from makeup import gate
+
+    assert (cheeks["outward"], cheeks["drop"], cheeks["spread"], cheeks["falloff"], cheeks["min_pixels"]) == \
+        (gate.CHEEK_OUT, gate.CHEEK_DROP, list(gate.CHEEK_SPREAD), gate.CHEEK_FALLOFF, gate.CHEEK_MIN_PIXELS)
     assert card["io"]["region_input"]["first_channel"] == 3 and card["io"]["region_input"]["feather"] == 0.02
 
 
@@ -181,10 +186,10 @@ def test_coreml_package_validates_on_linux(exported):
 
     entry = exported["report"]["formats"]["coreml"]
     pkg = exported["out"] / "tinybeauty.mlpackage"
-    check = validate_coreml(pkg, SIZE, 7)
+    check = validate_coreml(pkg, SIZE, 8)
     assert not validate_coreml(pkg, SIZE, 3)["ok"]  # an RGB-only app would feed it the wrong input
     assert check["ok"], check["problems"]
-    assert "conv" in check["ops"] and check["inputs"] == {"image": [1, 7, SIZE, SIZE]}
+    assert "conv" in check["ops"] and check["inputs"] == {"image": [1, 8, SIZE, SIZE]}
     assert not (pkg / DEBUG_FILE).exists()
     if platform.system() != "Darwin":
         assert entry["verified"] is False and "macOS" in entry["reason"]
@@ -205,7 +210,7 @@ def test_coreml_falls_back_to_smaller_modes_when_over_budget(quantized, tmp_path
     tried = details["modes_tried"]
     assert list(tried) == ["qat", "int8", "palettize6"] and details["mode"] == "palettize6"
     assert tried["palettize6"] < tried["qat"]
-    assert validate_coreml(pkg, SIZE, 7)["ok"]
+    assert validate_coreml(pkg, SIZE, 8)["ok"]
 
 
 def _bit_rot(weight: np.ndarray) -> np.ndarray:
@@ -241,7 +246,7 @@ def test_corrupted_tflite_weight_fails_parity(exported, quantized, tmp_path):
     shutil.copy(exported["out"] / "tinybeauty.tflite", bad)
     _corrupt_tflite_weight(bad)
     ps = load_parity_set(exported["pairs"], SIZE, CFG["parity_images"])
-    x = ps.inputs(7)
+    x = ps.inputs(8)
     p = compare(run_each(load_runner(bad), x), run_torch(quantized.unfolded, x), ps.targets)
     assert parity_failures(p, 45.0, 0.1), p
 

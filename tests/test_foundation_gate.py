@@ -122,3 +122,47 @@ def test_gate_basis_round_trips_and_older_cards_stay_rgb():
     old = {k: v for k, v in LookGate.from_pairs(srcs, tgts, labs, basis=IDENTITY).to_dict().items()
            if k not in ("basis", "basis_inverse")}
     assert LookGate.from_dict(old).basis == IDENTITY
+
+
+def test_the_cheek_map_lies_on_the_cheekbones_of_real_label_maps():
+    """makeup.gate.cheek_map from the label map alone: on synthetic faces of every build its blobs sit where
+    the renderer's blush does (most of the blush's weight falls where the map is high, little of the map on
+    the eyes, lips or background), one per side, mirrored with the face; nothing without lips; one blob with
+    one eye; the same at twice the size (it scales with the face)."""
+    import cv2
+
+    from makeup.gate import cheek_map
+    from makeup.render import FaceGeometry, _blush_alpha
+    from makeup.styles import load_style
+    from makeup.synth import generate_face
+
+    blush = load_style("glamorous").products["blush"]
+    for seed in range(6):
+        lab = generate_face(seed, 128).labels
+        c = cheek_map(lab)
+        assert c.dtype == np.float32 and c.shape == lab.shape and 0 <= c.min() and c.max() <= 1
+        alpha = _blush_alpha(FaceGeometry.from_labels(lab), blush)
+        assert (alpha * c).sum() / alpha.sum() > 0.6, seed  # the blush's weight sits under the map
+        assert c[np.isin(lab, (EYES, LIPS))].max() < 0.5 and c[lab == 0].mean() < 0.05, seed
+        left, right = c[:, :64], c[:, 64:]
+        assert left.max() > 0.9 and right.max() > 0.9, seed
+        mirrored = cheek_map(lab[:, ::-1].copy())
+        assert np.abs(mirrored[:, ::-1] - c).max() < 0.02, seed
+        big = cheek_map(cv2.resize(lab, (256, 256), interpolation=cv2.INTER_NEAREST))
+        assert np.abs(cv2.resize(big, (128, 128), interpolation=cv2.INTER_AREA) - c).max() < 0.05, seed
+    assert not cheek_map(np.where(lab == LIPS, SKIN, lab)).any()  # no lips, no cheeks
+    one_eye = np.where((lab == EYES) & (np.arange(128)[None] < 64), SKIN, lab)
+    assert cheek_map(one_eye)[:, :64].max() < 0.5 < cheek_map(one_eye)[:, 64:].max()
+
+
+def test_input_masks_are_the_gate_masks_then_the_cheeks_on_the_skin():
+    from makeup.gate import INPUT_MASKS, cheek_map, input_masks, soft_region_masks
+    from makeup.synth import generate_face
+
+    lab = generate_face(3, 64).labels
+    five = input_masks(lab)
+    assert five.shape == (len(INPUT_MASKS), 64, 64) and INPUT_MASKS[-1] == "cheeks"
+    assert np.array_equal(five[:4], soft_region_masks(lab)) and np.array_equal(input_masks(lab, 4), five[:4])
+    assert np.array_equal(five[4], cheek_map(lab) * five[2])  # the cheeks fade where the skin does
+    with pytest.raises(ValueError):
+        input_masks(lab, 6)

@@ -35,7 +35,7 @@ def test_output_shape_matches_input_for_multiples_of_8(hw):
 def test_any_multiple_of_8_works_and_others_are_refused(h, w, skip):
     model = build_model(StudentConfig(widths=(2, 3, 4, 4), skip=skip, convs_per_level=1)).eval()
     with torch.no_grad():
-        assert model(torch.rand(1, 7, 8 * h, 8 * w)).shape == (1, 3, 8 * h, 8 * w)
+        assert model(torch.rand(1, 8, 8 * h, 8 * w)).shape == (1, 3, 8 * h, 8 * w)
     with pytest.raises(TinyBeautyError):
         check_input_size(8 * h + 4, 8 * w)
 
@@ -266,9 +266,9 @@ def test_runtime_runs_float_and_qat_checkpoints(qat_trained, tmp_path):
     from student.runtime import load_runner
 
     prepared, model, path = qat_trained
-    x = np.random.default_rng(0).random((2, 7, 32, 32), dtype=np.float32)
+    x = np.random.default_rng(0).random((2, 8, 32, 32), dtype=np.float32)
     qat_runner = load_runner(path)
-    assert qat_runner.qat and qat_runner.channels == 7 and qat_runner(x).shape == (2, 3, 32, 32)
+    assert qat_runner.qat and qat_runner.channels == 8 and qat_runner(x).shape == (2, 3, 32, 32)
     float_path = save_checkpoint(tmp_path / "f.pt", model)
     with torch.no_grad():
         ref = model(torch.from_numpy(x)).numpy()
@@ -301,7 +301,7 @@ def test_runtime_runs_onnx_in_both_layouts(tmp_path):
     onnx_to_ort(tmp_path / "nchw.onnx", tmp_path / "nchw.ort")  # ONNX Runtime Mobile's format, as export writes it
     for name, layout in (("nchw.onnx", "NCHW"), ("nhwc.onnx", "NHWC"), ("nchw.ort", "NCHW")):
         runner = load_runner(tmp_path / name)
-        assert runner.layout == layout and runner.size == (32, 32) and runner.channels == 7
+        assert runner.layout == layout and runner.size == (32, 32) and runner.channels == 8
         batch = np.concatenate([x.numpy(), x.numpy()])
         assert np.allclose(runner(batch), np.concatenate([ref, ref]), atol=1e-5)
     garbage = tmp_path / "garbage.onnx"
@@ -322,17 +322,20 @@ def _face_labels(size: int = 32) -> np.ndarray:
     return lab
 
 
-def test_region_channels_are_the_gates_soft_masks_in_region_order():
+def test_region_channels_are_the_gates_soft_masks_in_region_order_then_the_cheeks():
     """The student's region input is makeup.gate.soft_region_masks at REGION_FEATHER: eye zone, lips, skin
-    outside the zone, brows; 1 inside a region away from its edge, 0 far outside, soft at the edge."""
-    from makeup.gate import soft_region_masks
+    outside the zone, brows; 1 inside a region away from its edge, 0 far outside, soft at the edge; then the
+    cheeks (the cheek map times the soft skin); a count of 4 leaves the cheeks out."""
+    from makeup.gate import cheek_map, soft_region_masks
     from makeup.metrics import FIDELITY_REGIONS, region_masks
     from student.model import REGION_FEATHER, region_channels
 
     lab = _face_labels(64 // 2).repeat(2, 0).repeat(2, 1)  # 64x64: sigma 0.64 px
     ch = region_channels(np.stack([lab, lab]))
-    assert ch.shape == (2, 4, 64, 64) and ch.dtype == np.float32
-    assert np.array_equal(ch[0], soft_region_masks(lab, REGION_FEATHER)) and np.array_equal(ch[0], ch[1])
+    assert ch.shape == (2, 5, 64, 64) and ch.dtype == np.float32
+    assert np.array_equal(ch[0, :4], soft_region_masks(lab, REGION_FEATHER)) and np.array_equal(ch[0], ch[1])
+    assert np.array_equal(ch[0, 4], cheek_map(lab) * ch[0, 2])
+    assert np.array_equal(region_channels(lab, 4)[0], ch[0, :4])
     hard = region_masks(lab)
     for i, region in enumerate(FIDELITY_REGIONS):
         m = hard[region][0].numpy()
@@ -344,6 +347,30 @@ def test_region_channels_are_the_gates_soft_masks_in_region_order():
         assert ch[0, i][far].max() < 1e-3, region
         edge = (ch[0, i] > 0.05) & (ch[0, i] < 0.95)
         assert edge.any(), region
+
+
+def test_a_four_mask_student_takes_seven_channels_and_its_checkpoint_loads_as_it_was(tmp_path):
+    """A region-input checkpoint saved before the cheeks (no cheek_input in its config) is the 7-channel net it
+    was: the runner feeds it the four masks."""
+    from student.model import model_input
+    from student.runtime import load_runner
+
+    four = StudentConfig(widths=(4, 6, 8, 8), cheek_input=False)
+    assert four.in_channels == 7 and four.mask_channels == 4
+    model = build_model(four).eval()
+    torch.nn.init.normal_(model.head.weight, std=0.1)
+    path = save_checkpoint(tmp_path / "four.pt", model)
+    payload = torch.load(path, weights_only=False)
+    payload["config"].pop("cheek_input")
+    torch.save(payload, path)
+    runner = load_runner(path)
+    lab = _face_labels()[None]
+    rgb = np.random.default_rng(2).random((1, 3, 32, 32), dtype=np.float32)
+    assert runner.channels == 7
+    with torch.no_grad():
+        ref = model(torch.from_numpy(model_input(7, rgb, lab))).numpy()
+    assert np.allclose(runner(rgb, lab), ref, atol=1e-6)
+    assert StudentConfig(region_input=False).in_channels == 3  # RGB only: no masks, the cheeks' neither
 
 
 def test_the_runner_builds_the_region_input_from_labels_and_refuses_without_them(tmp_path):
@@ -360,7 +387,7 @@ def test_the_runner_builds_the_region_input_from_labels_and_refuses_without_them
     lab = np.stack([_face_labels(), np.roll(_face_labels(), 3, axis=1)])
     rgb = np.random.default_rng(1).random((2, 3, 32, 32), dtype=np.float32)
     full = model_input(SMALL.in_channels, rgb, lab)
-    assert full.shape == (2, 7, 32, 32) and np.array_equal(full[:, :3], rgb)
+    assert full.shape == (2, 8, 32, 32) and np.array_equal(full[:, :3], rgb)
     with torch.no_grad():
         ref = model(torch.from_numpy(full)).numpy()
     assert np.allclose(runner(rgb, lab), ref, atol=1e-6) and np.allclose(runner(full), ref, atol=1e-6)

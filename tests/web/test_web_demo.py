@@ -1,6 +1,6 @@
 """The web demo in a real headless Chromium: LiteRT.js parity with ai_edge_litert, the page's face alignment
-against makeup.align, the crop's soft region masks (a region-input model's channels 3..6) against
-makeup.gate.soft_region_masks and the page's model output against student.runtime on the same 7-channel input,
+against makeup.align, the crop's soft region masks (a region-input model's channels 3..7) against
+makeup.gate.input_masks and the page's model output against student.runtime on the same 8-channel input,
 the look gate against makeup.gate (on by default, the toggle, a card without one), paste-back, a photo without
 a face, an RGB-only (3-channel) export, the dropped-file message, the benchmark JSON, screenshots, and no
 request leaving 127.0.0.1. One browser and one page load for the module (see conftest.py).
@@ -61,17 +61,17 @@ def card(page) -> dict:
 
 
 def _region_masks(labels: np.ndarray, card: dict) -> np.ndarray:
-    """float32 (4, H, W): makeup.gate.soft_region_masks at the card's feather, planes in the card's order."""
-    from makeup.gate import soft_region_masks
-    from makeup.metrics import FIDELITY_REGIONS
+    """float32 (C, H, W): makeup.gate.input_masks at the card's feather (the four soft region masks, then the
+    cheeks), planes in the card's order."""
+    from makeup.gate import INPUT_MASKS, input_masks
 
     ri = card["io"]["region_input"]
-    masks = soft_region_masks(labels, ri["feather"])
-    return masks[[list(FIDELITY_REGIONS).index(r) for r in ri["channels"]]]
+    masks = input_masks(labels, len(ri["channels"]), ri["feather"])
+    return masks[[list(INPUT_MASKS).index(r) for r in ri["channels"]]]
 
 
 def _model_input(crop: np.ndarray, masks: np.ndarray | None) -> np.ndarray:
-    """NHWC float32 [1, H, W, 3 or 7]: RGB / 255, then the mask planes (student.model.model_input, channels last)."""
+    """NHWC float32 [1, H, W, 3 or 8]: RGB / 255, then the mask planes (student.model.model_input, channels last)."""
     x = crop.astype(np.float32) / 255.0
     if masks is not None:
         x = np.concatenate([x, masks.transpose(1, 2, 0)], axis=2)
@@ -95,10 +95,10 @@ def test_page_starts_cross_origin_isolated_with_bundled_model(page, card):
     assert info["crossOriginIsolated"] is True  # COOP/COEP from serve.py: wasm threads available
     assert info["model"] == "tinybeauty.tflite" and info["size"] == 256 and info["landmarker"] is True
     assert info["alignment"] == card["alignment"]
-    # The test model reads the region masks: 7 input channels, the card's channel order and feather.
-    assert card["io"]["channels"] == 7 and card["artifacts"]["tflite"]["shape"] == [1, 256, 256, 7]
+    # The test model reads the region masks and the cheeks: 8 input channels, the card's channel order and feather.
+    assert card["io"]["channels"] == 8 and card["artifacts"]["tflite"]["shape"] == [1, 256, 256, 8]
     assert card["artifacts"]["tflite"]["output_shape"] == [1, 256, 256, 3]
-    assert info["channels"] == 7
+    assert info["channels"] == 8
     assert info["regionInput"] == {k: card["io"]["region_input"][k] for k in ("channels", "feather")}
     # Headless Chromium without a GPU has no WebGPU adapter: the panel offers only what can run.
     backends = page["browser"].eval("() => Array.from(document.querySelectorAll('#bench-backend option'), (o) => o.value)")
@@ -107,7 +107,7 @@ def test_page_starts_cross_origin_isolated_with_bundled_model(page, card):
 
 
 def test_litert_js_output_equals_ai_edge_litert(page, litert, card, astronaut_aligned):
-    """The same 7-channel input (Python's aligned crop, then soft_region_masks of its labels) through LiteRT.js
+    """The same 8-channel input (Python's aligned crop, then input_masks of its labels) through LiteRT.js
     (MakeupModel.pack, wasm, 1 and 2 threads) and ai_edge_litert: bit-exact; and student.runtime's runner (which
     builds the masks from the labels itself) gives ai_edge_litert's output on it."""
     from makeup.parsing import landmarks_to_labels
@@ -119,7 +119,7 @@ def test_litert_js_output_equals_ai_edge_litert(page, litert, card, astronaut_al
     expected = _run_python(litert(1), _model_input(crop, masks))
     assert expected.shape == (256, 256, 3)
     runner = load_runner(page["assets"] / "tinybeauty.tflite")
-    assert runner.channels == 7
+    assert runner.channels == 8
     via_runtime = runner((crop.astype(np.float32) / 255.0).transpose(2, 0, 1)[None], labels[None])[0]
     np.testing.assert_array_equal(via_runtime.transpose(1, 2, 0), expected)
     figures = {}
@@ -133,7 +133,7 @@ def test_litert_js_output_equals_ai_edge_litert(page, litert, card, astronaut_al
         assert np.isfinite(got).all()
         assert figures[f"threads_{threads}"]["psnr_db"] >= 60.0, figures
     # The masks matter: the same crop with the lips and skin planes swapped gives another output.
-    swapped = masks[[0, 2, 1, 3]]
+    swapped = masks[[0, 2, 1, 3, 4]]
     other = _run_python(litert(1), _model_input(crop, swapped))
     figures["masks_swapped_max_abs_diff"] = float(np.abs(other - expected).max())
     _record("parity_litertjs_vs_ai_edge_litert", figures)
@@ -144,8 +144,8 @@ def test_litert_js_output_equals_ai_edge_litert(page, litert, card, astronaut_al
 
 def test_region_masks_equal_makeup_gate(page, card, astronaut_aligned):
     """gate.js softRegionMasks (what the page feeds the model and fades the gate with) against
-    makeup.gate.soft_region_masks: on Python's label map of the astronaut crop, and on the page's own frame
-    (its label map, its masks in the card's channel order)."""
+    makeup.gate.input_masks (the four soft region masks, then the cheeks): on Python's label map of the
+    astronaut crop, and on the page's own frame (its label map, its masks in the card's channel order)."""
     from makeup.parsing import landmarks_to_labels
 
     browser = page["browser"]
@@ -153,21 +153,22 @@ def test_region_masks_equal_makeup_gate(page, card, astronaut_aligned):
     labels = landmarks_to_labels(astronaut_aligned.landmarks, (n, n)).astype(np.uint8)
     expected = _region_masks(labels, card)
     names = card["io"]["region_input"]["channels"]
-    js = b64_array(browser.eval("(labels) => window.tinybeauty.regionMasks(labels)", _b64(labels)), np.float32, (4, n, n))
-    # regionMasks answers in eyes, lips, skin, brows order; the card's order is that one.
-    assert names == ["eyes", "lips", "skin", "brows"]
+    k = len(names)
+    js = b64_array(browser.eval("(labels) => window.tinybeauty.regionMasks(labels)", _b64(labels)), np.float32, (k, n, n))
+    # regionMasks answers in eyes, lips, skin, brows, cheeks order; the card's order is that one.
+    assert names == ["eyes", "lips", "skin", "brows", "cheeks"]
     diff = np.abs(js - expected)
     frame = browser.eval("() => window.tinybeauty.lastFrame()")
     assert frame["face"] is True and frame["masks"] is not None
     page_labels = b64_array(frame["labels"], np.uint8, (n, n))
-    page_masks = b64_array(frame["masks"], np.float32, (4, n, n))
+    page_masks = b64_array(frame["masks"], np.float32, (k, n, n))
     page_diff = np.abs(page_masks - _region_masks(page_labels, card))
     figures = {"max_abs_diff": float(diff.max()), "share_bit_exact": float((diff == 0).mean()),
                "frame_max_abs_diff": float(page_diff.max()),
                "per_channel_max": {r: float(diff[i].max()) for i, r in enumerate(names)},
                "mask_sums": {r: float(expected[i].sum()) for i, r in enumerate(names)}}
     _record("region_masks_js_vs_makeup_gate", figures)
-    assert all(expected[i].sum() > 50 for i in range(4)), figures  # every region is on the astronaut's crop
+    assert all(expected[i].sum() > 50 for i in range(k)), figures  # every region is on the astronaut's crop
     # cv2 sums the float taps in another order: a few float32 ulps apart at most.
     assert diff.max() <= 1e-6 and page_diff.max() <= 1e-6, figures
 
@@ -356,9 +357,9 @@ def test_benchmark_json_beside_python_litert(page, litert, tmp_path):
         assert 0 < r["min_ms"] <= r["median_ms"] <= r["p90_ms"] <= r["max_ms"]
         assert r["cross_origin_isolated"] is True and "Chrome" in r["user_agent"]
         results[threads] = r
-    assert all(r["input_channels"] == 7 for r in results.values())
+    assert all(r["input_channels"] == 8 for r in results.values())
     # Python LiteRT on the same file, same input size, same run.
-    x = np.random.default_rng(0).random((1, 256, 256, 7)).astype(np.float32)
+    x = np.random.default_rng(0).random((1, 256, 256, 8)).astype(np.float32)
     python = {}
     for threads in (1, 2):
         interp = litert(threads)
@@ -408,14 +409,14 @@ def test_dropped_files_get_one_clear_message(page, tmp_path):
     rgb_card = json.loads(card)
     rgb_card["io"] = {k: v for k, v in rgb_card["io"].items() if k != "region_input"} | {"channels": 3}
     browser.call("drop", selector="body", files=[
-        {"name": "seven.tflite", "type": "", "b64": base64.b64encode(model).decode()},
+        {"name": "eight.tflite", "type": "", "b64": base64.b64encode(model).decode()},
         {"name": "model_card.json", "type": "application/json", "b64": base64.b64encode(json.dumps(rgb_card).encode()).decode()}])
     for _ in range(200):
         messages = browser.eval(visible)
         if messages and messages != ["model_card.json: not a TinyBeauty model_card.json (no \"io\" / \"artifacts\")"]:
             break
         time.sleep(0.05)
-    assert len(messages) == 1 and messages[0].startswith("seven.tflite: takes 7 input channels") and \
+    assert len(messages) == 1 and messages[0].startswith("eight.tflite: takes 8 input channels") and \
         "has no io.region_input" in messages[0], messages
     assert browser.eval("() => window.tinybeauty.info().model") == "tinybeauty.tflite"
     # A real model and its card replace the bundled one and clear the message.
@@ -543,11 +544,24 @@ def rgb_export(tmp_path_factory):
     return export_student(tmp_path_factory.mktemp("rgb"), size=64, region_input=False)
 
 
+def _frame_output_equals_litert(frame: dict, tflite, masks: np.ndarray | None):
+    """The page's processed crop of ``frame`` equals ai_edge_litert's output on the same crop (and masks),
+    clamped, times 255, rounded; returns (crop, processed) RGB."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    n = frame["size"]
+    crop = b64_array(frame["crop"], np.uint8, (n, n, 4))[..., :3]
+    processed = b64_array(frame["processed"], np.uint8, (n, n, 4))[..., :3]
+    it = Interpreter(model_path=str(tflite), num_threads=1)
+    it.allocate_tensors()
+    expected = np.round(np.clip(_run_python(it, _model_input(crop, masks)), 0, 1) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(processed, expected)
+    return crop, processed
+
+
 def test_rgb_only_model_still_runs(page, rgb_export, card):
     """A 3-channel model and its card (no io.region_input): the page packs RGB only, its output on the page's
     crop equals ai_edge_litert's, the gate still runs on the crop's labels; the bundled model comes back."""
-    from ai_edge_litert.interpreter import Interpreter
-
     browser = page["browser"]
     rgb_card = json.loads((rgb_export / "model_card.json").read_text())
     assert rgb_card["io"]["channels"] == 3 and "region_input" not in rgb_card["io"]
@@ -558,17 +572,55 @@ def test_rgb_only_model_still_runs(page, rgb_export, card):
     info, frame = drop("rgb.tflite", (rgb_export / "tinybeauty.tflite").read_bytes(), rgb_card)
     assert info["message"] == "" and info["channels"] == 3 and info["regionInput"] is None and info["size"] == 64, info
     assert frame["face"] is True and frame["masks"] is None and frame["gated"] is not None and frame["size"] == 64
-    crop = b64_array(frame["crop"], np.uint8, (64, 64, 4))[..., :3]
-    processed = b64_array(frame["processed"], np.uint8, (64, 64, 4))[..., :3]
-    it = Interpreter(model_path=str(rgb_export / "tinybeauty.tflite"), num_threads=1)
-    it.allocate_tensors()
-    expected = np.round(np.clip(_run_python(it, _model_input(crop, None)), 0, 1) * 255).astype(np.uint8)
-    np.testing.assert_array_equal(processed, expected)
+    crop, processed = _frame_output_equals_litert(frame, rgb_export / "tinybeauty.tflite", None)
     assert np.any(processed != crop)
     bench = browser.eval("async () => window.tinybeauty.benchmark({warmup: 1, runs: 3, threads: 1})")
     assert bench["input_channels"] == 3 and bench["crop_size"] == 64
     info, frame = drop("tinybeauty.tflite", (page["assets"] / "tinybeauty.tflite").read_bytes(), card)
-    assert info["channels"] == 7 and info["regionInput"] is not None and frame["masks"] is not None, info
+    assert info["channels"] == 8 and info["regionInput"] is not None and frame["masks"] is not None, info
+
+
+@pytest.fixture(scope="module")
+def four_mask_export(tmp_path_factory):
+    """A student reading the four region masks without the cheeks (7 channels), exported at 64 px: what
+    exports before the cheeks look like."""
+    from webtools import export_student
+
+    return export_student(tmp_path_factory.mktemp("four"), size=64, cheek_input=False)
+
+
+def test_four_mask_model_still_runs_and_a_card_of_another_count_is_refused(page, four_mask_export, card):
+    """A 7-channel model and its card (four masks, no cheeks): the page packs the four masks the card names,
+    equal to makeup.gate.input_masks of the frame's labels, and its output on the page's crop equals
+    ai_edge_litert's on that input. The same model with the bundled 8-channel card (five masks) is refused
+    in one message; the bundled model comes back."""
+    browser = page["browser"]
+    four_card = json.loads((four_mask_export / "model_card.json").read_text())
+    assert four_card["io"]["channels"] == 7 and four_card["io"]["region_input"]["channels"] == \
+        ["eyes", "lips", "skin", "brows"] and "cheeks" not in four_card["io"]["region_input"]
+    model = (four_mask_export / "tinybeauty.tflite").read_bytes()
+    info, frame = _drop(browser, "four.tflite", base64.b64encode(model).decode(), four_card)
+    assert info["message"] == "" and info["channels"] == 7 and info["size"] == 64, info
+    assert info["regionInput"]["channels"] == ["eyes", "lips", "skin", "brows"] and frame["face"] is True
+    labels = b64_array(frame["labels"], np.uint8, (64, 64))
+    masks = b64_array(frame["masks"], np.float32, (4, 64, 64))
+    assert np.abs(masks - _region_masks(labels, four_card)).max() <= 1e-6
+    _frame_output_equals_litert(frame, four_mask_export / "tinybeauty.tflite", masks)
+    # the 7-channel model with a card naming five masks: one message, the model is not taken
+    _drop(browser, "tinybeauty.tflite", base64.b64encode((page["assets"] / "tinybeauty.tflite").read_bytes()).decode(), card)
+    browser.call("drop", selector="body", files=[
+        {"name": "mismatch.tflite", "type": "", "b64": base64.b64encode(model).decode()},
+        {"name": "model_card.json", "type": "application/json", "b64": base64.b64encode(json.dumps(card).encode()).decode()}])
+    visible = ("() => Array.from(document.querySelectorAll('[role=alert]')).filter((e) => !e.hidden)"
+               ".map((e) => e.textContent)")
+    for _ in range(200):
+        messages = browser.eval(visible)
+        if any("mismatch.tflite" in m for m in messages):
+            break
+        time.sleep(0.05)
+    assert any(m.startswith("mismatch.tflite: takes 4 region masks after RGB and model_card.json names 5")
+               for m in messages), messages
+    assert browser.eval("() => window.tinybeauty.info().model") == "tinybeauty.tflite"
 
 
 def test_no_request_leaves_127_0_0_1(page):

@@ -70,10 +70,11 @@ def _test_gate():
 
 TEST_GATE = _test_gate()
 
-def export_student(root: Path, size: int = 256, region_input: bool = True) -> Path:
+def export_student(root: Path, size: int = 256, region_input: bool = True, cheek_input: bool = True) -> Path:
     """The default student (a few QAT steps, fixed seed) exported to ``root/export`` as TFLite: a region-input
-    student (7 input channels, RGB then the eyes/lips/skin/brows soft masks) by default, the default
-    architecture; ``region_input=False`` an RGB-only one (3 channels, as exports before region input)."""
+    student (8 input channels, RGB then the eyes/lips/skin/brows soft masks and the cheeks) by default, the default
+    architecture; ``region_input=False`` an RGB-only one (3 channels, as exports before region input);
+    ``cheek_input=False`` one with the four region masks only (7 channels, as exports before the cheeks)."""
     import torch
 
     from export import ExportRequest, run_export
@@ -82,7 +83,7 @@ def export_student(root: Path, size: int = 256, region_input: bool = True) -> Pa
     from student.qat import float_state_from_prepared, prepare_qat
 
     torch.manual_seed(0)
-    cfg = StudentConfig(region_input=region_input)
+    cfg = StudentConfig(region_input=region_input, cheek_input=cheek_input)
     model = build_model(cfg)
     # A non-zero head gives a visible residual (the student's head starts at zero: an identity net).
     torch.nn.init.normal_(model.head.weight, 0.0, 0.02)

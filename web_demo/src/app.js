@@ -5,7 +5,7 @@
 // `tinybeauty apply` does; a checkbox turns it off. A region-input model (the card's io.region_input: RGB then
 // the crop's 4 soft region masks) gets the masks of the same label map the gate uses, parsed once per frame.
 import {alignFace, centredSquare, faceMask, pasteBack} from './align.js';
-import {gateCrop, gateFromCard, landmarksToLabels, regionInputFromCard, softRegionMasks} from './gate.js';
+import {GATE_REGIONS, INPUT_MASKS, gateCrop, gateFromCard, landmarksToLabels, regionInputFromCard, softRegionMasks} from './gate.js';
 import {createLandmarker, largestFace} from './landmarks.js';
 import {MakeupModel, REGION_CHANNELS, initLiteRt, looksLikeTflite, maxThreads, tfliteInputShape, webGpuAvailable} from './model.js';
 import {runBenchmark} from './bench.js';
@@ -21,7 +21,7 @@ const state = {
   benchModels: new Map(),
   retired: [],         // compiled models a card rejected after compiling, deleted at the next model switch
   gate: null,          // the look gate from the card (gate.js), null: ungated
-  regionInput: null,   // {channels, feather, regions} for a model that reads the region masks; null: RGB only
+  regionInput: null,   // {channels, feather, regions, cheeks} for a model that reads the region masks; null: RGB only
   gateNote: '',        // one line saying which
   gateOn: true,        // the page's toggle
   noFaceMessage: false, // the message box holds draw()'s no-face line
@@ -74,11 +74,11 @@ function validateCard(card, name) {
 
 /**
  * The region input a model (its name and input channel count) needs from a card: null for an RGB model
- * (whatever the card says: the model's input decides), the card's io.region_input for a 7-channel one, or a
- * CardError when the card has none.
+ * (whatever the card says: the model's input decides), the card's io.region_input for a 7- or 8-channel one,
+ * or a CardError when the card has none or names another number of masks than the model takes.
  */
 function regionInputFor(name, channels, card, cardName) {
-  if (channels !== 3 + REGION_CHANNELS) return null;
+  if (channels < 3 + REGION_CHANNELS) return null;
   let ri;
   try {
     ri = regionInputFromCard(card, cardName);
@@ -88,6 +88,10 @@ function regionInputFor(name, channels, card, cardName) {
   if (!ri) {
     throw new CardError(`${name}: takes ${channels} input channels (RGB + the face's region masks) and ` +
                         `${cardName} has no io.region_input: drop the model's own model_card.json with it`);
+  }
+  if (ri.channels.length !== channels - 3) {
+    throw new CardError(`${name}: takes ${channels - 3} region masks after RGB and ${cardName} names ` +
+                        `${ri.channels.length} (${ri.channels.join(', ')}): drop the model's own model_card.json with it`);
   }
   return ri;
 }
@@ -194,7 +198,7 @@ async function processFrame(photo, {video = false, timestamp = 0} = {}) {
   let labels = null, inputMasks = null, gateMasks = null;
   if (aligned.landmarks && (ri || gate)) {
     labels = landmarksToLabels(aligned.landmarks, (ri || gate).regions, n);
-    if (ri) inputMasks = softRegionMasks(labels, ri.regions, n, ri.feather);
+    if (ri) inputMasks = softRegionMasks(labels, ri.regions, n, ri.feather, ri.cheeks);
     if (gate) {
       gateMasks = inputMasks && inputMasks.feather === gate.feather && ri.regions === gate.regions ? inputMasks :
         softRegionMasks(labels, gate.regions, n, gate.feather);
@@ -536,13 +540,16 @@ window.tinybeauty = {
   },
   /**
    * gate.js softRegionMasks of a label map (uint8, base64) with the card's regions at `feather` (default the
-   * card's io.region_input feather): float32 bytes, base64, planes eyes, lips, skin, brows.
+   * card's io.region_input feather): float32 bytes, base64, planes eyes, lips, skin, brows, and cheeks when the
+   * card's io.region_input has them.
    */
   regionMasks: (labelsB64, {feather = null} = {}) => {
     const labels = fromBase64(labelsB64), n = Math.round(Math.sqrt(labels.length));
     const f = feather ?? state.regionInput?.feather ?? state.card.io?.region_input?.feather;
-    const soft = softRegionMasks(labels, state.card.regions, n, f);
-    return toBase64(new Uint8Array(concatPlanes(['eyes', 'lips', 'skin', 'brows'].map((r) => soft.masks[r])).buffer));
+    const cheeks = state.regionInput?.cheeks ?? null;
+    const soft = softRegionMasks(labels, state.card.regions, n, f, cheeks);
+    const names = cheeks ? INPUT_MASKS : GATE_REGIONS;
+    return toBase64(new Uint8Array(concatPlanes(names.map((r) => soft.masks[r])).buffer));
   },
   /** The last processed frame: landmarks, matrix, crop, model output and result (RGBA base64), timings. */
   lastFrame: () => {

@@ -6,7 +6,8 @@
 //
 // The soft region masks (softRegionMasks: makeup/gate.py soft_region_masks) are one computation for two
 // users: the gate fades its limits with them, and a region-input model (model_card.json io.region_input)
-// reads them as its input channels 3..6.
+// reads them as its input channels from 3 on, with the cheeks after them when the card names them
+// (cheekMap: makeup/gate.py cheek_map, its shape from the card's io.region_input.cheeks).
 //
 // Rasterisation follows cv2.fillPoly (shift = 4, LINE_8): vertices in 1/16 px, rows rounded, edges in 16.16
 // fixed point, the outline drawn by cv2's 8-connected line, so the label map matches Python's up to the odd
@@ -19,6 +20,9 @@ const XY_SHIFT = 16;
 const XY_ONE = 2 ** XY_SHIFT;
 /** makeup.metrics.FIDELITY_REGIONS: the gate's regions, and the soft masks' order. */
 export const GATE_REGIONS = ['eyes', 'lips', 'skin', 'brows'];
+/** makeup.gate.INPUT_MASKS: what a region-input model can read after RGB, the gate's regions then the cheeks. */
+export const INPUT_MASKS = [...GATE_REGIONS, 'cheeks'];
+const CHEEK_KEYS = ['outward', 'drop', 'falloff', 'min_pixels'];
 
 /**
  * The gate a model card carries: {gate, note}. gate is null (run ungated) when the card has no look_gate or
@@ -59,15 +63,26 @@ export function regionInputFromCard(card, cardName = 'model_card.json') {
   const ri = card?.io?.region_input;
   if (!ri) return null;
   const channels = Array.isArray(ri.channels) ? ri.channels : [];
-  if (channels.length !== GATE_REGIONS.length || !channels.every((c) => GATE_REGIONS.includes(c)) ||
-      new Set(channels).size !== channels.length || ri.first_channel !== 3 || typeof ri.feather !== 'number') {
+  // The 4 gate regions in any order, then optionally the cheeks: INPUT_MASKS' first 4 or 5.
+  const known = INPUT_MASKS.slice(0, channels.length);
+  if (channels.length < GATE_REGIONS.length || channels.length > INPUT_MASKS.length ||
+      !channels.every((c) => known.includes(c)) || new Set(channels).size !== channels.length ||
+      ri.first_channel !== 3 || typeof ri.feather !== 'number') {
     throw new Error(`${cardName}: io.region_input ${JSON.stringify({channels: ri.channels, first_channel: ri.first_channel})} ` +
-                    `is not the page's (RGB in channels 0-2, then the masks of ${GATE_REGIONS.join(', ')})`);
+                    `is not the page's (RGB in channels 0-2, then the masks of ${GATE_REGIONS.join(', ')}, and cheeks)`);
+  }
+  let cheeks = null;
+  if (channels.includes('cheeks')) {
+    const c = ri.cheeks;
+    if (!c || !CHEEK_KEYS.every((k) => typeof c[k] === 'number') || !Array.isArray(c.spread) || c.spread.length !== 2) {
+      throw new Error(`${cardName}: io.region_input has the cheeks but not their shape (io.region_input.cheeks): export it again with this toolkit`);
+    }
+    cheeks = {outward: c.outward, drop: c.drop, spread: c.spread.map(Number), falloff: c.falloff, min_pixels: c.min_pixels};
   }
   if (!regionsOk(card.regions)) {
     throw new Error(`${cardName}: io.region_input needs the "regions" entry (the face-mesh polygons): export it again with this toolkit`);
   }
-  return {channels: channels.slice(), feather: ri.feather, regions: card.regions};
+  return {channels: channels.slice(), feather: ri.feather, regions: card.regions, cheeks};
 }
 
 function isIdentity(m) {
@@ -281,14 +296,61 @@ function blurConstant(mask, n, taps) {
 }
 
 /**
+ * makeup/gate.py cheek_map (without the skin): Float32Array size*size in [0, 1]. The eye pixels are split at the
+ * lips' mean column (left: < mid, right: >= mid); for each eye with at least shape.min_pixels pixels (width w =
+ * its column span + 1), a Gaussian centred shape.outward * w away from the lips' column and shape.drop of the
+ * way from the eye's mean row to the lips', exp(-falloff * d^2) along x in spread[0] w and along y in
+ * spread[1] w; the max of the eyes; zeros without lips. Float64 as numpy, one float32 cast.
+ */
+export function cheekMap(labels, regions, size, shape) {
+  const L = regions.labels, n = size;
+  const out = new Float32Array(n * n);
+  let lipCount = 0, lipX = 0, lipY = 0;
+  for (let i = 0; i < n * n; i++) {
+    if (labels[i] === L.lips) { lipCount++; lipX += i % n; lipY += Math.floor(i / n); }
+  }
+  if (lipCount < shape.min_pixels) return out;
+  const mid = lipX / lipCount, lipsY = lipY / lipCount;
+  const columns = new Float64Array(n);
+  for (const outward of [-1, 1]) {
+    let count = 0, sumX = 0, sumY = 0, x0 = n, x1 = -1;
+    for (let i = 0; i < n * n; i++) {
+      if (labels[i] !== L.eyes) continue;
+      const x = i % n;
+      if ((x < mid) !== (outward < 0)) continue;
+      count++; sumX += x; sumY += Math.floor(i / n);
+      if (x < x0) x0 = x;
+      if (x > x1) x1 = x;
+    }
+    if (count < shape.min_pixels) continue;
+    const width = x1 - x0 + 1, eyeX = sumX / count, eyeY = sumY / count;
+    const cx = eyeX + outward * shape.outward * width, cy = eyeY + shape.drop * (lipsY - eyeY);
+    for (let x = 0; x < n; x++) {
+      const d = (x - cx) / (shape.spread[0] * width);
+      columns[x] = Math.exp(-shape.falloff * d * d);
+    }
+    for (let y = 0; y < n; y++) {
+      const d = (y - cy) / (shape.spread[1] * width);
+      const gy = Math.exp(-shape.falloff * d * d);
+      for (let x = 0; x < n; x++) {
+        const v = Math.fround(gy * columns[x]);
+        if (v > out[y * n + x]) out[y * n + x] = v;
+      }
+    }
+  }
+  return out;
+}
+
+/**
  * makeup/gate.py soft_region_masks: the 4 region masks of a label map (regionMasks: eye zone, lips, skin
  * outside the zone, brows), each cv2.GaussianBlur(m, (0, 0), sigma, BORDER_CONSTANT) with
  * sigma = max(feather * size / 2, 1e-3) (feather 0: the hard masks, as float). Returns
  * {masks: {eyes, lips, skin, brows} (Float32Array size*size each), boxes: the same keys, the rows and
  * columns a mask can be non-zero in (null: all zero), feather}. What the look gate fades its limits with and
- * what a region-input model reads.
+ * what a region-input model reads. With `cheeks` (the card's io.region_input.cheeks shape) also
+ * masks.cheeks = cheekMap times the soft skin (makeup/gate.py input_masks).
  */
-export function softRegionMasks(labels, regions, size, feather) {
+export function softRegionMasks(labels, regions, size, feather, cheeks = null) {
   const hard = regionMasks(labels, regions, size);
   const taps = feather > 0 ? gaussianKernel(Math.max(feather * size / 2, 1e-3)) : null;
   const masks = {}, boxes = {};
@@ -297,6 +359,12 @@ export function softRegionMasks(labels, regions, size, feather) {
       {m: Float32Array.from(hard[region]), box: bbox(hard[region], size)};
     masks[region] = m;
     boxes[region] = box;
+  }
+  if (cheeks) {
+    const c = cheekMap(labels, regions, size, cheeks);
+    for (let i = 0; i < c.length; i++) c[i] = Math.fround(c[i] * masks.skin[i]);
+    masks.cheeks = c;
+    boxes.cheeks = boxes.skin;
   }
   return {masks, boxes, feather};
 }

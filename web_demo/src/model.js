@@ -1,6 +1,7 @@
 // tinybeauty.tflite in LiteRT.js: the I/O convention of the model card (model_card.json "io"): one NHWC
-// float32 input [1, H, W, C], values in [0, 1]: C = 3, RGB (pixel / 255); C = 7 (io.region_input), RGB then
-// the crop's 4 soft region masks (gate.js softRegionMasks, in the card's io.region_input.channels order). The
+// float32 input [1, H, W, C], values in [0, 1]: C = 3, RGB (pixel / 255); C = 7 or 8 (io.region_input), RGB
+// then the crop's 4 soft region masks and (C = 8) the cheeks (gate.js softRegionMasks, in the card's
+// io.region_input.channels order). The
 // output is [1, H, W, 3], RGB, same range (clamp, multiply by 255 and round: student/apply.py). H = W and C
 // are read from the model's input.
 import {loadLiteRt, loadAndCompile, Tensor, isWebGPUSupported} from '@litertjs/core';
@@ -68,8 +69,9 @@ export function tfliteInputShape(bytes) {
   }
 }
 
-/** Input channels the page can feed: RGB; RGB + the 4 region masks (student/runtime.py CHANNELS). */
-export const INPUT_CHANNELS = [3, 7];
+/** Input channels the page can feed: RGB; RGB + the 4 region masks; those + the cheeks (student/runtime.py
+ *  CHANNELS). */
+export const INPUT_CHANNELS = [3, 7, 8];
 export const REGION_CHANNELS = 4;
 
 export class MakeupModel {
@@ -81,7 +83,7 @@ export class MakeupModel {
     const output = compiled.getOutputDetails()[0];
     const shape = Array.from(input.shape);
     if (shape.length !== 4 || shape[0] !== 1 || !INPUT_CHANNELS.includes(shape[3]) || shape[1] !== shape[2] || shape[1] < 16) {
-      throw new Error(`expected an NHWC input [1, H, H, 3] or [1, H, H, 7] (model_card.json io), got [${shape}]`);
+      throw new Error(`expected an NHWC input [1, H, H, C], C one of ${INPUT_CHANNELS.join(', ')} (model_card.json io), got [${shape}]`);
     }
     if (input.dtype !== 'float32' || output.dtype !== 'float32') {
       throw new Error(`expected float32 input and output, got ${input.dtype} -> ${output.dtype}`);
@@ -93,7 +95,8 @@ export class MakeupModel {
     this.shape = shape;
     this.size = shape[1];
     this.channels = shape[3];
-    this.regionInput = this.channels === 3 + REGION_CHANNELS; // needs the crop's region masks
+    this.maskChannels = this.channels - 3; // region masks after RGB: 0, 4, or 5 with the cheeks
+    this.regionInput = this.maskChannels > 0; // needs the crop's region masks
     this.inputName = input.name;
     this.outputName = output.name;
   }
@@ -128,15 +131,15 @@ export class MakeupModel {
   }
 
   /**
-   * The model input for an RGBA crop (size x size): per pixel RGB / 255, then, for a region-input model, the
-   * 4 region masks (`masks`: Float32Arrays of size * size, in the card's io.region_input.channels order) —
+   * The model input for an RGBA crop (size x size): per pixel RGB / 255, then, for a region-input model, its
+   * maskChannels masks (`masks`: Float32Arrays of size * size, in the card's io.region_input.channels order) —
    * student/model.py model_input in NHWC.
    */
   pack(cropRgba, masks = null) {
     const n = this.size, C = this.channels;
     if (this.regionInput) {
-      if (!masks || masks.length !== REGION_CHANNELS || masks.some((m) => !m || m.length !== n * n)) {
-        throw new Error(`this model takes the face's ${REGION_CHANNELS} region masks (${n}x${n} each) after RGB`);
+      if (!masks || masks.length !== this.maskChannels || masks.some((m) => !m || m.length !== n * n)) {
+        throw new Error(`this model takes the face's ${this.maskChannels} region masks (${n}x${n} each) after RGB`);
       }
     } else if (masks) {
       throw new Error('this model takes RGB only: no region masks');
@@ -144,7 +147,7 @@ export class MakeupModel {
     const input = new Float32Array(n * n * C);
     for (let i = 0; i < n * n; i++) {
       for (let c = 0; c < 3; c++) input[i * C + c] = cropRgba[i * 4 + c] / 255;
-      if (masks) for (let k = 0; k < REGION_CHANNELS; k++) input[i * C + 3 + k] = masks[k][i];
+      if (masks) for (let k = 0; k < masks.length; k++) input[i * C + 3 + k] = masks[k][i];
     }
     return input;
   }

@@ -20,8 +20,8 @@ import kotlin.math.roundToInt
  *
  * The I/O convention is the export's model card (`export/report.py`, `model_card.json` "io"; layout from
  * `export/tflite.py`): one NHWC float32 input `[1, H, W, C]`, values in [0, 1]: RGB (pixel / 255) in channels
- * 0..2, and for a region-input model (C = 7, the card's `io.region_input`) the crop's 4 soft region masks
- * after them ([RegionMasks], in the card's channel order); the output is `[1, H, W, 3]`, RGB (multiply by 255
+ * 0..2, and for a region-input model (C = 7 or 8, the card's `io.region_input`) the crop's 4 soft region
+ * masks, and with C = 8 the cheeks, after them ([RegionMasks], in the card's channel order); the output is `[1, H, W, 3]`, RGB (multiply by 255
  * and round). H, W and C are read from the input tensor, so a model exported at another crop size, or an
  * RGB-only one (C = 3, older exports), works unchanged. int8/uint8 I/O (a differently exported file) is
  * (de)quantised with the tensor's own scale and zero point, as `student/runtime.py` does.
@@ -53,8 +53,12 @@ class MakeupModel(model: ByteBuffer, requestGpu: Boolean) : AutoCloseable {
     /** Side of the square crop the model takes, read from the input tensor's shape. */
     val size: Int
 
-    /** Input channels, read from the input tensor's shape: [CHANNELS] (RGB), or RGB + [REGION_CHANNELS] masks. */
+    /** Input channels, read from the input tensor's shape: [CHANNELS] (RGB), or RGB + [REGION_CHANNELS] masks
+     *  (+ [CHEEK_CHANNELS]). */
     val channels: Int
+
+    /** The masks the model reads after RGB: 0, [REGION_CHANNELS], or those and the cheeks. */
+    val maskChannels: Int
 
     /** True when the model reads the crop's region masks after RGB: [run] needs them. */
     val regionInput: Boolean
@@ -82,7 +86,7 @@ class MakeupModel(model: ByteBuffer, requestGpu: Boolean) : AutoCloseable {
         val outTensor = if (key != null) interpreter.getOutputTensorFromSignature(OUTPUT_NAME, key) else interpreter.getOutputTensor(0)
         val shape = inTensor.shape()
         check(shape.size == 4 && shape[0] == 1 && shape[3] in INPUT_CHANNELS && shape[1] == shape[2] && shape[1] > 0) {
-            "$MODEL_ASSET: expected a $LAYOUT input [1, H, H, $CHANNELS] or [1, H, H, ${CHANNELS + REGION_CHANNELS}] " +
+            "$MODEL_ASSET: expected a $LAYOUT input [1, H, H, C], C one of ${INPUT_CHANNELS.joinToString()} " +
                 "(model_card.json io), got ${shape.contentToString()}"
         }
         val outShape = intArrayOf(1, shape[1], shape[2], CHANNELS)
@@ -91,7 +95,8 @@ class MakeupModel(model: ByteBuffer, requestGpu: Boolean) : AutoCloseable {
         }
         size = shape[1]
         channels = shape[3]
-        regionInput = channels == CHANNELS + REGION_CHANNELS
+        maskChannels = channels - CHANNELS
+        regionInput = maskChannels > 0
         inputType = inTensor.dataType()
         outputType = outTensor.dataType()
         for (type in arrayOf(inputType, outputType)) {
@@ -117,15 +122,15 @@ class MakeupModel(model: ByteBuffer, requestGpu: Boolean) : AutoCloseable {
 
     /**
      * Run the model on [crop] (`size * size` ARGB_8888 ints, the aligned crop) into [out] (same shape). A
-     * region-input model also takes [masks]: the crop's [REGION_CHANNELS] soft region masks (`size * size`
+     * region-input model also takes [masks]: the crop's [maskChannels] soft region masks (`size * size`
      * floats each) in the card's `io.region_input.channels` order ([RegionMasks.inOrder]); an RGB model none.
      * Returns the interpreter's wall time in milliseconds.
      */
     fun run(crop: IntArray, masks: Array<FloatArray>?, out: IntArray): Float {
         require(crop.size == size * size && out.size == size * size) { "crop must be $size x $size" }
         if (regionInput) {
-            require(masks != null && masks.size == REGION_CHANNELS && masks.all { it.size == size * size }) {
-                "this model takes the crop's $REGION_CHANNELS region masks ($size x $size) after RGB"
+            require(masks != null && masks.size == maskChannels && masks.all { it.size == size * size }) {
+                "this model takes the crop's $maskChannels region masks ($size x $size) after RGB"
             }
         } else {
             require(masks == null) { "this model takes RGB only" }
@@ -264,8 +269,12 @@ class MakeupModel(model: ByteBuffer, requestGpu: Boolean) : AutoCloseable {
         /** Region masks a region-input model reads after the colour channels (student/model.py REGION_CHANNELS). */
         const val REGION_CHANNELS = 4
 
-        /** The input channel counts the app can feed: RGB; RGB + the region masks (student/runtime.py CHANNELS). */
-        val INPUT_CHANNELS = intArrayOf(CHANNELS, CHANNELS + REGION_CHANNELS)
+        /** The cheeks, a mask after the region masks (makeup.gate.INPUT_MASKS; student/model.py cheek_input). */
+        const val CHEEK_CHANNELS = 1
+
+        /** The input channel counts the app can feed: RGB; RGB + the region masks; RGB + those and the cheeks
+         *  (student/runtime.py CHANNELS). */
+        val INPUT_CHANNELS = intArrayOf(CHANNELS, CHANNELS + REGION_CHANNELS, CHANNELS + REGION_CHANNELS + CHEEK_CHANNELS)
 
         /** Where R, G and B sit in an ARGB_8888 int, in COLOR_ORDER: the tensor's channel c is
          *  `(pixel shr CHANNEL_SHIFTS[c]) and 0xFF`. */
