@@ -36,16 +36,16 @@ def report_markdown(report: dict) -> str:
             f"{_fmt(r['max_abs_diff'], '.4f')} | {_fmt(r['verified'])} | {note} |")
     looks = {n: r for n, r in report["formats"].items() if r.get("fidelity")}
     if looks:
-        from makeup.metrics import FIDELITY_REGIONS
+        from makeup.metrics import REPORTED_REGIONS
 
         lines += ["", "Look fidelity vs the target, per region (recovery: 1 = the whole look, 0 = the unchanged "
                   "face; spill in 0..255 and % of pixels visibly painted where the look puts nothing):", "",
-                  "| format | " + " | ".join(FIDELITY_REGIONS) + " | spill | visible % | PSNR gain (dB) |",
-                  "|---|" + "---:|" * (len(FIDELITY_REGIONS) + 3)]
+                  "| format | " + " | ".join(REPORTED_REGIONS) + " | spill | visible % | PSNR gain (dB) |",
+                  "|---|" + "---:|" * (len(REPORTED_REGIONS) + 3)]
         for name, r in looks.items():
             for label, fid in ((name, r["fidelity"]), (f"{name} (PyTorch)", r.get("torch_fidelity"))):
                 if fid:
-                    rec = " | ".join(_fmt(fid["recovery"][k], ".3f") for k in FIDELITY_REGIONS)
+                    rec = " | ".join(_fmt(fid["recovery"].get(k), ".3f") for k in REPORTED_REGIONS)
                     lines.append(f"| {label} | {rec} | {_fmt(fid['spill'], '.3f')} | "
                                  f"{_fmt(fid['visible_spill'], '.2f')} | {_fmt(fid['psnr_gain'])} |")
     if report["failures"]:
@@ -91,7 +91,8 @@ def io_card(size: int, channels: int) -> dict:
     crop's masks ``region_input.channels`` names (``makeup.gate.input_masks`` of the label map parsed as
     ``regions`` says, at ``region_input.feather``): the four soft region masks the look gate fades its limits
     with, then (8 channels) the cheeks."""
-    from makeup.gate import CHEEK_DROP, CHEEK_FALLOFF, CHEEK_MIN_PIXELS, CHEEK_OUT, CHEEK_SPREAD, INPUT_MASKS
+    from makeup.gate import INPUT_MASKS
+    from makeup.metrics import CHEEK_DROP, CHEEK_FALLOFF, CHEEK_MIN_PIXELS, CHEEK_OUT, CHEEK_SPREAD
     from student.model import REGION_FEATHER
 
     io = {"dtype": "float32", "value_range": [0.0, 1.0], "color": "RGB", "height": size, "width": size,
@@ -108,7 +109,7 @@ def io_card(size: int, channels: int) -> dict:
             io["region_input"]["cheeks"] = {
                 "outward": CHEEK_OUT, "drop": CHEEK_DROP, "spread": list(CHEEK_SPREAD), "falloff": CHEEK_FALLOFF,
                 "min_pixels": CHEEK_MIN_PIXELS,
-                "how": "makeup.gate.cheek_map times the soft skin mask: eye pixels split at the lips' mean column; "
+                "how": "makeup.metrics.cheek_map times the soft skin mask: eye pixels split at the lips' mean column; "
                        "per eye (>= min_pixels), width w = its column span + 1, centre (eye mean x + outward * w "
                        "away from the lips' column, eye mean y + drop * (lips' mean y - eye mean y)), value "
                        "exp(-falloff * ((x - cx) / (spread[0] w))^2) * exp(-falloff * ((y - cy) / (spread[1] w))^2), "

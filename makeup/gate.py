@@ -24,8 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .metrics import CHANGED_REGION_MIN, FIDELITY_REGIONS, region_masks
-from .regions import EYES, LIPS
+from .metrics import CHANGED_REGION_MIN, FIDELITY_REGIONS, cheek_map, region_masks
 
 PERCENTILES = (1.0, 99.0)
 IDENTITY = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
@@ -153,50 +152,10 @@ def soft_region_masks(labels: np.ndarray, feather: float = 0.02) -> np.ndarray:
 # What a region-input student reads after RGB, in this order (``input_masks``): the gate's four soft region
 # masks, then the cheeks. A model taking k masks takes the first k (4: exports before the cheeks).
 INPUT_MASKS = FIDELITY_REGIONS + ("cheeks",)
-# The cheek blob, in widths of the eye above it: centre shifted outward by CHEEK_OUT and down by CHEEK_DROP of
-# the way from the eye's centre to the lips' centre; Gaussian exp(-CHEEK_FALLOFF * r2), r2 measured in
-# CHEEK_SPREAD (x, y) eye widths.
-CHEEK_OUT, CHEEK_DROP, CHEEK_SPREAD, CHEEK_FALLOFF = 0.3, 0.5, (0.9, 0.65), 1.5
-CHEEK_MIN_PIXELS = 4  # an eye side (or the lips) with fewer labelled pixels has no cheek
-
-
-def cheek_map(labels: np.ndarray) -> np.ndarray:
-    """float32 (H, W) in [0, 1]: where the cheeks are (blush, contour), read from the label map alone, as every
-    app can: the eye pixels are split at the lips' centre column into the two eyes; below each, a Gaussian
-    centred :data:`CHEEK_OUT` eye widths outward of the eye's centre and :data:`CHEEK_DROP` of the way down
-    to the lips' centre. Zero without lips; one blob when only one eye is seen. Not restricted to the skin
-    (``input_masks`` multiplies it by the soft skin mask).
-
-    Why: skin makeup is not the same everywhere on the skin. A student told only "skin" has to find the
-    cheekbones from the features around them, which a 96-px training crop often does not hold; told where they
-    are it paints blush (glamorous' cheeks: 0.25 of the teacher's change without this channel, 0.48 with it,
-    800 steps, two seeds; README). gate.js ``cheekMap`` and RegionMasks.kt compute the same, in float64."""
-    lab = np.asarray(labels)
-    h, w = lab.shape
-    out = np.zeros((h, w), np.float64)
-    ly, lx = np.nonzero(lab == LIPS)
-    ey, ex = np.nonzero(lab == EYES)
-    if len(lx) < CHEEK_MIN_PIXELS:
-        return out.astype(np.float32)
-    mid, lips_y = lx.mean(), ly.mean()
-    cols, rows = np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64)
-    for side, outward in ((ex < mid, -1.0), (ex >= mid, 1.0)):
-        if int(side.sum()) < CHEEK_MIN_PIXELS:
-            continue
-        xs, ys = ex[side], ey[side]
-        width = float(xs.max() - xs.min() + 1)
-        eye_x, eye_y = xs.mean(), ys.mean()
-        cx, cy = eye_x + outward * CHEEK_OUT * width, eye_y + CHEEK_DROP * (lips_y - eye_y)
-        gx = np.exp(-CHEEK_FALLOFF * ((cols - cx) / (CHEEK_SPREAD[0] * width)) ** 2)
-        gy = np.exp(-CHEEK_FALLOFF * ((rows - cy) / (CHEEK_SPREAD[1] * width)) ** 2)
-        np.maximum(out, gy[:, None] * gx[None, :], out=out)
-    return out.astype(np.float32)
-
-
 def input_masks(labels: np.ndarray, count: int = len(INPUT_MASKS), feather: float = 0.02) -> np.ndarray:
     """float32 (count, H, W): the first ``count`` of :data:`INPUT_MASKS` for a (H, W) label map, what a
-    region-input student reads after RGB: :func:`soft_region_masks`, then the cheeks (:func:`cheek_map` times
-    the soft skin mask, so they fade where the skin does)."""
+    region-input student reads after RGB: :func:`soft_region_masks`, then the cheeks
+    (:func:`makeup.metrics.cheek_map` times the soft skin mask, so they fade where the skin does)."""
     if not len(FIDELITY_REGIONS) <= count <= len(INPUT_MASKS):
         raise ValueError(f"input_masks: {len(FIDELITY_REGIONS)} to {len(INPUT_MASKS)} masks, got {count}")
     soft = soft_region_masks(labels, feather)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .regions import EYES, LIPS
+
 log = logging.getLogger("tinybeauty")
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # torchvision's file name in the torch hub cache
@@ -165,6 +167,65 @@ def region_masks(labels) -> dict:
     return {"eyes": zone, "lips": lab == LIPS, "skin": (lab == SKIN) & ~zone, "brows": lab == BROWS}
 
 
+# The cheek blob, in widths of the eye above it: centre shifted outward by CHEEK_OUT and down by CHEEK_DROP of
+# the way from the eye's centre to the lips' centre; Gaussian exp(-CHEEK_FALLOFF * r2), r2 measured in
+# CHEEK_SPREAD (x, y) eye widths.
+CHEEK_OUT, CHEEK_DROP, CHEEK_SPREAD, CHEEK_FALLOFF = 0.3, 0.5, (0.9, 0.65), 1.5
+CHEEK_MIN_PIXELS = 4  # an eye side (or the lips) with fewer labelled pixels has no cheek
+
+
+def cheek_map(labels: np.ndarray) -> np.ndarray:
+    """float32 (H, W) in [0, 1]: where the cheeks are (blush, contour), read from the label map alone, as every
+    app can: the eye pixels are split at the lips' centre column into the two eyes; below each, a Gaussian
+    centred :data:`CHEEK_OUT` eye widths outward of the eye's centre and :data:`CHEEK_DROP` of the way down
+    to the lips' centre. Zero without lips; one blob when only one eye is seen. Not restricted to the skin
+    (``makeup.gate.input_masks`` multiplies it by the soft skin mask).
+
+    Why: skin makeup is not the same everywhere on the skin. A student told only "skin" has to find the
+    cheekbones from the features around them, which a 96-px training crop often does not hold; told where they
+    are it paints blush (README, "It also sees where the cheeks are"). Look fidelity reports the cheeks too
+    (:func:`reported_masks`). gate.js ``cheekMap`` and RegionMasks.kt compute the same, in float64."""
+    lab = np.asarray(labels)
+    h, w = lab.shape
+    out = np.zeros((h, w), np.float64)
+    ly, lx = np.nonzero(lab == LIPS)
+    ey, ex = np.nonzero(lab == EYES)
+    if len(lx) < CHEEK_MIN_PIXELS:
+        return out.astype(np.float32)
+    mid, lips_y = lx.mean(), ly.mean()
+    cols, rows = np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64)
+    for side, outward in ((ex < mid, -1.0), (ex >= mid, 1.0)):
+        if int(side.sum()) < CHEEK_MIN_PIXELS:
+            continue
+        xs, ys = ex[side], ey[side]
+        width = float(xs.max() - xs.min() + 1)
+        eye_x, eye_y = xs.mean(), ys.mean()
+        cx, cy = eye_x + outward * CHEEK_OUT * width, eye_y + CHEEK_DROP * (lips_y - eye_y)
+        gx = np.exp(-CHEEK_FALLOFF * ((cols - cx) / (CHEEK_SPREAD[0] * width)) ** 2)
+        gy = np.exp(-CHEEK_FALLOFF * ((rows - cy) / (CHEEK_SPREAD[1] * width)) ** 2)
+        np.maximum(out, gy[:, None] * gx[None, :], out=out)
+    return out.astype(np.float32)
+
+
+CHEEK_REGION = 0.5  # look fidelity's "cheeks": the skin (outside the eye zone) where cheek_map is above this
+# The regions look fidelity reports: the four the gate and the student's loss know, then the cheeks (a part of the
+# skin, where blush lies: whole-skin recovery is mostly the foundation's smoothing, and cannot see the blush).
+REPORTED_REGIONS = FIDELITY_REGIONS + ("cheeks",)
+
+
+def reported_masks(labels) -> dict:
+    """:func:`region_masks` (boolean (N, H, W) torch) and "cheeks": the skin outside the eye zone where
+    :func:`cheek_map` is above :data:`CHEEK_REGION`."""
+    import torch
+
+    masks = region_masks(labels)
+    lab = labels.cpu().numpy() if torch.is_tensor(labels) else np.asarray(labels)
+    lab = lab[None] if lab.ndim == 2 else lab
+    cheeks = np.stack([cheek_map(x) > CHEEK_REGION for x in lab]) if len(lab) else np.zeros(lab.shape, bool)
+    masks["cheeks"] = masks["skin"] & torch.from_numpy(cheeks)
+    return masks
+
+
 class LookFidelity:
     """Accumulates look-fidelity figures over batches of prediction P, source S, target T and region labels.
 
@@ -177,9 +238,9 @@ class LookFidelity:
     """
 
     def __init__(self):
-        self.err = dict.fromkeys(FIDELITY_REGIONS, 0.0)
-        self.change = dict.fromkeys(FIDELITY_REGIONS, 0.0)
-        self.pixels = dict.fromkeys(FIDELITY_REGIONS, 0)
+        self.err = dict.fromkeys(REPORTED_REGIONS, 0.0)
+        self.change = dict.fromkeys(REPORTED_REGIONS, 0.0)
+        self.pixels = dict.fromkeys(REPORTED_REGIONS, 0)
         self.spill_sum = 0.0
         self.visible = 0
         self.total_pixels = 0
@@ -191,7 +252,7 @@ class LookFidelity:
         p, s, t = p / rp, s / rs, t / rt  # uint8 arrays have range 255, floats and tensors 1
         if not (p.shape == s.shape == t.shape):
             raise ValueError(f"look fidelity: shapes differ {p.shape}, {s.shape}, {t.shape}")
-        masks = {k: m.cpu().numpy() for k, m in region_masks(labels).items()}
+        masks = {k: m.cpu().numpy() for k, m in reported_masks(labels).items()}
         if next(iter(masks.values())).shape != p.shape[:3]:
             raise ValueError(f"look fidelity: labels {next(iter(masks.values())).shape} vs images {p.shape[:3]}")
         err = np.abs(p - t).mean(axis=-1)
@@ -210,14 +271,14 @@ class LookFidelity:
 
     def recovery(self) -> dict[str, float | None]:
         out: dict[str, float | None] = {}
-        for name in FIDELITY_REGIONS:
+        for name in REPORTED_REGIONS:
             n = self.pixels[name]
             changed = n > 0 and self.change[name] / n >= CHANGED_REGION_MIN
             out[name] = 1.0 - self.err[name] / self.change[name] if changed else None
         return out
 
     def result(self) -> dict:
-        """{"recovery": {eyes, lips, skin, brows}, "spill", "visible_spill", "psnr", "psnr_identity", "psnr_gain"}."""
+        """{"recovery": {eyes, lips, skin, brows, cheeks}, "spill", "visible_spill", "psnr", "psnr_identity", "psnr_gain"}."""
         n = max(self.total_pixels, 1)
         psnr_p = float(np.mean(self.psnr)) if self.psnr else float("nan")
         psnr_s = float(np.mean(self.psnr_identity)) if self.psnr_identity else float("nan")

@@ -71,7 +71,7 @@ class StudentConfig:
     # where the lips are it painted them (0.39, +4.1 dB; its teacher +4.3). Apps already parse every frame's
     # regions for the gate, so the masks cost no extra model. False: RGB only (checkpoints before stop 20).
     region_input: bool = True
-    # True: with region_input, a fifth mask after the four, the cheeks (``makeup.gate.cheek_map`` times the soft
+    # True: with region_input, a fifth mask after the four, the cheeks (``makeup.metrics.cheek_map`` times the soft
     # skin mask): 8 input channels. Skin makeup is not the same all over the skin (blush lies on the cheekbones),
     # and a student told only "skin" left glamorous' blush out (cheeks 0.25 of its teacher's change; told where
     # the cheeks are, 0.48; README). False: the four masks (checkpoints before stop 23). No effect without

@@ -445,14 +445,14 @@ def test_region_input_is_read_from_the_card(model_kt, regions_kt):
 
 
 def test_cheek_mask_follows_cheek_map(regions_kt):
-    """RegionMasks.kt's cheeks are makeup.gate.cheek_map times the soft skin mask, in the same steps: eyes split
+    """RegionMasks.kt's cheeks are makeup.metrics.cheek_map times the soft skin mask, in the same steps: eyes split
     at the lips' mean column (left: < mid, right: >= mid), the count threshold on the lips and on each eye, the
     eye's width from its column span + 1, the centre, a separable exp(-falloff * d^2), the max of the eyes."""
     import inspect as _inspect
 
-    from makeup import gate
+    from makeup import metrics
 
-    src = _inspect.getsource(gate.cheek_map)
+    src = _inspect.getsource(metrics.cheek_map)
     for step in ("ex < mid", "ex >= mid", "xs.max() - xs.min() + 1", "outward * CHEEK_OUT * width",
                  "CHEEK_DROP * (lips_y - eye_y)", "np.maximum(out"):
         assert step in src, step

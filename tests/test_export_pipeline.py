@@ -153,10 +153,10 @@ def test_model_card_states_the_io_contract(exported):
     assert card["io"]["channels"] == 8
     assert card["io"]["region_input"]["channels"] == ["eyes", "lips", "skin", "brows", "cheeks"]
     cheeks = card["io"]["region_input"]["cheeks"]  # the numbers an app's cheek map is computed with
-    from makeup import gate
+    from makeup import metrics
 
     assert (cheeks["outward"], cheeks["drop"], cheeks["spread"], cheeks["falloff"], cheeks["min_pixels"]) == \
-        (gate.CHEEK_OUT, gate.CHEEK_DROP, list(gate.CHEEK_SPREAD), gate.CHEEK_FALLOFF, gate.CHEEK_MIN_PIXELS)
+        (metrics.CHEEK_OUT, metrics.CHEEK_DROP, list(metrics.CHEEK_SPREAD), metrics.CHEEK_FALLOFF, metrics.CHEEK_MIN_PIXELS)
     assert card["io"]["region_input"]["first_channel"] == 3 and card["io"]["region_input"]["feather"] == 0.02
 
 

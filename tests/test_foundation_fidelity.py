@@ -86,3 +86,31 @@ def test_shape_mismatch_is_an_error():
     src, tgt, lab = _face()
     with pytest.raises(ValueError):
         look_fidelity(src[:32], src, tgt, lab)
+
+
+def test_the_cheeks_are_reported_and_see_a_blush_that_the_whole_skin_hides():
+    """"cheeks" (the skin where makeup.metrics.cheek_map is above 0.5) is reported beside the four regions:
+    on a rendered face with a foundation and a blush, a prediction that paints the foundation and no blush
+    scores the whole skin 0.81 but the cheeks 0.24; half the blush on top raises the cheeks to 0.62; the cheeks
+    are null when the look leaves the skin alone."""
+    from dataclasses import replace
+
+    from makeup.render import render_makeup
+    from makeup.styles import load_style
+    from makeup.synth import generate_face
+
+    face = generate_face(2, 128)
+    src = face.image.astype(np.float32) / 255
+    base = load_style("glamorous")
+
+    def only(*kinds):
+        return replace(base, products={k: base.products[k] for k in kinds})
+
+    tgt = render_makeup(face.image, face.labels, only("foundation", "blush")).astype(np.float32) / 255
+    found = render_makeup(face.image, face.labels, only("foundation")).astype(np.float32) / 255
+    no_blush = look_fidelity(found, src, tgt, face.labels)["recovery"]
+    assert no_blush["skin"] > no_blush["cheeks"] + 0.3 and no_blush["cheeks"] < 0.35, no_blush
+    half = look_fidelity(found + 0.5 * (tgt - found), src, tgt, face.labels)["recovery"]
+    assert no_blush["cheeks"] + 0.2 < half["cheeks"] < 1.0, half
+    src, tgt, lab = _face()  # a lipstick-only look
+    assert look_fidelity(src, src, tgt, lab)["recovery"]["cheeks"] is None

@@ -125,13 +125,13 @@ def test_gate_basis_round_trips_and_older_cards_stay_rgb():
 
 
 def test_the_cheek_map_lies_on_the_cheekbones_of_real_label_maps():
-    """makeup.gate.cheek_map from the label map alone: on synthetic faces of every build its blobs sit where
+    """makeup.metrics.cheek_map from the label map alone: on synthetic faces of every build its blobs sit where
     the renderer's blush does (most of the blush's weight falls where the map is high, little of the map on
     the eyes, lips or background), one per side, mirrored with the face; nothing without lips; one blob with
     one eye; the same at twice the size (it scales with the face)."""
     import cv2
 
-    from makeup.gate import cheek_map
+    from makeup.metrics import cheek_map
     from makeup.render import FaceGeometry, _blush_alpha
     from makeup.styles import load_style
     from makeup.synth import generate_face
@@ -156,7 +156,8 @@ def test_the_cheek_map_lies_on_the_cheekbones_of_real_label_maps():
 
 
 def test_input_masks_are_the_gate_masks_then_the_cheeks_on_the_skin():
-    from makeup.gate import INPUT_MASKS, cheek_map, input_masks, soft_region_masks
+    from makeup.gate import INPUT_MASKS, input_masks, soft_region_masks
+    from makeup.metrics import cheek_map
     from makeup.synth import generate_face
 
     lab = generate_face(3, 64).labels

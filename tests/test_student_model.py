@@ -326,7 +326,8 @@ def test_region_channels_are_the_gates_soft_masks_in_region_order_then_the_cheek
     """The student's region input is makeup.gate.soft_region_masks at REGION_FEATHER: eye zone, lips, skin
     outside the zone, brows; 1 inside a region away from its edge, 0 far outside, soft at the edge; then the
     cheeks (the cheek map times the soft skin); a count of 4 leaves the cheeks out."""
-    from makeup.gate import cheek_map, soft_region_masks
+    from makeup.gate import soft_region_masks
+    from makeup.metrics import cheek_map
     from makeup.metrics import FIDELITY_REGIONS, region_masks
     from student.model import REGION_FEATHER, region_channels
 

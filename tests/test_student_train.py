@@ -126,7 +126,7 @@ def test_trainer_writes_checkpoints_metrics_grids_and_summary(trained):
     assert [r["epoch"] for r in epochs] == [1, 2, 3, 4]
     assert [r["phase"] for r in epochs] == ["float"] * 3 + ["qat"]
     assert all(np.isfinite(r["val_psnr"]) and 0 < r["val_ssim"] <= 1 for r in epochs)
-    assert all(set(r["val_recovery"]) == {"eyes", "lips", "skin", "brows"} and r["val_spill"] >= 0 for r in epochs)
+    assert all(set(r["val_recovery"]) == {"eyes", "lips", "skin", "brows", "cheeks"} and r["val_spill"] >= 0 for r in epochs)
     assert summary["final_val"]["recovery"]["lips"] is not None and summary["final_val"]["recovery"]["brows"] is None
     events = {r["event"]: r for r in read_metrics(out) if "event" in r}
     assert events["qat_start"]["float_val_psnr"] == pytest.approx(summary["float_val_psnr"])
@@ -199,7 +199,7 @@ def test_eval_of_a_float_checkpoint_on_all_pairs(trained, tiny_pairs):
     result = evaluate(out / "tinybeauty_best_loss.pt", tiny_pairs, split="all")
     assert set(result) == {"psnr", "ssim", "lpips", "count", "psnr_identity", "psnr_gain", "recovery", "spill",
                            "visible_spill"}
-    assert set(result["recovery"]) == {"eyes", "lips", "skin", "brows"}
+    assert set(result["recovery"]) == {"eyes", "lips", "skin", "brows", "cheeks"}
     assert result["count"] == 8 and result["lpips"] is None  # no LPIPS weights offline
     assert 10 < result["psnr"] < 100 and 0 < result["ssim"] <= 1
 

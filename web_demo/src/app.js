@@ -3,7 +3,8 @@
 // model_card.json) to replace the bundled model; a latency benchmark with a downloadable JSON. The look
 // gate (the card's "look_gate", src/gate.js) clips the model's change on the crop before paste-back, as
 // `tinybeauty apply` does; a checkbox turns it off. A region-input model (the card's io.region_input: RGB then
-// the crop's 4 soft region masks) gets the masks of the same label map the gate uses, parsed once per frame.
+// the crop's 4 soft region masks, and the cheeks when the card names them) gets the masks of the same label map
+// the gate uses, parsed once per frame.
 import {alignFace, centredSquare, faceMask, pasteBack} from './align.js';
 import {GATE_REGIONS, INPUT_MASKS, gateCrop, gateFromCard, landmarksToLabels, regionInputFromCard, softRegionMasks} from './gate.js';
 import {createLandmarker, largestFace} from './landmarks.js';
@@ -522,7 +523,7 @@ window.tinybeauty = {
   }),
   /**
    * Raw model output (float32 bytes, base64) for an RGB uint8 crop (base64) and, for a region-input model,
-   * its 4 region masks (float32 bytes, base64, planes in the card's channel order), packed by
+   * its region masks (float32 bytes, base64, planes in the card's channel order), packed by
    * MakeupModel.pack, on backend/threads.
    */
   runCrop: async (rgbB64, {masks = null, backend = 'wasm', threads = 1} = {}) => {

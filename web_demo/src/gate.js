@@ -7,7 +7,7 @@
 // The soft region masks (softRegionMasks: makeup/gate.py soft_region_masks) are one computation for two
 // users: the gate fades its limits with them, and a region-input model (model_card.json io.region_input)
 // reads them as its input channels from 3 on, with the cheeks after them when the card names them
-// (cheekMap: makeup/gate.py cheek_map, its shape from the card's io.region_input.cheeks).
+// (cheekMap: makeup/metrics.py cheek_map, its shape from the card's io.region_input.cheeks).
 //
 // Rasterisation follows cv2.fillPoly (shift = 4, LINE_8): vertices in 1/16 px, rows rounded, edges in 16.16
 // fixed point, the outline drawn by cv2's 8-connected line, so the label map matches Python's up to the odd
@@ -296,7 +296,7 @@ function blurConstant(mask, n, taps) {
 }
 
 /**
- * makeup/gate.py cheek_map (without the skin): Float32Array size*size in [0, 1]. The eye pixels are split at the
+ * makeup/metrics.py cheek_map (without the skin): Float32Array size*size in [0, 1]. The eye pixels are split at the
  * lips' mean column (left: < mid, right: >= mid); for each eye with at least shape.min_pixels pixels (width w =
  * its column span + 1), a Gaussian centred shape.outward * w away from the lips' column and shape.drop of the
  * way from the eye's mean row to the lips', exp(-falloff * d^2) along x in spread[0] w and along y in

@@ -153,7 +153,7 @@ export class MakeupModel {
   }
 
   /**
-   * An RGBA crop (size x size) and, for a region-input model, its 4 soft region masks in, the made-up RGBA
+   * An RGBA crop (size x size) and, for a region-input model, its soft region masks (4, or 5 with the cheeks) in, the made-up RGBA
    * crop out, plus the model's wall time in ms.
    */
   async run(cropRgba, masks = null) {

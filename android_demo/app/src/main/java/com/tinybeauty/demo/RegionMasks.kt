@@ -85,7 +85,7 @@ class RegionMasks private constructor(
     }
 
     /**
-     * `makeup/gate.py` `cheek_map` times the soft skin mask into [out]: the eye pixels split at the lips' mean
+     * `makeup/metrics.py` `cheek_map` times the soft skin mask into [out]: the eye pixels split at the lips' mean
      * column; per eye with at least `minPixels` pixels (width w = its column span + 1), a Gaussian centred
      * `outward` w away from the lips' column and `drop` of the way from the eye's mean row to the lips', spread
      * (`spreadX` w, `spreadY` w), the max of the two; zeros without lips. Float64 as numpy, one cast to float.
@@ -241,7 +241,7 @@ class RegionMasks private constructor(
     }
 }
 
-/** The card's `io.region_input.cheeks` (`export/report.py` `io_card`, `makeup/gate.py` CHEEK_*): the cheek map. */
+/** The card's `io.region_input.cheeks` (`export/report.py` `io_card`, `makeup/metrics.py` CHEEK_*): the cheek map. */
 class CheekShape(
     val outward: Double,
     val drop: Double,
