@@ -10,7 +10,7 @@ import yaml
 from makeup.config import load_profile
 from tinybeauty.cli import main as cli_main
 
-REGIONS = {"eyes", "lips", "skin", "brows"}
+REGIONS = {"eyes", "lips", "skin", "brows", "cheeks"}
 
 
 def _tiny_profile(path):

@@ -52,7 +52,7 @@ def test_clamp_converts_exactly_where_the_output_saturates(tmp_path):
     from student.runtime import load_runner
 
     path, report = _export_config(tmp_path, {}, bias=1.5)
-    x = np.random.default_rng(1).random((2, 7, SIZE, SIZE), dtype=np.float32)  # RGB + region-mask channels
+    x = np.random.default_rng(1).random((2, 8, SIZE, SIZE), dtype=np.float32)  # RGB + region masks + cheeks
     y = load_runner(path)(x)
     ref = load_runner(tmp_path / "default_qat.pt")(x)
     assert y.min() >= 0.0 and y.max() <= 1.0

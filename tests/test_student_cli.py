@@ -53,7 +53,7 @@ def test_eval_writes_the_json_contract(capsys, tmp_path, makeup_ckpt):
     result = json.loads(out_json.read_text())
     assert rc == 0 and set(result) == {"psnr", "ssim", "lpips", "count", "psnr_identity", "psnr_gain", "recovery",
                                        "spill", "visible_spill"}
-    assert set(result["recovery"]) == {"eyes", "lips", "skin", "brows"}
+    assert set(result["recovery"]) == {"eyes", "lips", "skin", "brows", "cheeks"}
     assert result["psnr_gain"] == pytest.approx(result["psnr"] - result["psnr_identity"])
     assert result["count"] == 4 and "PSNR" in out and "unchanged photos" in out
     from makeup.metrics import psnr

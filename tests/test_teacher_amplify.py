@@ -219,7 +219,7 @@ def test_fidelity_reports_recovery_per_region_vs_the_renderer(tiny_teacher, tmp_
                      "--json", str(out_json), "--grid", str(tmp_path / "fid.png")]) == 0
     report = json.loads(out_json.read_text())
     # glamorous changes every region; a 3-epoch teacher is far from the goal, and the report says so
-    assert set(report["recovery"]) == {"eyes", "lips", "skin", "brows"}
+    assert set(report["recovery"]) == {"eyes", "lips", "skin", "brows", "cheeks"}
     assert all(v is not None for v in report["recovery"].values())
     assert report["spill"] >= 0 and report["goal_recovery"] == 0.8 and report["meets_goal"] is False
     assert report["psnr_gain"] == pytest.approx(report["psnr"] - report["psnr_identity"])
@@ -244,7 +244,7 @@ def test_fidelity_on_a_real_photo(tiny_teacher, tmp_path, capsys):
                      "--grid", str(tmp_path / "astro.png")]) == 0
     report = json.loads(out_json.read_text())
     assert report["style"] == "red_lip" and report["photo"] == "astronaut" and (tmp_path / "astro.png").is_file()
-    assert set(report["recovery"]) == {"eyes", "lips", "skin", "brows"} and report["recovery"]["lips"] is not None
+    assert set(report["recovery"]) == {"eyes", "lips", "skin", "brows", "cheeks"} and report["recovery"]["lips"] is not None
     assert "teacher on astronaut vs renderer: recovery" in capsys.readouterr().out
     crop, labels, truth = photo_truth(load_photo("astronaut"), "red_lip")
     teacher = load_teacher(tiny_teacher, "cpu")
