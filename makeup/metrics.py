@@ -145,6 +145,7 @@ def load_lpips(path: str | os.PathLike | None = None) -> LPIPSMetric | None:
 # --- Look fidelity: did the prediction apply the look where it belongs, and nothing elsewhere? ----------
 
 FIDELITY_REGIONS = ("eyes", "lips", "skin", "brows")
+EYE_REACH = 0.04  # liner and its wing lie within ~4% of the crop side around the eye opening (render.py)
 CHANGED_REGION_MIN = 1.0 / 255.0  # a region's mean |T - S| below this: the look leaves it unchanged (null)
 VISIBLE_SPILL = 8.0 / 255.0       # excess change a person sees
 
@@ -163,8 +164,24 @@ def region_masks(labels) -> dict:
     lab = labels if torch.is_tensor(labels) else torch.from_numpy(np.ascontiguousarray(labels))
     if lab.dim() == 2:
         lab = lab[None]
-    zone = eye_zone(lab == EYES).squeeze(1) > 0.5
+    zone = torch.from_numpy(_eye_zones((lab == EYES).cpu().numpy())).to(lab.device)
     return {"eyes": zone, "lips": lab == LIPS, "skin": (lab == SKIN) & ~zone, "brows": lab == BROWS}
+
+
+def _eye_zones(eyes: np.ndarray, reach: float = EYE_REACH) -> np.ndarray:
+    """:func:`eye_zone` of boolean (N, H, W) eye openings, as cv2's square dilation: the same pixels (a max
+    filter whose border never wins), about 30x faster on the CPU than torch's pooling, and every student
+    training batch parses its label maps (``tests/test_foundation_metrics.py`` checks the two agree)."""
+    import cv2
+
+    r = int(round(reach * eyes.shape[-2]))
+    if r <= 0:
+        return eyes.astype(bool)
+    kernel = np.ones((2 * r + 1, 2 * r + 1), np.uint8)
+    out = np.empty(eyes.shape, bool)
+    for i, e in enumerate(eyes):
+        out[i] = cv2.dilate(e.astype(np.uint8), kernel) > 0
+    return out
 
 
 # The cheek blob, in widths of the eye above it: centre shifted outward by CHEEK_OUT and down by CHEEK_DROP of
@@ -325,7 +342,6 @@ def sobel_edges(img):
     return sobel_gradients(img).pow(2).sum(dim=1, keepdim=True).sqrt()
 
 
-EYE_REACH = 0.04  # liner and its wing lie within ~4% of the crop side around the eye opening (render.py)
 
 
 def eye_zone(eye_mask, reach: float = EYE_REACH):
