@@ -152,6 +152,8 @@ def soft_region_masks(labels: np.ndarray, feather: float = 0.02) -> np.ndarray:
 # What a region-input student reads after RGB, in this order (``input_masks``): the gate's four soft region
 # masks, then the cheeks. A model taking k masks takes the first k (4: exports before the cheeks).
 INPUT_MASKS = FIDELITY_REGIONS + ("cheeks",)
+
+
 def input_masks(labels: np.ndarray, count: int = len(INPUT_MASKS), feather: float = 0.02) -> np.ndarray:
     """float32 (count, H, W): the first ``count`` of :data:`INPUT_MASKS` for a (H, W) label map, what a
     region-input student reads after RGB: :func:`soft_region_masks`, then the cheeks

@@ -73,9 +73,9 @@ class StudentConfig:
     region_input: bool = True
     # True: with region_input, a fifth mask after the four, the cheeks (``makeup.metrics.cheek_map`` times the soft
     # skin mask): 8 input channels. Skin makeup is not the same all over the skin (blush lies on the cheekbones),
-    # and a student told only "skin" left glamorous' blush out (cheeks 0.25 of its teacher's change; told where
-    # the cheeks are, 0.48; README). False: the four masks (checkpoints before stop 23). No effect without
-    # region_input (an RGB-only net reads no masks).
+    # and a student told only "skin" left glamorous' blush out (the shipped .tflite's cheeks 0.30 of its
+    # teacher's change; told where the cheeks are, 0.57, and on the astronaut 0.03 -> 0.51; README). False: the
+    # four masks (checkpoints before stop 23). No effect without region_input (an RGB-only net reads no masks).
     cheek_input: bool = True
 
     @property
