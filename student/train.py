@@ -145,8 +145,9 @@ def random_crop(batch: dict, side: int | None, rng: np.random.Generator, focus: 
         y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
         if focus > 0 and rng.random() < focus:
             labels = batch["mask"][i].numpy()
-            present = [r for r in np.unique(labels) if r != 0]
-            if present:
+            present = np.flatnonzero(np.bincount(labels.ravel()))  # the labels present, ascending (no sort)
+            present = present[present != 0]
+            if present.size:
                 ys, xs = np.nonzero(labels == present[int(rng.integers(len(present)))])
                 k = int(rng.integers(len(ys)))
                 jitter = rng.integers(-side // 4, side // 4 + 1, size=2)
