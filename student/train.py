@@ -58,6 +58,8 @@ class StudentSettings(StageSettings):
     photo_augment: dict = field(default_factory=dict)  # makeup.pairs.PairTorchDataset photo: zoom, blur, noise, jitter
     val_fraction: float = 0.1
     max_val: int | None = None   # cap on val pairs scored per epoch (None: all)
+    val_every: int = 1           # epochs between validations (and best_* checkpoints); a phase's last epoch and
+                                 # every sample-grid epoch are always validated
     sample_every: int = 5        # epochs between sample grids
     sample_count: int = 4
     loss: dict = field(default_factory=dict)  # student.losses.LossWeights overrides (weights, soft_eps, spill_margin)
@@ -71,6 +73,9 @@ class StudentSettings(StageSettings):
         check_keys(self.photo_augment, PairTorchDataset.PHOTO_KEYS, "student photo_augment")
         if self.lr_schedule not in ("plateau", "cosine"):
             raise TinyBeautyError(f"unknown lr_schedule {self.lr_schedule!r}: use 'plateau' or 'cosine'")
+        if int(self.val_every) < 1 or int(self.sample_every) < 1:
+            raise TinyBeautyError(f"student val_every and sample_every must be >= 1, got {self.val_every} and "
+                                  f"{self.sample_every}")
 
 
 TRAIN_DEFAULTS: dict = StudentSettings().to_dict()  # every key, for reference
@@ -327,9 +332,11 @@ class StudentTrainer:
 
         epochs = tqdm(range(state.epoch + 1, self.total_epochs + 1), desc="student", unit="epoch",
                       disable=not self.progress)
+        last_scores = (None, None, {})  # (epoch, qat, scores) of the latest validation
         for epoch in epochs:
             if not qat and epoch > self.float_epochs:  # float warm-up done: switch to QAT
-                float_scores = self._validate(net, qat=False)[0]
+                validated = last_scores[0] == epoch - 1 and not last_scores[1]
+                float_scores = last_scores[2] if validated else self._validate(net, qat=False)[0]
                 state.float_val_psnr = float_scores["val_psnr"]
                 state.float_val = fidelity_of(float_scores)
                 metrics.write({"event": "qat_start", "epoch": epoch, "float_val_psnr": state.float_val_psnr,
@@ -338,31 +345,36 @@ class StudentTrainer:
                 qat = True
             t0 = time.perf_counter()
             train_loss = self._train_epoch(net, opt, epoch, qat, scaler)
-            scores, samples = self._validate(net, qat)
-            if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                sched.step(scores["val_loss"])
-            else:
+            sample = epoch % self.settings.sample_every == 0 or epoch == self.total_epochs
+            scores, samples = {}, []
+            if sample or self.validates(epoch):
+                scores, samples = self._validate(net, qat)
+                last_scores = (epoch, qat, scores)
+            if not isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 sched.step()
+            elif scores:  # the plateau's patience counts validations
+                sched.step(scores["val_loss"])
             state.seconds += time.perf_counter() - t0
             state.epoch = epoch
             record = {"epoch": epoch, "phase": "qat" if qat else "float", "train_loss": train_loss, **scores,
                       "lr": opt.param_groups[0]["lr"], "seconds": round(state.seconds, 2)}
             metrics.write(record)
-            epochs.set_postfix(loss=f"{train_loss:.4f}", psnr=f"{scores['val_psnr']:.2f}",
-                               look=f"{scores['val_look_score']:.2f}")
+            shown = {"psnr": f"{scores['val_psnr']:.2f}", "look": f"{scores['val_look_score']:.2f}"} if scores else {}
+            epochs.set_postfix(loss=f"{train_loss:.4f}", **shown)
             meta = {"epoch": epoch, "phase": record["phase"], **scores, **self.look, "pairs": str(self.pairs.root)}
-            if scores["val_loss"] < state.best_loss:
+            if scores and scores["val_loss"] < state.best_loss:
                 state.best_loss = scores["val_loss"]
                 self._save(CKPT_BEST_LOSS, net, qat, meta)
-            if scores["val_look_score"] > state.best_look:
+            if scores and scores["val_look_score"] > state.best_look:
                 state.best_look = scores["val_look_score"]
                 self._save(CKPT_BEST_LOOK, net, qat, meta)
-            if epoch % self.settings.sample_every == 0 or epoch == self.total_epochs:
+            if sample:
                 self._save_samples(epoch, samples, scores)
             trainer = {"state": state.to_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                        "settings_epochs": [self.float_epochs, self.total_epochs]}
             self._save(CKPT_LAST, net, qat, meta, trainer=trainer)
-        summary = self._finish(net, qat, state, metrics)
+        summary = self._finish(net, qat, state, metrics,
+                               last_scores[2] if last_scores[:2] == (state.epoch, qat) else None)
         metrics.close()
         return summary
 
@@ -391,8 +403,15 @@ class StudentTrainer:
         log.info("resuming %s at epoch %d of %d", self.out, state.epoch + 1, self.total_epochs)
         return state, net, opt, sched, ckpt.qat
 
-    def _finish(self, net, qat: bool, state: TrainState, metrics: MetricsLog) -> dict:
-        scores, _ = self._validate(net, qat)
+    def validates(self, epoch: int) -> bool:
+        """Whether ``epoch`` is validated (and may become a best_* checkpoint): every ``val_every``-th epoch,
+        and the last of each phase (the float model QAT starts from, the model export ships)."""
+        return epoch % int(self.settings.val_every) == 0 or epoch in (self.float_epochs, self.total_epochs)
+
+    def _finish(self, net, qat: bool, state: TrainState, metrics: MetricsLog, scores: dict | None = None) -> dict:
+        """``scores``: the last epoch's validation when the loop just made it (the same net, not run twice)."""
+        if scores is None:
+            scores, _ = self._validate(net, qat)
         final_meta = {"epoch": state.epoch, "phase": "qat" if qat else "float", **scores, **self.look,
                       "pairs": str(self.pairs.root)}
         self._save(CKPT_FINAL, net, qat, final_meta)

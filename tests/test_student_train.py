@@ -157,6 +157,28 @@ def test_best_look_checkpoint_holds_the_best_val_epoch(trained, tiny_pairs):
     assert look_score(result) == pytest.approx(best["val_look_score"], abs=tol / 10)
 
 
+def test_val_every_validates_every_nth_epoch_and_each_phase_end(tiny_pairs, tmp_path):
+    """Validation every 3rd epoch: epochs 3, 5 (the float model QAT starts from) and 6 (what export ships) are
+    scored, the rest log their train loss only; the best_* checkpoints and the summary come from scored epochs,
+    and the phase ends are not scored twice (the logged figures are the summary's, to the bit)."""
+    from student.train import read_metrics, train_student
+
+    out = tmp_path / "run"
+    summary = train_student(tiny_pairs, out, tiny_settings(epochs=5, qat_epochs=1, val_every=3, sample_every=100),
+                            device="cpu", progress=False)
+    records = {r["epoch"]: r for r in read_metrics(out) if "epoch" in r and "event" not in r}
+    assert sorted(records) == [1, 2, 3, 4, 5, 6]
+    assert [e for e, r in records.items() if "val_psnr" in r] == [3, 5, 6]
+    assert all(np.isfinite(r["train_loss"]) for r in records.values())
+    assert load_student(out / "tinybeauty_best_look.pt").meta["epoch"] in (3, 5, 6)
+    assert load_student(out / "tinybeauty_best_loss.pt").meta["epoch"] in (3, 5, 6)
+    assert summary["float_val_psnr"] == records[5]["val_psnr"]
+    assert summary["qat_val_psnr"] == records[6]["val_psnr"] and summary["final_val"]["psnr"] == records[6]["val_psnr"]
+    assert sorted(p.name for p in out.glob("samples_epoch_*.png")) == ["samples_epoch_6.png"]
+    with pytest.raises(TinyBeautyError, match="val_every"):
+        tiny_settings(val_every=0)
+
+
 def test_look_score_prefers_a_model_that_applies_the_look_over_a_sharper_identity():
     """A model that skips the lips can have the higher PSNR (lips are a sliver of the crop); it must lose."""
     from makeup.metrics import look_score
