@@ -276,55 +276,6 @@ def test_eye_template_carries_liner_and_shadow_onto_new_faces():
     assert fid["template"]["psnr_gain"] > fid["regions"]["psnr_gain"] + 4, fid
 
 
-def test_eye_template_reaches_the_cheekbones_and_carries_blush():
-    """Blush lies 1-2 eye widths under the eyes, on the cheekbones: the eye frame's grid reaches there, so the
-    template lays the seeds' blush where each new face's cheekbones are; one colour model for the whole skin
-    tints the skin all over (measured at 160 px, 6 held-out faces: cheeks 0.05 with the region prior, 0.65 with
-    the template; 0.05 with the template too while the grid ended at -0.8 eye widths, over the blush's top)."""
-    from makeup.metrics import LookFidelity
-    from makeup.styles import style_from_dict
-    from teacher.formulation import TEMPLATE_FRAMES, fit_templates
-
-    assert TEMPLATE_FRAMES["eyes"].v_range[0] <= -2.0
-    look = style_from_dict({"name": "blush_only", "blush": {"color": "#d8646e", "opacity": 0.6, "size": 0.6}})
-    seeds, held = _eye_pairs(range(5), look=look), _eye_pairs(range(20, 26), look=look)
-    cols = list(zip(*seeds))
-    const, colour, _ = fit_region_prior(*cols)
-    tpl = fit_templates(*cols)
-    fid = {}
-    for name, t in (("regions", None), ("template", tpl)):
-        f = LookFidelity()
-        for before, after, lab in held:
-            out = paste_residual(before, lab, np.zeros((40, 40, 3), np.float32), np.ones(4), 1.0,
-                                 region_prior=const, region_colour=colour, templates=t)
-            f.update(out[None], before[None], after[None], lab[None])
-        fid[name] = f.result()["recovery"]
-    assert fid["template"]["cheeks"] > 0.4 and fid["template"]["cheeks"] > fid["regions"]["cheeks"] + 0.3, fid
-
-
-def test_a_teacher_saved_with_the_shorter_eye_grid_loads_it_as_the_top_rows():
-    """Teachers saved before the eye grid reached the cheeks (v from -0.8) hold 48 rows fewer: they load as
-    the top of today's grid, the rows under them without support, so such a teacher paints what it painted."""
-    from teacher.formulation import TEMPLATE_FRAMES, fit_templates, template_field
-
-    (before, after, lab), = _eye_pairs([7])
-    tpl = fit_templates([before], [after], [lab])
-    head = ResidualHead(1.0, np.zeros((4, 3), np.float32))
-    head.set_statistics(1.0, np.zeros((4, 3), np.float32), None, tpl)
-    state = head.state_dict()
-    step = TEMPLATE_FRAMES["eyes"].step[1]
-    extra = int(round((-0.8 - TEMPLATE_FRAMES["eyes"].v_range[0]) / step))
-    old = state["template_eyes"][extra:].clone()  # the grid as it was: v from -0.8
-    state["template_eyes"][:extra] = 0  # what that teacher had below: nothing
-    expected = template_field(lab, {"eyes": state["template_eyes"].numpy(), "lips": tpl["lips"]})
-    state["template_eyes"] = old
-    fresh = ResidualHead(1.0, np.zeros((4, 3), np.float32))
-    fresh.load_state_dict(state)
-    assert fresh.template_eyes.shape == head.template_eyes.shape
-    np.testing.assert_array_equal(fresh.template_eyes[extra:].numpy(), old.numpy())
-    np.testing.assert_array_equal(template_field(lab, fresh.templates()), expected)
-
-
 def test_templates_head_matches_numpy_and_old_heads_have_none():
     from makeup.render import render_makeup
     from teacher.formulation import fit_templates, make_condition, template_field
