@@ -5,10 +5,18 @@ Faces are drawn with seeds no seed pair or amplify run uses; the ground truth is
 named style. Reports mean PSNR/SSIM of teacher output vs ground truth, the identity baseline (PSNR of the
 untouched face vs ground truth), and the look fidelity per region (``makeup.metrics.LookFidelity``: recovery of
 eyes, lips, skin and brows, spill): whole-image PSNR cannot see lips, 0.7 % of the crop.
+
+``agreement`` (``--agreement``): the same faces drawn again with other noise seeds, scored against the first
+draws as if they were a student: how much of one mean of ``samples`` draws another one reproduces, per region.
+What the teacher hands a student differs from pair to pair by this much that no face explains, so a student
+scored against the teacher's pairs (``tinybeauty eval --pairs``) cannot reach 1: ``student_ceiling`` is the
+expected score of the teacher's own conditional mean (infinitely many draws) against one mean of ``samples``
+draws, ``1 - (1 - agreement) / sqrt(2)`` (two independent means differ by sqrt(2) times one mean's scatter).
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -19,13 +27,14 @@ from makeup.errors import TinyBeautyError
 from makeup.io import write_text_atomic
 
 FIDELITY_SEED = 950_000_000
+AGREEMENT_SEED_OFFSET = 10_000_000  # the second draws' noise seeds: FIDELITY_SEED + this + the face's index
 GOAL_DB = 33.0
 GOAL_RECOVERY = 0.8  # share of each region's change the teacher must reproduce
 
 
 def teacher_fidelity(teacher, style: str | None = None, count: int = 50, batch: int = 16, steps: int | None = None,
                      out_json: str | os.PathLike | None = None, grid: str | os.PathLike | None = None,
-                     progress: bool = True, samples: int = 1) -> dict:
+                     progress: bool = True, samples: int = 1, agreement: bool = False) -> dict:
     from makeup.metrics import format_fidelity, look_fidelity, psnr_per_image, ssim_per_image
     from makeup.render import render_makeup
     from makeup.styles import load_style
@@ -37,30 +46,41 @@ def teacher_fidelity(teacher, style: str | None = None, count: int = 50, batch: 
     size = int(teacher.config.get("size", 256))
     faces = [generate_face(FIDELITY_SEED + i, size) for i in range(count)]
     truth = [render_makeup(f.image, f.labels, look) for f in faces]
-    outs: list[np.ndarray] = []
-    it = range(0, count, batch)
-    if progress:
-        from tqdm import tqdm
 
-        it = tqdm(it, desc="fidelity", unit="batch")
+    def draw(offset: int, desc: str) -> np.ndarray:
+        outs: list[np.ndarray] = []
+        it = range(0, count, batch)
+        if progress:
+            from tqdm import tqdm
+
+            it = tqdm(it, desc=desc, unit="batch")
+        for k in it:
+            chunk = faces[k:k + batch]
+            outs += teacher.translate([f.image for f in chunk], [f.labels for f in chunk],
+                                      seeds=[FIDELITY_SEED + offset + k + j for j in range(len(chunk))],
+                                      steps=steps, samples=samples)
+        return np.stack(outs)
+
     t0 = time.perf_counter()
-    for k in it:
-        chunk = faces[k:k + batch]
-        outs += teacher.translate([f.image for f in chunk], [f.labels for f in chunk],
-                                  seeds=[FIDELITY_SEED + k + j for j in range(len(chunk))], steps=steps,
-                                  samples=samples)
+    pred = draw(0, "fidelity")
     elapsed = time.perf_counter() - t0
-    pred, gt, src = np.stack(outs), np.stack(truth), np.stack([f.image for f in faces])
+    gt, src = np.stack(truth), np.stack([f.image for f in faces])
     report = {"style": look.name, "count": count, "samples": samples,
               "refiner": getattr(teacher, "refiner", None) is not None,
               "psnr": float(np.mean(psnr_per_image(pred, gt))), "ssim": float(np.mean(ssim_per_image(pred, gt))),
               "psnr_identity": float(np.mean(psnr_per_image(src, gt))), "goal_psnr": GOAL_DB,
               "pairs_per_second": round(count / elapsed, 4)}
-    fid = look_fidelity(pred, src, gt, np.stack([f.labels for f in faces]))
+    labels = np.stack([f.labels for f in faces])
+    fid = look_fidelity(pred, src, gt, labels)
     report.update({"psnr_gain": fid["psnr_gain"], "recovery": fid["recovery"], "spill": fid["spill"],
                    "visible_spill": fid["visible_spill"], "goal_recovery": GOAL_RECOVERY})
     changed = [v for v in fid["recovery"].values() if v is not None]
     report["meets_goal"] = report["psnr"] >= GOAL_DB and all(v >= GOAL_RECOVERY for v in changed)
+    if agreement:
+        again = look_fidelity(draw(AGREEMENT_SEED_OFFSET, "agreement"), src, pred, labels)
+        report["agreement"] = {"recovery": again["recovery"], "psnr_gain": again["psnr_gain"],
+                               "student_ceiling": {k: None if v is None else 1 - (1 - v) / math.sqrt(2)
+                                                   for k, v in again["recovery"].items()}}
     if out_json:
         write_text_atomic(out_json, json.dumps(report, indent=2) + "\n")
     if grid:

@@ -230,6 +230,29 @@ def test_fidelity_reports_recovery_per_region_vs_the_renderer(tiny_teacher, tmp_
     assert plain["refiner"] is False and plain["psnr"] != report["psnr"]
 
 
+def test_fidelity_agreement_is_what_another_draw_reproduces(tiny_teacher, tmp_path):
+    """`--agreement`: the faces drawn again with other noise, scored against the first draws. The mean of more
+    draws scatters less, so another mean agrees with it more; the first draws (and so every other figure) are
+    the report's without the flag; the ceiling is the stated function of the agreement."""
+    import math
+
+    from teacher.fidelity import teacher_fidelity
+    from teacher.inference import load_teacher
+
+    out_json = tmp_path / "agree.json"
+    assert cli_main(["teacher", "fidelity", "--teacher", str(tiny_teacher), "--count", "3", "--device", "cpu",
+                     "--samples", "1", "--agreement", "--json", str(out_json)]) == 0
+    one = json.loads(out_json.read_text())
+    teacher = load_teacher(tiny_teacher, "cpu")
+    plain = teacher_fidelity(teacher, count=3, samples=1, progress=False)
+    assert "agreement" not in plain and plain["recovery"] == one["recovery"] and plain["psnr"] == one["psnr"]
+    four = teacher_fidelity(teacher, count=3, samples=4, progress=False, agreement=True)
+    for name in ("eyes", "lips", "skin", "brows"):
+        a1, a4 = one["agreement"]["recovery"][name], four["agreement"]["recovery"][name]
+        assert a4 > a1, (name, a1, a4)
+        assert four["agreement"]["student_ceiling"][name] == pytest.approx(1 - (1 - a4) / math.sqrt(2))
+
+
 def test_fidelity_on_a_real_photo(tiny_teacher, tmp_path, capsys):
     """`teacher fidelity --photo astronaut`: the teacher on skimage's portrait vs the renderer's look on it; the
     teacher's paste leaves every pixel outside the look's regions as the photo's."""

@@ -42,6 +42,9 @@ def register(sub) -> None:
     fi.add_argument("--sd-path", default=None, help="where the sd15-lora teacher's base lives here (default: "
                     "$TINYBEAUTY_SD_PATH, then the path recorded at training; a different base is refused)")
     fi.add_argument("--device", default="auto")
+    fi.add_argument("--agreement", action="store_true",
+                    help="also draw the faces again with other noise: how much of one draw-mean another reproduces "
+                         "per region, and the most a student can score against this teacher's pairs")
     fi.add_argument("--no-refiner", action="store_true",
                     help="paste the teacher's residual with bicubic upsampling, not its detail refiner")
     fi.set_defaults(func=run_fidelity)
@@ -113,7 +116,7 @@ def run_fidelity(args) -> int:
         print(f"teacher on {args.photo} vs renderer: {format_fidelity(report)}")
         return 0
     report = teacher_fidelity(teacher, args.style, args.count, args.batch, args.steps, args.json, args.grid,
-                              samples=samples)
+                              samples=samples, agreement=args.agreement)
     print(json.dumps(report, indent=2))
     return 0
 
