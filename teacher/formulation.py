@@ -101,8 +101,9 @@ def _frames() -> dict[str, TemplateFrame]:
     # lips: the lip pixels in the lips' box (u = |x - centre| / width, v = (y - centre) / height)
     # The eye grid stops 0.8 eye widths under the lower lash line. Reaching 2.0 (over the cheekbones, where blush
     # lies) was measured (stop 24, glamorous, 40 held-out truth faces): the prior alone paints the blush better
-    # (cheeks 0.27 -> 0.52), but the trained teacher's cheeks fell 0.60 -> 0.54: the template fits the seeds'
-    # blush, so the diffusion learns no correction there, and its own blush had generalised better.
+    # (cheeks 0.27 -> 0.52), the trained teacher does not (make demo, 2 threads, both: cheeks 0.55 -> 0.54, skin
+    # 0.53 -> 0.51; two trainings of the same teacher differ by ~0.05 there): the template fits the seeds' blush,
+    # so the diffusion learns no correction there, and its own blush generalises as well.
     # the eye frame's skin clamps (foundation must not be extrapolated to a darker face); the lips do not (a
     # lipstick is a blend toward its colour: a lip paler than every seed's needs more change, not a red lip's)
     return {"eyes": TemplateFrame("eyes", eye_frame, (-1.3, 1.9), (-0.8, 1.6), (0.025, 0.025), fade=0.3,
