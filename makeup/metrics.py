@@ -326,8 +326,6 @@ def sobel_edges(img):
     return sobel_gradients(img).pow(2).sum(dim=1, keepdim=True).sqrt()
 
 
-
-
 def eye_zone(eye_mask, reach: float = EYE_REACH):
     """Grow an eye-opening mask (N, H, W or N, 1, H, W; soft or binary) by ``reach`` x H pixels.
 

@@ -57,7 +57,7 @@ class StudentSettings(StageSettings):
     crop_focus: float = 0.75     # share of crops centred on a pixel of a makeup region (eyes, lips, skin, brows)
     photo_augment: dict = field(default_factory=dict)  # makeup.pairs.PairTorchDataset photo: zoom, blur, noise, jitter
     val_fraction: float = 0.1
-    max_val: int | None = None   # cap on val pairs scored per epoch (None: all)
+    max_val: int | None = None   # cap on val pairs scored per validation (None: all)
     val_every: int = 1           # epochs between validations (and best_* checkpoints); a phase's last epoch and
                                  # every sample-grid epoch are always validated
     sample_every: int = 5        # epochs between sample grids
@@ -332,11 +332,11 @@ class StudentTrainer:
 
         epochs = tqdm(range(state.epoch + 1, self.total_epochs + 1), desc="student", unit="epoch",
                       disable=not self.progress)
-        last_scores = (None, None, {})  # (epoch, qat, scores) of the latest validation
+        scores: dict = {}  # the previous epoch's validation ({}: not validated, or no epoch run yet)
         for epoch in epochs:
             if not qat and epoch > self.float_epochs:  # float warm-up done: switch to QAT
-                validated = last_scores[0] == epoch - 1 and not last_scores[1]
-                float_scores = last_scores[2] if validated else self._validate(net, qat=False)[0]
+                # the last float epoch is always validated; only a run resumed right here has not
+                float_scores = scores or self._validate(net, qat=False)[0]
                 state.float_val_psnr = float_scores["val_psnr"]
                 state.float_val = fidelity_of(float_scores)
                 metrics.write({"event": "qat_start", "epoch": epoch, "float_val_psnr": state.float_val_psnr,
@@ -349,7 +349,6 @@ class StudentTrainer:
             scores, samples = {}, []
             if sample or self.validates(epoch):
                 scores, samples = self._validate(net, qat)
-                last_scores = (epoch, qat, scores)
             if not isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 sched.step()
             elif scores:  # the plateau's patience counts validations
@@ -373,8 +372,7 @@ class StudentTrainer:
             trainer = {"state": state.to_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                        "settings_epochs": [self.float_epochs, self.total_epochs]}
             self._save(CKPT_LAST, net, qat, meta, trainer=trainer)
-        summary = self._finish(net, qat, state, metrics,
-                               last_scores[2] if last_scores[:2] == (state.epoch, qat) else None)
+        summary = self._finish(net, qat, state, metrics, scores or None)  # the last epoch is always validated
         metrics.close()
         return summary
 
