@@ -24,11 +24,12 @@ class ParitySet:
     targets: np.ndarray | None     # same shape, or None when only sources are known
     labels: np.ndarray | None = None  # uint8 (N, S, S) region label maps
 
-    def inputs(self, channels: int) -> np.ndarray:
-        """The model inputs: the sources, with their region channels when the model takes ``channels`` > 3."""
+    def inputs(self, channels: int, look_prior=None) -> np.ndarray:
+        """The model inputs: the sources, with their region channels when the model takes ``channels`` > 3 (and
+        ``look_prior`` painted on them for a prior-input model)."""
         from student.model import model_input
 
-        return model_input(channels, self.sources, self.labels)
+        return model_input(channels, self.sources, self.labels, look_prior)
 
 
 @dataclass

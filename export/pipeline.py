@@ -29,6 +29,8 @@ from makeup.errors import TinyBeautyError
 from .formats import BUDGET_BYTES, DEPENDS_ON, ExportFormat, artifact_bytes, parse_formats
 from .parity import ParitySet, compare, load_parity_set, parity_failures, run_each, run_torch
 
+LOOK_PRIOR_FILE = "look_prior.json"  # = student.runtime.LOOK_PRIOR_FILE (what the runners read)
+
 log = logging.getLogger("tinybeauty")
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ def _synthetic_inputs(size: int, count: int) -> ParitySet:
                      np.stack([f.labels for f in faces]).astype(np.uint8))
 
 
-def _calibration_images(calib: Path, size: int, limit: int, channels: int) -> np.ndarray:
+def _calibration_images(calib: Path, size: int, limit: int, channels: int, look_prior=None) -> np.ndarray:
     from student.model import model_input
 
     from makeup.pairs import PairDataset, PairTorchDataset, split_ids
@@ -105,7 +107,7 @@ def _calibration_images(calib: Path, size: int, limit: int, channels: int) -> np
     items = PairTorchDataset(ds, train_ids[:limit], size=size)
     batch = [items[i] for i in range(len(items))]
     return model_input(channels, np.stack([b["source"].numpy() for b in batch]).astype(np.float32),
-                       np.stack([b["mask"].numpy() for b in batch]))
+                       np.stack([b["mask"].numpy() for b in batch]), look_prior)
 
 
 def _reference(qs, fmt: ExportFormat, details: dict):
@@ -121,7 +123,7 @@ def _verify(fmt: ExportFormat, path: Path, qs, parity_set: ParitySet, cfg: Expor
         return {"verified": False, "reason": reason, "spec_check": check, "psnr_vs_torch": None,
                 "psnr_vs_target": None, "torch_psnr_vs_target": None, "max_abs_diff": None,
                 "failures": [] if check["ok"] else [f"{fmt.name}: {reason}"]}
-    inputs = parity_set.inputs(qs.channels)
+    inputs = parity_set.inputs(qs.channels, qs.look_prior)
     exported = run_each(fmt.runner_fn()(path), inputs)
     reference = run_torch(_reference(qs, fmt, details), inputs)
     p = compare(exported, reference, parity_set.targets, parity_set)
@@ -204,7 +206,7 @@ def run_export(req: ExportRequest, progress: bool = True) -> dict:
     ckpt = load_checkpoint(req.checkpoint)
     calib = None
     if req.calib is not None and not getattr(ckpt, "qat", False):
-        calib = _calibration_images(req.calib, size, cfg.calib_images, ckpt.config.in_channels)
+        calib = _calibration_images(req.calib, size, cfg.calib_images, ckpt.config.in_channels, ckpt.look_prior)
     parity_pairs = req.pairs or req.calib
     parity_set = (load_parity_set(parity_pairs, size, cfg.parity_images) if parity_pairs
                   else _synthetic_inputs(size, min(4, cfg.parity_images)))
@@ -249,6 +251,10 @@ def run_export(req: ExportRequest, progress: bool = True) -> dict:
         student_config = getattr(ckpt, "config", None)
         if hasattr(student_config, "to_dict"):
             student_config = student_config.to_dict()
+        if qs.look_prior is not None:  # what a prior-input model reads, beside it (student.runtime)
+            write_text_atomic(req.out / LOOK_PRIOR_FILE, json.dumps(qs.look_prior.to_dict()) + "\n")
+        else:
+            (req.out / LOOK_PRIOR_FILE).unlink(missing_ok=True)
         write_text_atomic(req.out / CARD, json.dumps(model_card(qs, report, student_config), indent=2) + "\n")
         write_text_atomic(req.out / REPORT_MD, report_markdown(report))
         cfg.save(req.out, **inputs)

@@ -32,8 +32,17 @@ class QuantizedStudent:
 
     @property
     def channels(self) -> int:
-        """Input channels: 3 (RGB), or 7 or 8 (RGB + region masks, ``StudentConfig.region_input``)."""
+        """Input channels: 3 (RGB), 7 or 8 (RGB + region masks, ``StudentConfig.region_input``), 10 or 11 (+ the
+        painted look prior, ``StudentConfig.prior_input``)."""
         return self.float_model.config.in_channels
+
+    @property
+    def look_prior(self):
+        """The look prior a prior-input student reads (from the checkpoint's meta), or None."""
+        from makeup.lookprior import LookPrior
+
+        data = self.meta.get("look_prior")
+        return None if data is None else LookPrior.from_arrays(data)
 
     def example(self):
         """A fixed batch-1 input used for tracing (values do not matter once observers are frozen)."""

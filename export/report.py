@@ -86,20 +86,21 @@ def regions_card() -> dict:
             "subpixel_bits": 4, "eye_reach": metrics.EYE_REACH}
 
 
-def io_card(size: int, channels: int) -> dict:
+def io_card(size: int, channels: int, look_prior_file: str = "look_prior.json") -> dict:
     """What goes in and comes out. With region input (7 or 8 channels) the input's channels from 3 on are the
     crop's masks ``region_input.channels`` names (``makeup.gate.input_masks`` of the label map parsed as
     ``regions`` says, at ``region_input.feather``): the four soft region masks the look gate fades its limits
     with, then (8 channels) the cheeks."""
     from makeup.gate import INPUT_MASKS
     from makeup.metrics import CHEEK_DROP, CHEEK_FALLOFF, CHEEK_MIN_PIXELS, CHEEK_OUT, CHEEK_SPREAD
-    from student.model import REGION_FEATHER
+    from student.model import REGION_FEATHER, split_channels
 
     io = {"dtype": "float32", "value_range": [0.0, 1.0], "color": "RGB", "height": size, "width": size,
           "channels": channels, "input": "aligned face crop (makeup.align.align_face), RGB / 255",
           "output": "made-up crop, RGB, same layout, multiply by 255 and round"}
+    masks, prior = split_channels(channels)
     if channels > 3:
-        names = list(INPUT_MASKS[: channels - 3])
+        names = list(INPUT_MASKS[:masks])
         io["input"] += ", then the crop's soft region masks (region_input)"
         io["region_input"] = {"channels": names, "first_channel": 3, "feather": REGION_FEATHER,
                               "masks": "makeup.gate.input_masks: the regions card's label map; eyes = the "
@@ -114,6 +115,14 @@ def io_card(size: int, channels: int) -> dict:
                        "away from the lips' column, eye mean y + drop * (lips' mean y - eye mean y)), value "
                        "exp(-falloff * ((x - cx) / (spread[0] w))^2) * exp(-falloff * ((y - cy) / (spread[1] w))^2), "
                        "the max of the two eyes; pixel indices as coordinates"}
+    if prior:
+        io["input"] += ", then the look prior painted on the crop (prior_input)"
+        io["prior_input"] = {
+            "first_channel": 3 + masks, "channels": prior, "file": look_prior_file,
+            "how": "makeup.lookprior.LookPrior.paint(crop, labels): the RGB change (0..1 units, may be negative) "
+                   "the look's fitted prior lays on this face: region colours and colour maps, the eye and lip "
+                   "templates in each feature's own frame, the skin's and brows' models; the model adds it to "
+                   "its output. Its parameters: the file named here, beside the model"}
     return io
 
 

@@ -262,14 +262,18 @@ class PairTorchDataset:
     applied to both images alike (so the pair's change stays the look's): ``zoom`` (scale about the centre by up
     to +-zoom, the mask nearest), ``blur`` (Gaussian, sigma up to this many pixels), ``noise`` (the same
     Gaussian noise on both, std up to this, 0..1 scale), ``jitter`` (replaces the colour jitter's range).
+    ``prior`` (a ``makeup.lookprior.LookPrior``, or any ``paint(photo, labels) -> (H, W, 3)``): items also carry
+    "prior" (float32 (3, H, W)), painted once per pair on the unaugmented source and then flipped and zoomed
+    with it (a change, not a photo: the colour jitter, blur and noise leave it as it is).
     """
 
     PHOTO_KEYS = ("zoom", "blur", "noise", "jitter")
 
     def __init__(self, pairs: PairDataset, ids: Iterable[str] | None = None, size: int | None = None,
                  augment: bool = False, jitter: float = 0.05, seed: int = 0, cache: bool = True,
-                 photo: dict | None = None):
+                 photo: dict | None = None, prior=None):
         photo = dict(photo or {})
+        self.prior = prior
         check_keys(photo, self.PHOTO_KEYS, "photo augmentation")
         self.photo = {k: float(v) for k, v in photo.items() if k != "jitter"}
         jitter = float(photo.get("jitter", jitter))
@@ -280,7 +284,7 @@ class PairTorchDataset:
         self.jitter = jitter
         self.seed = seed
         self.epoch = 0
-        self._cache: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = {} if cache else None
+        self._cache: dict[str, tuple] | None = {} if cache else None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -299,7 +303,7 @@ class PairTorchDataset:
             src = cv2.resize(src, (self.size, self.size), interpolation=cv2.INTER_AREA)
             tgt = cv2.resize(tgt, (self.size, self.size), interpolation=cv2.INTER_AREA)
             mask = cv2.resize(mask, (self.size, self.size), interpolation=cv2.INTER_NEAREST)
-        item = (src, tgt, mask)
+        item = (src, tgt, mask, None if self.prior is None else self.prior.paint(src, mask))
         if self._cache is not None:
             self._cache[pair_id] = item
         return item
@@ -308,29 +312,34 @@ class PairTorchDataset:
         import torch
 
         pair_id = self.ids[index]
-        src, tgt, mask = self._load(pair_id)
+        src, tgt, mask, prior = self._load(pair_id)
         src = src.astype(np.float32) / 255.0
         tgt = tgt.astype(np.float32) / 255.0
         if self.augment:
             rng = np.random.default_rng([self.seed, self.epoch, index])
             if rng.random() < 0.5:
                 src, tgt, mask = src[:, ::-1], tgt[:, ::-1], mask[:, ::-1]
+                prior = None if prior is None else prior[:, ::-1]
             gain = 1.0 + rng.uniform(-self.jitter, self.jitter, size=3).astype(np.float32)
             bias = rng.uniform(-self.jitter / 2, self.jitter / 2, size=3).astype(np.float32)
             src = np.clip(src * gain + bias, 0, 1)
             tgt = np.clip(tgt * gain + bias, 0, 1)
             if self.photo:
-                src, tgt, mask = _photo_augment(src, tgt, mask, rng, **self.photo)
-        return {
+                src, tgt, mask, prior = _photo_augment(src, tgt, mask, rng, prior=prior, **self.photo)
+        item = {
             "id": pair_id,
             "source": torch.from_numpy(np.ascontiguousarray(src.transpose(2, 0, 1))),
             "target": torch.from_numpy(np.ascontiguousarray(tgt.transpose(2, 0, 1))),
             "mask": torch.from_numpy(np.ascontiguousarray(mask).astype(np.int64)),
         }
+        if prior is not None:
+            item["prior"] = torch.from_numpy(np.ascontiguousarray(prior.transpose(2, 0, 1), dtype=np.float32))
+        return item
 
 
-def _photo_augment(src, tgt, mask, rng, zoom: float = 0.0, blur: float = 0.0, noise: float = 0.0):
-    """See :class:`PairTorchDataset` ``photo``: float (H, W, 3) images in [0, 1] and the label map."""
+def _photo_augment(src, tgt, mask, rng, zoom: float = 0.0, blur: float = 0.0, noise: float = 0.0, prior=None):
+    """See :class:`PairTorchDataset` ``photo``: float (H, W, 3) images in [0, 1] and the label map (and the
+    painted prior, zoomed with them, or None)."""
     import cv2
 
     h, w = mask.shape[:2]
@@ -339,6 +348,7 @@ def _photo_augment(src, tgt, mask, rng, zoom: float = 0.0, blur: float = 0.0, no
         warp = lambda a, flag: cv2.warpAffine(np.ascontiguousarray(a), m, (w, h), flags=flag,  # noqa: E731
                                               borderMode=cv2.BORDER_REFLECT)
         src, tgt, mask = warp(src, cv2.INTER_LINEAR), warp(tgt, cv2.INTER_LINEAR), warp(mask, cv2.INTER_NEAREST)
+        prior = None if prior is None else warp(prior, cv2.INTER_LINEAR)
     if blur > 0:
         sigma = rng.uniform(0.0, blur)
         if sigma > 0.3:
@@ -346,4 +356,4 @@ def _photo_augment(src, tgt, mask, rng, zoom: float = 0.0, blur: float = 0.0, no
     if noise > 0:
         grain = rng.normal(0.0, rng.uniform(0.0, noise), size=src.shape).astype(np.float32)
         src, tgt = np.clip(src + grain, 0, 1), np.clip(tgt + grain, 0, 1)
-    return src.astype(np.float32), tgt.astype(np.float32), mask
+    return src.astype(np.float32), tgt.astype(np.float32), mask, prior

@@ -86,6 +86,7 @@ def apply_path(model: Runner | str | os.PathLike, input_path: str | os.PathLike,
     ``gate``: clip the change with the model's look gate (a model without one is applied ungated, with a
     warning)."""
     runner = model if isinstance(model, Runner) else load_runner(model)
+    runner.look_prior  # noqa: B018 (a prior-input model without its prior: one error before any work)
     look_gate = look_gate_of(runner.path) if gate else None
     if gate and look_gate is None:
         log.warning("%s carries no look gate (older checkpoint or no model_card.json beside it): applied ungated",

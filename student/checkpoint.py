@@ -31,6 +31,15 @@ class StudentCheckpoint:
     trainer: dict | None = None  # epoch, optimizer, scheduler, best scores (for --resume)
     path: Path | None = field(default=None)
 
+    @property
+    def look_prior(self):
+        """The look prior a prior-input student reads (``makeup.lookprior.LookPrior``, fit by the trainer on
+        its training pairs and kept in the meta), or None."""
+        from makeup.lookprior import LookPrior
+
+        data = self.meta.get("look_prior")
+        return None if data is None else LookPrior.from_arrays(data)
+
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, config: StudentConfig | None = None,
                     qat_state: dict | None = None, meta: dict | None = None, trainer: dict | None = None) -> Path:

@@ -24,6 +24,7 @@ def evaluate(model: Runner | str | os.PathLike, pairs_dir: str | os.PathLike, sp
     if split not in SPLITS:
         raise TinyBeautyError(f"unknown split {split!r}: choose one of {SPLITS}")
     runner = model if isinstance(model, Runner) else load_runner(model)
+    runner.look_prior  # noqa: B018 (a prior-input model without its prior: one error before any work)
     pairs = PairDataset(pairs_dir)
     ids = pairs.ids if split == "all" else split_ids(pairs.ids, val_fraction)[1]
     if not ids:

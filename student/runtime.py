@@ -2,7 +2,10 @@
 
 A student with region input (``StudentConfig.region_input``: 7 or 8 input channels, RGB + the face's soft
 region masks, ``makeup.gate.INPUT_MASKS``) needs the batch's label maps; the runner appends their masks
-(``student.model.model_input``), so callers hand every artifact the same RGB batch and labels. The channel count is read from the artifact.
+(``student.model.model_input``), so callers hand every artifact the same RGB batch and labels. A student with
+prior input (10 or 11 channels: then the look prior painted on the face, ``StudentConfig.prior_input``) also
+needs its look prior: a checkpoint carries it, an exported file has :data:`LOOK_PRIOR_FILE` beside it. The
+channel count is read from the artifact.
 
 ``.pt`` student checkpoints run in torch (QAT checkpoints through their converted int8 reference graph, i.e.
 what export ships); ``.tflite`` runs in ai-edge-litert's interpreter, ``.onnx`` and ``.ort`` (ONNX Runtime
@@ -22,7 +25,8 @@ from makeup.errors import TinyBeautyError
 SUFFIXES = (".pt", ".tflite", ".onnx", ".ort")
 
 
-CHANNELS = (3, 7, 8)  # RGB; RGB + the 4 region masks; RGB + those and the cheeks (makeup.gate.INPUT_MASKS)
+CHANNELS = (3, 7, 8, 10, 11)  # RGB; + the 4 region masks; + those and the cheeks (makeup.gate.INPUT_MASKS); + the prior
+LOOK_PRIOR_FILE = "look_prior.json"  # an exported prior-input model's look prior, beside it (export writes it)
 
 
 class Runner:
@@ -31,14 +35,28 @@ class Runner:
     already carries the region channels)."""
 
     def __init__(self, fn: Callable[[np.ndarray], np.ndarray], kind: str, path: Path,
-                 size: tuple[int, int] | None = None, layout: str = "NCHW", qat: bool = False, channels: int = 3):
+                 size: tuple[int, int] | None = None, layout: str = "NCHW", qat: bool = False, channels: int = 3,
+                 look_prior: Callable | None = None):
         self._fn = fn
         self.kind, self.path, self.size, self.layout, self.qat = kind, path, size, layout, qat
         self.channels = channels
+        self._look_prior = look_prior  # () -> LookPrior, read when a prior-input model first needs it
 
     @property
     def region_input(self) -> bool:
         return self.channels > 3
+
+    @property
+    def look_prior(self):
+        """The look prior this model reads (``makeup.lookprior.LookPrior``), or None for a model without
+        prior input. Read once, on first use."""
+        from .model import split_channels
+
+        if not split_channels(self.channels)[1]:
+            return None
+        if callable(self._look_prior):
+            self._look_prior = self._look_prior()
+        return self._look_prior
 
     def __call__(self, batch, labels=None) -> np.ndarray:
         if hasattr(batch, "detach"):
@@ -50,7 +68,7 @@ class Runner:
             from .model import model_input  # torch only for region input
 
             try:
-                x = model_input(self.channels, x, labels)
+                x = model_input(self.channels, x, labels, self.look_prior)
             except TinyBeautyError as exc:
                 raise TinyBeautyError(f"{self.path.name}: {exc}") from None
         x = np.ascontiguousarray(x)
@@ -83,7 +101,23 @@ def _torch_runner(path: Path) -> Runner:
             return net(torch.from_numpy(x)).numpy()
 
     return Runner(run, "torch-qat" if ckpt.qat else "torch", path, qat=ckpt.qat,
-                  channels=ckpt.config.in_channels)
+                  channels=ckpt.config.in_channels, look_prior=lambda: ckpt.look_prior)
+
+
+def look_prior_beside(path: Path):
+    """The look prior an exported prior-input model reads: :data:`LOOK_PRIOR_FILE` beside it."""
+    import json
+
+    from makeup.lookprior import LookPrior
+
+    file = path.parent / LOOK_PRIOR_FILE
+    try:
+        return LookPrior.from_arrays(json.loads(file.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise TinyBeautyError(f"{path.name} takes the look prior as input and {file} is missing (export writes "
+                              "it beside the model: copy it along)") from None
+    except (OSError, ValueError, TinyBeautyError) as exc:
+        raise TinyBeautyError(f"{file}: unreadable look prior ({str(exc).splitlines()[0][:160]})") from None
 
 
 def layout_of(shape) -> str:
@@ -144,7 +178,7 @@ def _tflite_runner(path: Path) -> Runner:
         return dequantize(interp.get_tensor(out["index"]), out)
 
     return Runner(_per_image(one, layout), "tflite", path, _fixed_hw(inp["shape"], layout), layout,
-                  channels=channels_of(inp["shape"], layout))
+                  channels=channels_of(inp["shape"], layout), look_prior=lambda: look_prior_beside(path))
 
 
 def _onnx_runner(path: Path) -> Runner:
@@ -168,7 +202,8 @@ def _onnx_runner(path: Path) -> Runner:
             y = one(np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if layout == "NHWC" else x)
             return y.transpose(0, 3, 1, 2) if layout_of(y.shape) == "NHWC" else y
     shape = [d if isinstance(d, int) else -1 for d in inp.shape]
-    return Runner(fn, "onnx", path, _fixed_hw(shape, layout), layout, channels=channels_of(shape, layout))
+    return Runner(fn, "onnx", path, _fixed_hw(shape, layout), layout, channels=channels_of(shape, layout),
+                  look_prior=lambda: look_prior_beside(path))
 
 
 LOADERS: dict[str, Callable[[Path], Runner]] = {".pt": _torch_runner, ".tflite": _tflite_runner,

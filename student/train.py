@@ -55,6 +55,7 @@ class StudentSettings(StageSettings):
     plateau_patience: int = 3
     train_crop: int | None = None  # random square crop side for training (None: whole images); the net is convolutional
     crop_focus: float = 0.75     # share of crops centred on a pixel of a makeup region (eyes, lips, skin, brows)
+    prior_pairs: int = 64        # model prior_input: the look prior is fit on this many training pairs
     photo_augment: dict = field(default_factory=dict)  # makeup.pairs.PairTorchDataset photo: zoom, blur, noise, jitter
     val_fraction: float = 0.1
     max_val: int | None = None   # cap on val pairs scored per validation (None: all)
@@ -114,6 +115,18 @@ def look_of(pairs: PairDataset, ids: list[str], limit: int = 64) -> dict:
     styles = Counter(p.record.get("style") for p in chosen if p.record.get("style"))
     gate = LookGate.from_pairs([p.source for p in chosen], [p.target for p in chosen], [p.mask for p in chosen])
     return {"style": styles.most_common(1)[0][0] if styles else None, "look_gate": gate.to_dict()}
+
+
+def fit_look_prior(pairs: PairDataset, ids: list[str], limit: int):
+    """The look prior (``makeup.lookprior.LookPrior``) a prior-input student reads, fit on up to ``limit`` of
+    the training pairs (every pair is a before/after of the look, as the teacher's seeds are)."""
+    from makeup.lookprior import LookPrior
+
+    chosen = [pairs[i] for i in ids[: max(int(limit), 1)]]
+    t0 = time.perf_counter()
+    prior = LookPrior.fit([p.source for p in chosen], [p.target for p in chosen], [p.mask for p in chosen])
+    log.info("student: look prior fit on %d pairs in %.1f s", len(chosen), time.perf_counter() - t0)
+    return prior
 
 
 def fidelity_of(scores: dict) -> dict:
@@ -177,11 +190,15 @@ class StudentTrainer:
         train_ids, val_ids = split_ids(self.pairs.ids, settings.val_fraction)
         if settings.max_val:
             val_ids = val_ids[: int(settings.max_val)]
-        self.train_set = PairTorchDataset(self.pairs, train_ids, augment=True, seed=settings.seed,
-                                          photo=settings.photo_augment)
-        self.val_set = PairTorchDataset(self.pairs, val_ids, augment=False)
         self.config = StudentConfig.over_default(settings.model)
         self.look = look_of(self.pairs, train_ids or val_ids)
+        self.look_prior = fit_look_prior(self.pairs, train_ids or val_ids, int(settings.prior_pairs)) \
+            if self.config.prior_input else None
+        if self.look_prior is not None:
+            self.look["look_prior"] = self.look_prior.state()
+        self.train_set = PairTorchDataset(self.pairs, train_ids, augment=True, seed=settings.seed,
+                                          photo=settings.photo_augment, prior=self.look_prior)
+        self.val_set = PairTorchDataset(self.pairs, val_ids, augment=False, prior=self.look_prior)
         self.loss_fn = StudentLoss(LossWeights.from_dict(settings.loss), settings.lpips_weights)
         self.float_epochs = int(settings.epochs)
         self.total_epochs = self.float_epochs + int(settings.qat_epochs)
@@ -195,7 +212,8 @@ class StudentTrainer:
     def _qat_phase(self, model, qat_state: dict | None = None):
         """Prepare the float model for QAT (on CPU: PT2E export), then train it on the device."""
         item = self.val_set[0]
-        example = model_input(self.config.in_channels, item["source"][None], item["mask"][None])
+        example = model_input(self.config.in_channels, item["source"][None], item["mask"][None],
+                              item["prior"][None] if "prior" in item else None)
         prepared, _ = prepare_qat(model.cpu(), example, dynamic_batch=True, dynamic_size=True)
         if qat_state is not None:
             prepared.load_state_dict(qat_state, strict=True)
@@ -234,6 +252,8 @@ class StudentTrainer:
         for batch in bar:
             if self.config.region_input:  # the masks of the whole face, then cropped with it (as at run time)
                 batch["regions"] = torch.from_numpy(region_channels(batch["mask"], self.config.mask_channels))
+                if "prior" in batch:  # the look prior painted on the whole face, after the masks
+                    batch["regions"] = torch.cat([batch["regions"], batch["prior"]], dim=1)
             batch = random_crop(batch, self.settings.train_crop, rng, float(self.settings.crop_focus))
             src, tgt, mask = (batch[k].to(self.device) for k in ("source", "target", "mask"))
             x = torch.cat([src, batch["regions"].to(self.device)], dim=1) if "regions" in batch else src
@@ -267,7 +287,8 @@ class StudentTrainer:
             src = torch.stack([it["source"] for it in items]).to(self.device)
             tgt = torch.stack([it["target"] for it in items]).to(self.device)
             mask = torch.stack([it["mask"] for it in items]).to(self.device)
-            pred = net(model_input(self.config.in_channels, src, mask)).float()
+            prior = torch.stack([it["prior"] for it in items]) if "prior" in items[0] else None
+            pred = net(model_input(self.config.in_channels, src, mask, prior)).float()
             losses.append(float(self.loss_fn(pred, tgt, mask, src)[0]) * len(items))
             s, p, t = (x.cpu().numpy().transpose(0, 2, 3, 1) for x in (src, pred, tgt))
             fidelity.update(p, s, t, mask.cpu())

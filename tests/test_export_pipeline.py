@@ -44,8 +44,9 @@ def _labels() -> np.ndarray:
     return labels
 
 
-def _train_checkpoints(root: Path, widths=TINY_WIDTHS, steps: int = 4) -> tuple[Path, Path]:
-    """(QAT checkpoint, float checkpoint) of one tiny student trained ``steps`` QAT steps."""
+def _train_checkpoints(root: Path, widths=TINY_WIDTHS, steps: int = 4, look_prior=None) -> tuple[Path, Path]:
+    """(QAT checkpoint, float checkpoint) of one tiny student trained ``steps`` QAT steps (a prior-input one,
+    reading ``look_prior``, when given)."""
     import torch
 
     from student.checkpoint import save_checkpoint
@@ -53,13 +54,13 @@ def _train_checkpoints(root: Path, widths=TINY_WIDTHS, steps: int = 4) -> tuple[
     from student.qat import float_state_from_prepared, prepare_qat
 
     torch.manual_seed(0)
-    cfg = StudentConfig(widths=widths)
+    cfg = StudentConfig(widths=widths, prior_input=look_prior is not None)
     model = build_model(cfg)
     # The student's head starts at zero (identity net) and QAT's moving-average observers would keep its
     # output range near zero for a few steps; a non-zero head gives a residual that parity can see.
     torch.nn.init.normal_(model.head.weight, 0.0, 0.05)
     rgb = torch.rand(4, 3, SIZE, SIZE)
-    x = model_input(cfg.in_channels, rgb, np.repeat(_labels()[None], 4, axis=0))  # with the pairs' region masks
+    x = model_input(cfg.in_channels, rgb, np.repeat(_labels()[None], 4, axis=0), look_prior)  # the pairs' masks
     target = (rgb + torch.tensor([0.07, -0.02, 0.015]).view(1, 3, 1, 1)).clamp(0, 1)
     prepared, _ = prepare_qat(model, x)
     opt = torch.optim.Adam(prepared.parameters(), 1e-3)
@@ -69,7 +70,7 @@ def _train_checkpoints(root: Path, widths=TINY_WIDTHS, steps: int = 4) -> tuple[
         loss.backward()
         opt.step()
     model.load_state_dict(float_state_from_prepared(prepared, model))
-    meta = {"style": "tint"}
+    meta = {"style": "tint"} | ({} if look_prior is None else {"look_prior": look_prior.state()})
     qat = save_checkpoint(root / "qat.pt", model, config=cfg, qat_state=prepared.state_dict(), meta=meta)
     flt = save_checkpoint(root / "float.pt", model, config=cfg, meta=meta)
     return qat, flt
@@ -359,6 +360,45 @@ def test_cli_bad_inputs_one_line_no_output(exported, tmp_path, capsys, case):
     assert "Traceback" not in err[0]
     if case != "out_is_file":
         assert not out.exists()
+
+
+def test_a_prior_input_student_ships_its_look_prior_beside_the_model(exported, tmp_path, capsys):
+    """A prior-input student (11 channels) exports with look_prior.json beside it and the card's
+    io.prior_input naming it; the exported runners paint it from the photo and labels as the checkpoint did;
+    without the file, eval is one clear line."""
+    import shutil
+
+    from makeup.lookprior import LookPrior
+    from makeup.pairs import PairDataset
+    from student.runtime import load_runner
+
+    pairs = PairDataset(exported["pairs"])
+    items = [pairs[i] for i in pairs.ids[:8]]
+    prior = LookPrior.fit([p.source for p in items], [p.target for p in items], [p.mask for p in items])
+    qat, _ = _train_checkpoints(tmp_path, look_prior=prior)
+    out = tmp_path / "export"
+    report = run_export(ExportRequest.build(qat, out, "tflite,onnx", calib=exported["pairs"], config=CFG),
+                        progress=False)
+    assert report["passed"] and all(report["formats"][f]["shipped"] for f in ("tflite", "onnx"))
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["io"]["channels"] == 11 and card["artifacts"]["tflite"]["shape"] == [1, SIZE, SIZE, 11]
+    assert card["io"]["prior_input"]["first_channel"] == 8 and card["io"]["prior_input"]["channels"] == 3
+    shipped = LookPrior.from_arrays(json.loads((out / card["io"]["prior_input"]["file"]).read_text()))
+    ps = load_parity_set(exported["pairs"], SIZE, 4)
+    want = ps.inputs(11, prior)
+    assert np.abs(ps.inputs(11, shipped) - want).max() < 1e-3  # the file paints what the checkpoint's prior does
+    assert np.abs(want[:, 8:]).max() > 0.03  # the tint is in the prior
+    tfl = load_runner(out / "tinybeauty.tflite")
+    assert np.abs(tfl(ps.sources, ps.labels) - tfl(want)).max() < 1e-2
+    assert report["formats"]["tflite"]["psnr_vs_torch"] >= 45.0
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(out / "tinybeauty.tflite", alone)
+    assert _cli("eval", "--model", str(alone / "tinybeauty.tflite"), "--pairs", str(exported["pairs"]),
+                "--json", str(tmp_path / "e.json")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "look_prior.json is missing" in err[0], err
+    assert not (tmp_path / "e.json").exists()
 
 
 def test_export_records_its_settings(exported):

@@ -398,3 +398,67 @@ def test_the_runner_builds_the_region_input_from_labels_and_refuses_without_them
         runner(rgb)
     with pytest.raises(TinyBeautyError, match="expected an"):
         runner(np.zeros((1, 5, 32, 32), np.float32))
+
+
+@pytest.fixture(scope="module")
+def look_prior():
+    """A look prior fit on two rendered 64-px faces (glamorous): what a prior-input student's trainer keeps."""
+    from makeup.lookprior import LookPrior
+    from makeup.render import render_makeup
+    from makeup.synth import generate_face
+
+    faces = [generate_face(s, 64) for s in range(2)]
+    return LookPrior.fit([f.image for f in faces], [render_makeup(f.image, f.labels, "glamorous") for f in faces],
+                         [f.labels for f in faces])
+
+
+def test_a_prior_input_student_reads_the_painted_prior_and_starts_as_the_prior(look_prior):
+    """RGB, the 5 masks, then the look prior painted on the face (11 channels; 10 with 4 masks); the net adds
+    the prior to its output and a new net (zero head) is exactly the prior: clamp(RGB + prior)."""
+    from makeup.synth import generate_face
+    from student.model import model_input, prior_channels, split_channels
+
+    cfg = StudentConfig(widths=(4, 6, 8, 8), prior_input=True)
+    assert cfg.in_channels == 11 and StudentConfig(prior_input=True, cheek_input=False).in_channels == 10
+    assert [split_channels(c) for c in (3, 7, 8, 10, 11)] == [(0, 0), (4, 0), (5, 0), (4, 3), (5, 3)]
+    with pytest.raises(TinyBeautyError, match="not 9"):
+        split_channels(9)
+    with pytest.raises(TinyBeautyError, match="needs region_input"):
+        StudentConfig(prior_input=True, region_input=False)
+    faces = [generate_face(s, 64) for s in (5, 6)]
+    rgb = torch.from_numpy(np.stack([f.image for f in faces]).transpose(0, 3, 1, 2).astype(np.float32) / 255)
+    lab = np.stack([f.labels for f in faces])
+    x = model_input(cfg.in_channels, rgb, lab, look_prior)
+    painted = prior_channels(look_prior, rgb, lab)
+    assert x.shape == (2, 11, 64, 64) and torch.equal(x[:, 8:], torch.from_numpy(painted))
+    assert np.abs(painted).max() > 0.05  # the look is in it
+    assert torch.equal(model_input(cfg.in_channels, rgb, lab, torch.from_numpy(painted)), x)  # painted already
+    with pytest.raises(TinyBeautyError, match="look prior"):
+        model_input(cfg.in_channels, rgb, lab)
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        assert torch.allclose(model(x), (rgb + x[:, 8:]).clamp(0, 1), atol=1e-6)
+
+
+def test_the_runner_paints_the_checkpoints_look_prior(look_prior, tmp_path):
+    """A prior-input checkpoint carries its look prior in its meta; the runner paints it from an RGB batch and
+    labels, as the trainer fed the net. Without the prior in the meta: one clear error."""
+    from makeup.synth import generate_face
+    from student.model import model_input
+    from student.runtime import load_runner
+
+    torch.manual_seed(0)
+    cfg = StudentConfig(widths=(4, 6, 8, 8), prior_input=True)
+    model = build_model(cfg).eval()
+    torch.nn.init.normal_(model.head.weight, std=0.1)
+    path = save_checkpoint(tmp_path / "p.pt", model, meta={"look_prior": look_prior.state()})
+    face = generate_face(9, 64)
+    rgb = (face.image.transpose(2, 0, 1)[None] / 255.0).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(model_input(cfg.in_channels, rgb, face.labels[None], look_prior))).numpy()
+    runner = load_runner(path)
+    assert runner.channels == 11 and np.allclose(runner(rgb, face.labels[None]), ref, atol=1e-6)
+    assert load_student(path).config == cfg
+    bare = load_runner(save_checkpoint(tmp_path / "bare.pt", model))
+    with pytest.raises(TinyBeautyError, match="look prior"):
+        bare(rgb, face.labels[None])

@@ -299,3 +299,30 @@ def test_photo_augment_reaches_the_training_items(tiny_pairs, tmp_path):
     assert trainer.train_set.photo == photo and not trainer.val_set.augment
     plain = StudentTrainer(tiny_pairs, tmp_path / "plain", tiny_settings(), device="cpu", progress=False)
     assert not np.array_equal(trainer.train_set[0]["source"].numpy(), plain.train_set[0]["source"].numpy())
+
+
+def test_a_prior_input_student_fits_its_look_prior_and_starts_from_the_look(tiny_pairs, tmp_path, capsys):
+    """With ``prior_input`` the trainer fits the look prior on its training pairs, feeds it painted on each face
+    (flipped with it) and keeps it in every checkpoint; the runner paints it again at eval. The toy look (one
+    change per region) is what the prior says, so two epochs already give most of the lips, where the same
+    student without the prior has barely begun."""
+    from student.evaluate import evaluate
+    from student.train import train_student
+    from tinybeauty.cli import main
+
+    with_prior = train_student(tiny_pairs, tmp_path / "p", tiny_settings(
+        model={**TINY_MODEL, "prior_input": True}, epochs=2, qat_epochs=0, prior_pairs=4), device="cpu",
+        progress=False)
+    plain = train_student(tiny_pairs, tmp_path / "n", tiny_settings(epochs=2, qat_epochs=0), device="cpu",
+                          progress=False)
+    lips = with_prior["final_val"]["recovery"]["lips"]
+    assert lips > 0.7 and lips > plain["final_val"]["recovery"]["lips"] + 0.3, (with_prior["final_val"],
+                                                                               plain["final_val"])
+    for name in ("tinybeauty_final.pt", "tinybeauty_last.pt", "tinybeauty_best_look.pt"):
+        ckpt = load_student(tmp_path / "p" / name)
+        assert ckpt.config.prior_input and ckpt.config.in_channels == 11 and ckpt.look_prior is not None
+    again = evaluate(tmp_path / "p" / "tinybeauty_final.pt", tiny_pairs)
+    assert again["recovery"]["lips"] == pytest.approx(lips, abs=1e-4)
+    assert main(["student", "info", "--checkpoint", str(tmp_path / "p" / "tinybeauty_final.pt"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert set(info["meta"]["look_prior"]) == {"templates", "region_models"}  # summarised, not the tables

@@ -361,7 +361,7 @@ def test_templates_do_not_paint_a_box_on_skin_darker_than_every_seed(monkeypatch
     from makeup.metrics import LookFidelity
     from makeup.render import render_makeup
     from makeup.synth import generate_face
-    import teacher.formulation as formulation
+    import makeup.lookprior as formulation
 
     faces = [generate_face(s, 128) for s in range(40)]
     order = np.argsort([f.image[f.labels == SKIN].mean() for f in faces])

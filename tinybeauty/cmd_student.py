@@ -82,7 +82,11 @@ def _info(args: argparse.Namespace) -> int:
         from student.checkpoint import load_student
 
         ckpt = load_student(args.checkpoint)
-        model, config, extra = ckpt.model, ckpt.config, {"qat": ckpt.qat, "meta": ckpt.meta}
+        meta = {k: v for k, v in ckpt.meta.items() if k != "look_prior"}  # tensors: summarised below
+        if "look_prior" in ckpt.meta:
+            lp = ckpt.look_prior
+            meta["look_prior"] = {"templates": sorted(lp.templates or {}), "region_models": lp.models is not None}
+        model, config, extra = ckpt.model, ckpt.config, {"qat": ckpt.qat, "meta": meta}
     else:
         model, config, extra = build_model(DEFAULT_CONFIG), DEFAULT_CONFIG, {}
     check_input_size(args.size, args.size, config)

@@ -19,7 +19,7 @@ from makeup.metrics import eyeliner_loss
 from ..formulation import (EYE_CHANNEL, MAKEUP_REGIONS, ResidualHead, estimate_residual_scale,  # noqa: F401
                            fit_region_prior, fit_templates, make_condition, modelled_prior,
                            prior_image)
-from ..region_models import fit_region_models
+from makeup.region_models import fit_region_models
 from . import TeacherBackend, register_backend
 
 DEFAULTS: dict = {
@@ -45,7 +45,7 @@ DEFAULTS: dict = {
     "region_prior": None,         # (4, 3) constant part of the region prior, set by `teacher train`
     "region_colour": None,        # (4, 3, 3) its colour part (formulation.fit_region_prior), set with it
     "templates": ["eyes", "lips"],  # the prior's feature templates fit on the seeds (formulation.fit_templates)
-    "region_models": True,        # skin and brows: models of foundation and tint fit on the seeds (teacher.region_models)
+    "region_models": True,        # skin and brows: models of foundation and tint fit on the seeds (makeup.region_models)
 }
 COND_CHANNELS = 3 + len(MAKEUP_REGIONS)
 
@@ -115,7 +115,7 @@ class TinyDDPMBackend(TeacherBackend):
     def prepare(self, pairs, style: str | None = None) -> None:
         """Region prior (per region the seeds' mean residual, or a colour map where it predicts held-out seeds
         better: ``fit_region_prior``), the feature templates around the eyes and on the lips (``fit_templates``,
-        the ``templates`` named; ``[]`` for none), the skin's and brows' models (``teacher.region_models``, each
+        the ``templates`` named; ``[]`` for none), the skin's and brows' models (``makeup.region_models``, each
         where it predicts held-out seeds better than the region's mean change; ``region_models: false`` for
         none) and the residual scale that gives the seeds' corrections to that prior about unit spread; config
         keys given explicitly are kept (a modelled region's row of an explicit ``region_prior`` is set to 0)."""

@@ -1,4 +1,4 @@
-"""The skin's and brows' models in the teacher's prior (teacher/region_models.py): they carry a foundation and
+"""The skin's and brows' models in the teacher's prior (makeup/region_models.py): they carry a foundation and
 a brow tint onto new faces, decline where the seeds show none, and the torch head lays them as numpy does."""
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def _prior_alone(pairs, region_prior, colour, models):
 
 
 def test_skin_model_carries_a_foundation_onto_new_faces():
-    from teacher.region_models import fit_region_models, modelled
+    from makeup.region_models import fit_region_models, modelled
 
     seeds = _pairs(range(5), FOUNDATION_ONLY)
     new = _pairs(range(100, 106), FOUNDATION_ONLY)
@@ -54,7 +54,7 @@ def test_skin_model_carries_a_foundation_onto_new_faces():
     import cv2
 
     from makeup.render import FaceGeometry
-    from teacher.region_models import region_model_change
+    from makeup.region_models import region_model_change
 
     for b, t, lab in new:
         photo = b.astype(np.float32) / 255
@@ -68,7 +68,7 @@ def test_skin_model_carries_a_foundation_onto_new_faces():
 
 def test_brow_model_carries_a_tint_onto_new_faces():
     from makeup.regions import BROWS
-    from teacher.region_models import fit_region_models, modelled
+    from makeup.region_models import fit_region_models, modelled
 
     seeds = _pairs(range(5), BROWS_ONLY)
     new = _pairs(range(100, 106), BROWS_ONLY)
@@ -85,7 +85,7 @@ def test_brow_model_carries_a_tint_onto_new_faces():
 
 
 def test_region_models_decline_where_the_seeds_show_none():
-    from teacher.region_models import fit_region_models
+    from makeup.region_models import fit_region_models
 
     B, A, L = (list(x) for x in zip(*_pairs(range(4), LIPS_ONLY)))
     assert fit_region_models(B, A, L) is None
@@ -99,7 +99,7 @@ def test_region_models_decline_where_the_seeds_show_none():
 
 def test_region_models_in_the_head_match_numpy_and_old_heads_have_none():
     from makeup.regions import BROWS
-    from teacher.region_models import fit_region_models, modelled
+    from makeup.region_models import fit_region_models, modelled
 
     look = {**FOUNDATION_ONLY, **BROWS_ONLY}
     seeds = _pairs(range(4), look)
@@ -152,7 +152,7 @@ def test_augmented_pairs_carry_their_prior_field_with_the_face():
     close to the field laid afresh on the warped face, at the teacher's working resolution."""
     from makeup.regions import BROWS
     from teacher.formulation import _resize_field, fit_templates, prior_field
-    from teacher.region_models import fit_region_models, modelled
+    from makeup.region_models import fit_region_models, modelled
     from teacher.train import SeedPair, augment_pair
 
     look = {**FOUNDATION_ONLY, **BROWS_ONLY, "eyeliner": {"color": "#120c0e", "opacity": 0.95}}

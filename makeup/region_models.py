@@ -1,5 +1,5 @@
-"""The skin's and the brows' part of the teacher's prior: what foundation and brow tint do to a face, fit on
-the seed pairs.
+"""The skin's and the brows' part of the look prior (:mod:`makeup.lookprior`): what foundation and brow tint do
+to a face, fit on before/after pairs (the teacher's seeds, a prior-input student's training pairs).
 
 The region prior gave each region one colour change (the seeds' mean) or a colour map of the pixel's RGB. A
 foundation and a brow tint do what neither can:

@@ -1,0 +1,497 @@
+"""The look prior: what a look does to a face that a few numbers and tables can say, fit on before/after pairs
+and painted on any face from its region labels. The teacher adds it to its diffusion (``teacher.formulation``);
+a student with ``prior_input`` reads it as three input channels and adds it to its own output
+(``student.model``), so both learn only the face-dependent correction to it.
+
+* Region prior: per region (eyes, lips, skin, brows) the pairs' mean change, or a colour map of the photo where
+  it predicts held-out pairs better (:func:`fit_region_prior`).
+* Feature templates: around the eyes and on the lips the prior is not one colour per region but a map in the
+  feature's own frame (:func:`makeup.render.eye_frame`: along and above/below the lash lines, in eye widths;
+  :func:`makeup.render.lip_frame`: in the lips' box), fit per cell as a blend toward a colour,
+  ``change = k - a * photo`` (:func:`fit_template`). Liner and lid shadow sit at the same place relative to
+  every eye, a lipstick's edge and gloss at the same place on every mouth, so the template carries them onto a
+  new face sharply, at full resolution, where a per-region prior smeared them over the whole region.
+* Region models: the skin's and brows' change as a function of the photo (foundation, brow tint;
+  :mod:`makeup.region_models`).
+
+:class:`LookPrior` holds the fitted parts and paints them (:meth:`LookPrior.paint`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from makeup.errors import TinyBeautyError
+from makeup.regions import BROWS, EYES, LIPS, SKIN, feather
+
+from .region_models import FEATURES as MODEL_FEATURES, MODELLED_REGIONS, fit_region_models, modelled, \
+    models_from_moments, region_model_change, region_model_moments
+
+
+MAKEUP_REGIONS = (EYES, LIPS, SKIN, BROWS)  # channel order of every region stack
+
+
+EYE_CHANNEL = 0
+
+
+def region_stack(labels: np.ndarray, size: int | None = None, radius: float = 2.0) -> np.ndarray:
+    """Soft masks (4, S, S) float32 of eyes, lips, skin, brows: feathered at full resolution, then cut by the
+    union of the regions (zero outside them, exactly), then area-resized to ``size``."""
+    lab = np.asarray(labels)
+    union = (lab > 0).astype(np.float32)
+    masks = [feather((lab == r).astype(np.float32), radius) * union for r in MAKEUP_REGIONS]
+    out = np.stack(masks)
+    if size is not None and size != lab.shape[0]:
+        out = np.stack([cv2.resize(m, (size, size), interpolation=cv2.INTER_AREA) for m in out])
+    return out.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class TemplateFrame:
+    """A feature's own coordinate frame (``coords(labels, geometry) -> u, v, valid``), cut into cells in which
+    the prior's template is fit."""
+
+    name: str
+    coords: Callable
+    u_range: tuple[float, float]
+    v_range: tuple[float, float]
+    step: tuple[float, float]  # (u, v) cell size
+    fade: float = 0.0  # the support fades to 0 over this distance (in frame units) toward the grid's edge
+    clamp: bool = False  # clamp the photo to the range the seeds showed in each cell (see fit_template)
+
+    def taper(self) -> np.ndarray:
+        """(cells,) 1 inside the grid, falling smoothly to 0 at its edge over :attr:`fade`: where the template
+        meets the region prior at the grid's edge there is no seam."""
+        nv, nu = self.shape
+        if self.fade <= 0:
+            return np.ones(nv * nu)
+
+        def ramp(n, step):
+            centre = (np.arange(n) + 0.5) * step
+            d = np.minimum(centre, n * step - centre) / self.fade
+            t = np.clip(d, 0.0, 1.0)
+            return t * t * (3 - 2 * t)
+
+        return np.outer(ramp(nv, self.step[1]), ramp(nu, self.step[0])).ravel()
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(v cells, u cells)."""
+        return (int(round((self.v_range[1] - self.v_range[0]) / self.step[1])),
+                int(round((self.u_range[1] - self.u_range[0]) / self.step[0])))
+
+    def cells(self, labels: np.ndarray, geometry=None) -> np.ndarray:
+        """(H, W) int64: each pixel's cell (row-major in :attr:`shape`), -1 outside the frame."""
+        u, v, valid = self.coords(labels, geometry)
+        nv, nu = self.shape
+        iu = np.floor((u - self.u_range[0]) / self.step[0]).astype(np.int64)
+        iv = np.floor((v - self.v_range[0]) / self.step[1]).astype(np.int64)
+        ok = valid & (iu >= 0) & (iu < nu) & (iv >= 0) & (iv < nv)
+        return np.where(ok, iv * nu + iu, -1)
+
+
+def _frames() -> dict[str, TemplateFrame]:
+    from makeup.render import eye_frame, lip_frame
+
+    # eyes: the skin around each eye in eye widths (u toward the outer corner, v over / under the lash lines);
+    # lips: the lip pixels in the lips' box (u = |x - centre| / width, v = (y - centre) / height)
+    # The eye grid stops 0.8 eye widths under the lower lash line. Reaching 2.0 (over the cheekbones, where blush
+    # lies) was measured (stop 24, glamorous, 40 held-out truth faces): the prior alone paints the blush better
+    # (cheeks 0.27 -> 0.52), the trained teacher does not (make demo, 2 threads, both: cheeks 0.55 -> 0.54, skin
+    # 0.53 -> 0.51; two trainings of the same teacher differ by ~0.05 there): the template fits the seeds' blush,
+    # so the diffusion learns no correction there, and its own blush generalises as well.
+    # the eye frame's skin clamps (foundation must not be extrapolated to a darker face); the lips do not (a
+    # lipstick is a blend toward its colour: a lip paler than every seed's needs more change, not a red lip's)
+    return {"eyes": TemplateFrame("eyes", eye_frame, (-1.3, 1.9), (-0.8, 1.6), (0.025, 0.025), fade=0.3,
+                                  clamp=True),
+            "lips": TemplateFrame("lips", lip_frame, (0.0, 0.7), (-0.8, 0.8), (0.05, 0.1))}
+
+
+TEMPLATE_FRAMES = _frames()
+
+
+PRIOR_RIDGE = 1e-3  # fit_region_prior's shrinkage of a colour map toward 0, relative to the photo's spread
+
+
+# per cell: k (RGB), a, support (where the template applies, 0..1), and the photo's range in the seeds' pixels
+# of the cell, low (RGB) and high (RGB): the template is a line fit on a few faces, so a photo outside the range
+# it saw is clamped to it (a darker face than every seed must not extrapolate the seeds' foundation)
+TEMPLATE_CHANNELS = 11
+
+
+def _cell_moments(cells: int, idx: np.ndarray, before, after, baseline=None) -> np.ndarray:
+    """(cells, 11) per-cell sums over one pair's pixels (``idx``: each pixel's cell, -1 outside the frame): n,
+    sum x (3), sum |x|^2, sum y (3), sum x.y, sum |y|^2 and, with ``baseline`` (H, W, 3, a prediction of the
+    change), sum |y - baseline|^2 (x: photo, y: change, in 0..1)."""
+    idx = idx.ravel()
+    keep = idx >= 0
+    i = idx[keep]
+    x = before.reshape(-1, 3)[keep].astype(np.float64) / 255.0
+    y = (after.astype(np.float64) - before).reshape(-1, 3)[keep] / 255.0
+    base = np.zeros(len(i)) if baseline is None else ((y - baseline.reshape(-1, 3)[keep]) ** 2).sum(1)
+    cols = [np.ones(len(i)), *x.T, (x ** 2).sum(1), *y.T, (x * y).sum(1), (y ** 2).sum(1), base]
+    return np.stack([np.bincount(i, c, minlength=cells) for c in cols], axis=1)
+
+
+def _cell_range(shape, cells_per_seed, befores) -> tuple[np.ndarray, np.ndarray]:
+    """(cells, 3) low and high of the photo (0..1) over the seeds' pixels in each cell and the cells within two of
+    it (the moments' blur reaches about that far); 0..1 where none has pixels."""
+    lo = np.full((shape[0] * shape[1], 3), np.inf)
+    hi = np.full((shape[0] * shape[1], 3), -np.inf)
+    for idx, b in zip(cells_per_seed, befores):
+        idx = idx.ravel()
+        keep = idx >= 0
+        x = b.reshape(-1, 3)[keep].astype(np.float64) / 255.0
+        np.minimum.at(lo, idx[keep], x)
+        np.maximum.at(hi, idx[keep], x)
+    grid = lambda a, fill: np.where(np.isfinite(a), a, fill).reshape(*shape, 3).astype(np.float32)  # noqa: E731
+    kernel = np.ones((5, 5), np.uint8)
+    near_lo = cv2.erode(grid(lo, 2.0), kernel).reshape(-1, 3)
+    near_hi = cv2.dilate(grid(hi, -1.0), kernel).reshape(-1, 3)
+    lo, hi = near_lo.astype(np.float64), near_hi.astype(np.float64)
+    none = lo[:, 0] > 1.0
+    lo[none], hi[none] = 0.0, 1.0
+    return lo, hi
+
+
+def _solve_cells(mom: np.ndarray, shape, smooth: float, ridge: float) -> tuple[np.ndarray, np.ndarray]:
+    """(cells, 4) = k (RGB), a of ``change = k - a * photo`` from summed moments blurred over ``smooth`` cells,
+    and (cells,) bool: the cells with (blurred) pixels; zero elsewhere."""
+    if smooth > 0:
+        grid = mom[:, :9].reshape(*shape, 9).astype(np.float32)
+        mom = np.stack([cv2.GaussianBlur(grid[..., j], (0, 0), smooth, borderType=cv2.BORDER_CONSTANT)
+                        for j in range(9)], -1).reshape(-1, 9).astype(np.float64)
+    out = np.zeros((len(mom), 4))
+    has = mom[:, 0] > 1e-3
+    n, sx, sxx, sy, sxy = (mom[has, 0], mom[has, 1:4], mom[has, 4], mom[has, 5:8], mom[has, 8])
+    lhs = np.zeros((len(n), 4, 4))
+    lhs[:, :3, :3] = n[:, None, None] * np.eye(3)
+    lhs[:, :3, 3] = lhs[:, 3, :3] = -sx
+    lhs[:, 3, 3] = sxx
+    lhs += ridge * n[:, None, None] * np.eye(4)
+    rhs = np.concatenate([sy, -sxy[:, None]], axis=1)
+    out[has] = np.linalg.solve(lhs, rhs[..., None])[..., 0]
+    return out, has
+
+
+def _cell_error(theta: np.ndarray, mom: np.ndarray) -> np.ndarray:
+    """Per cell sum over the pixels (and channels) of |y - (k - a x)|^2, from one pair's moments."""
+    k, a = theta[:, :3], theta[:, 3]
+    n, sx, sxx, sy, sxy, syy = mom[:, 0], mom[:, 1:4], mom[:, 4], mom[:, 5:8], mom[:, 8], mom[:, 9]
+    return (syy - 2 * (k * sy).sum(1) + 2 * a * sxy + n * (k ** 2).sum(1) - 2 * a * (k * sx).sum(1)
+            + a ** 2 * sxx)
+
+
+def fit_template(frame: TemplateFrame | str, befores, afters, labels, smooth: float = 0.5,
+                 ridge: float = 1e-3, baselines=None) -> np.ndarray:
+    """A feature template (``frame.shape + (11,)``, float32; the channels in TEMPLATE_CHANNELS' comment) from seed
+    pairs (uint8 before/after, label maps).
+
+    Per cell of the frame the change is a blend toward a colour, ``change = k - a * photo`` (RGB in 0..1; a
+    product laid at opacity ``a`` in colour ``c`` gives ``k = a c``), least squares over every seed pixel in the
+    cell (both eyes, both halves of the lips share their frame). The moments are blurred over ``smooth`` cells
+    (a liner is a few cells thick: more blurs it) and ``ridge`` (relative to the cell's pixel count) shrinks
+    toward no change. Channel 4 is the support: 1 where the (blurred) seeds had pixels, else 0 (the region prior
+    applies there).
+
+    ``baselines`` (one (H, W, 3) change per seed: what the region prior fit WITHOUT that seed predicts on it,
+    see :func:`fit_templates`): a cell keeps its support only where the template fit without a seed predicts
+    that seed better than the baseline does, summed over the seeds (leave one seed out). Where the seeds'
+    change there is only what the region prior already says (foundation on the skin around the eyes), the
+    photo slope fit on a few skin tones extrapolates: on a darker face than the seeds it painted a lighter
+    box around the eyes (glamorous, the amplified faces of stop 21's first run); such cells now fall back to
+    the region prior. The support is then blurred over one cell, and faded out toward the grid's edge
+    (``frame.fade``), so the two priors meet without a seam. The photo's range over the seeds' pixels in each
+    cell and its neighbours (5 x 5 cells) is stored with the cell in a frame that clamps (the eyes' skin): a
+    photo outside it is clamped to it, so a face darker than every seed gets the darkest seed's change, not a
+    line extrapolated from lighter ones. The lips do not clamp: clamped, the astronaut's pale lips got the
+    change of the seeds' redder lips and came out paler (natural's teacher, lips recovery on her -0.17).
+
+    Prior alone (no diffusion) on 40 held-out truth faces, stop 21, natural / glamorous / smokey_eyes / red_lip /
+    korean, without the leave-one-out check: eye zone 0.39 / 0.65 / 0.75 / 0.49 / 0.51 with the eye template,
+    0.02 / -0.03 / -0.02 / -0.03 / 0.14 with the region mean; lips 0.74 / 0.66 / 0.74 / 0.79 / 0.76 with the lip
+    template, 0.62 / 0.38 / 0.65 / 0.57 / 0.57 with the colour map. Eye cells of 0.05 eye widths: natural 0.36;
+    smoothing 1.5 cells: 0.15.
+    """
+    frame = TEMPLATE_FRAMES[frame] if isinstance(frame, str) else frame
+    shape = frame.shape
+    cells = [frame.cells(lab) for lab in labels]
+    per_seed = [_cell_moments(shape[0] * shape[1], idx, b, a, None if baselines is None else baselines[k])
+                for k, (idx, b, a) in enumerate(zip(cells, befores, afters))]
+    total = np.sum(per_seed, axis=0) if per_seed else np.zeros((shape[0] * shape[1], 11))
+    theta, has = _solve_cells(total, shape, smooth, ridge)
+    support = has.astype(np.float32)
+    if baselines is not None and len(per_seed) >= 3:
+        err_tpl = sum(_cell_error(_solve_cells(total - m, shape, smooth, ridge)[0], m) for m in per_seed)
+        keep = (has & (err_tpl < total[:, 10])).astype(np.float32)
+        support = cv2.GaussianBlur(keep.reshape(shape), (0, 0), 1.0, borderType=cv2.BORDER_CONSTANT).ravel() * has
+    support = support * frame.taper()
+    out = np.zeros((len(theta), TEMPLATE_CHANNELS), np.float32)
+    out[:, :4] = theta
+    out[:, 4] = support
+    if frame.clamp:
+        out[:, 5:8], out[:, 8:11] = _cell_range(shape, cells, befores)
+    else:
+        out[:, 8:11] = 1.0
+    return out.reshape(*shape, TEMPLATE_CHANNELS)
+
+
+def fit_templates(befores, afters, labels, names=tuple(TEMPLATE_FRAMES), radius: float = 2.0,
+                  held_out: bool = True, models: bool = False) -> dict[str, np.ndarray]:
+    """:func:`fit_template` for each named frame. ``held_out``: each cell keeps the template only where it
+    predicts a left-out seed better than the region prior fit without that seed (``fit_region_prior`` with
+    ``radius``; needs 3 seeds or more); ``models``: that prior's skin and brows are the region models
+    (:func:`makeup.region_models.fit_region_models`, also fit without the seed) where they fit."""
+    unknown = sorted(set(names) - set(TEMPLATE_FRAMES))
+    if unknown:
+        raise TinyBeautyError(f"templates: unknown frame {unknown[0]!r} (known: {', '.join(TEMPLATE_FRAMES)})")
+    baselines = None
+    if held_out and len(befores) >= 3 and names:
+        baselines = []
+        moments = _region_moments(befores, afters, labels, radius)
+        model_moments = region_model_moments(befores, afters, labels) if models else None
+        for k, (b, lab) in enumerate(zip(befores, labels)):
+            rest = np.arange(len(befores)) != k
+            const, colour, _ = _prior_from_moments(*(m[rest] for m in moments), True, PRIOR_RIDGE)
+            beta = models_from_moments(model_moments, rest) if models else None
+            photo = b.astype(np.float32) / 255.0
+            const, colour = modelled_prior(const, colour, beta)
+            baselines.append(prior_image(region_stack(lab, None, radius), photo, const, colour,
+                                         prior_field(photo, lab, None, beta)))
+    return {n: fit_template(n, befores, afters, labels, baselines=baselines) for n in names}
+
+
+def modelled_prior(region_prior, region_colour, models) -> tuple[np.ndarray, np.ndarray | None]:
+    """The region prior (constants, colour part) with the rows of the regions a region model paints set to 0
+    (the model has its own constant)."""
+    const = np.array(region_prior, np.float32)
+    colour = None if region_colour is None else np.array(region_colour, np.float32)
+    for r in modelled(models):
+        const[MAKEUP_REGIONS.index(r)] = 0.0
+        if colour is not None:
+            colour[MAKEUP_REGIONS.index(r)] = 0.0
+    return const, colour
+
+
+def prior_field(photo: np.ndarray, labels: np.ndarray, templates: dict | None, models=None) -> np.ndarray | None:
+    """What the prior lays on one face beyond one colour per region: (14, H, W) float32, the templates' 11
+    channels (:func:`template_field`) and the region models' change (RGB,
+    :func:`makeup.region_models.region_model_change`), at the photo's resolution (photo (H, W, 3) in 0..1).
+    None without either."""
+    if not templates and models is None:
+        return None
+    from makeup.render import FaceGeometry
+
+    geometry = FaceGeometry.from_labels(labels)
+    tpl = template_field(labels, templates, geometry=geometry)
+    if tpl is None and models is None:
+        return None
+    if tpl is None:
+        tpl = np.zeros((TEMPLATE_CHANNELS,) + np.asarray(labels).shape, np.float32)
+        tpl[8:11] = 1.0
+    base = np.zeros_like(tpl[:3]) if models is None else \
+        region_model_change(photo, labels, models, geometry).transpose(2, 0, 1)
+    return np.ascontiguousarray(np.concatenate([tpl, base]), dtype=np.float32)
+
+
+def template_field(labels: np.ndarray, templates: dict | None, size: int | None = None,
+                   geometry=None) -> np.ndarray | None:
+    """The templates laid on one face: (11, S, S) float32 = [s k (RGB), s a, s, low (RGB), high (RGB)] with s the
+    support, at the label map's resolution, area-resized to ``size``; the prior there is
+    ``(1 - s) * region prior + s k - s a * clamp(photo, low, high)``.
+    The frames cover disjoint labels (skin around the eyes, lips). None without a template with support."""
+    live = {n: np.asarray(t, np.float32).reshape(-1, TEMPLATE_CHANNELS) for n, t in (templates or {}).items()
+            if t is not None}
+    live = {n: t for n, t in live.items() if t[:, 4].any()}
+    if not live:
+        return None
+    from makeup.render import FaceGeometry
+
+    geometry = geometry or FaceGeometry.from_labels(labels)
+    field = np.zeros(np.asarray(labels).shape + (TEMPLATE_CHANNELS,), np.float32)
+    field[..., 8:11] = 1.0  # no clamp where no template applies
+    for name, tpl in live.items():
+        idx = TEMPLATE_FRAMES[name].cells(labels, geometry)
+        inside = idx >= 0
+        vals = tpl[idx[inside]]
+        field[inside] = np.concatenate([vals[:, :4] * vals[:, 4:5], vals[:, 4:]], axis=1)
+    field = np.ascontiguousarray(field.transpose(2, 0, 1), dtype=np.float32)
+    return field if size is None else _resize_field(field, size)
+
+
+def _resize_field(field: np.ndarray, size: int) -> np.ndarray:
+    """A (C, S, S) field area-resized to (C, size, size)."""
+    if size == field.shape[-1]:
+        return field
+    out = cv2.resize(np.ascontiguousarray(field.transpose(1, 2, 0)), (size, size), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(out.transpose(2, 0, 1), dtype=np.float32)
+
+
+def _region_moments(befores, afters, labels, radius: float):
+    """Per pair and region, the soft-mask weighted normal equations of residual ~ [photo, 1] @ W:
+    X^T w X (4, 4), X^T w y (4, 3) and y^T w y, photo and residual in 0..1. Shapes (pairs, 4 regions, ...)."""
+    xtx, xty, yty = [], [], []
+    for b, a, lab in zip(befores, afters, labels):
+        m = region_stack(lab, None, radius).reshape(len(MAKEUP_REGIONS), -1)
+        x = b.astype(np.float64).reshape(-1, 3) / 255.0
+        y = (a.astype(np.float64) - b).reshape(-1, 3) / 255.0
+        X = np.concatenate([x, np.ones((len(x), 1))], axis=1)
+        xtx.append(np.einsum("rp,pi,pj->rij", m, X, X))
+        xty.append(np.einsum("rp,pi,pj->rij", m, X, y))
+        yty.append(m @ (y ** 2).sum(axis=1))
+    return np.stack(xtx), np.stack(xty), np.stack(yty)
+
+
+def _solve_prior(xtx: np.ndarray, xty: np.ndarray, colour: bool, ridge: float) -> np.ndarray:
+    """(4, 4, 3) affine prior per region from summed moments: the constant (mean) model when not ``colour``."""
+    out = np.zeros((xtx.shape[0], 4, 3))
+    for r in range(xtx.shape[0]):
+        if not colour:
+            out[r, 3] = xty[r, 3] / max(xtx[r, 3, 3], 1e-6)
+            continue
+        reg = np.diag([ridge * max(np.trace(xtx[r, :3, :3]) / 3, 1e-9)] * 3 + [0.0])
+        out[r] = np.linalg.lstsq(xtx[r] + reg, xty[r], rcond=None)[0]
+    return out
+
+
+def _held_out_error(xtx: np.ndarray, xty: np.ndarray, W: np.ndarray, y2: np.ndarray) -> np.ndarray:
+    """Weighted squared residual error per region of the affine model ``W`` on one pair's moments."""
+    return np.einsum("rij,ric,rjc->r", xtx, W, W) - 2 * np.einsum("ric,ric->r", xty, W) + y2
+
+
+COLOUR_REGIONS = (LIPS, BROWS)  # one pigment covers the whole region: candidates for a colour map
+
+
+def fit_region_prior(befores, afters, labels, radius: float = 2.0, colour: bool = True,
+                     ridge: float = PRIOR_RIDGE) -> tuple[np.ndarray, np.ndarray, list[bool]]:
+    """The region prior from seed pairs: per region either a constant residual (the region's mean change) or a
+    colour map ``residual = photo @ A_r + b_r`` (photo and residual RGB in 0..1).
+
+    A pigment that covers (lipstick, brow tint) moves each pixel toward its own colour, so the change depends on
+    the photo: a pale lip gets redder, a red lip stays; a constant shift instead paints every lip with the seeds'
+    mean change (on skimage's astronaut, whose lips are nearly her skin colour, natural's constant lip prior made
+    them paler). Lips and brows (:data:`COLOUR_REGIONS`) take the colour map where the seeds say it predicts a
+    held-out seed better than the constant (leave-one-pair-out squared error, soft-mask weighted). Eyes and
+    skin keep the constant: several products share them (liner and lid shadow lie on "skin" beside foundation
+    and blush), and a colour map fit across them paints the shadow's tint by skin colour (on the astronaut,
+    glamorous skin recovery -0.08 with the constant, -0.61 with a colour map). ``ridge`` shrinks A toward 0
+    relative to the photo's spread.
+
+    Returns (constant part b (4, 3), colour matrices A (4, 3, 3), which regions use a colour map).
+    """
+    return _prior_from_moments(*_region_moments(befores, afters, labels, radius), colour, ridge)
+
+
+def _prior_from_moments(xtx: np.ndarray, xty: np.ndarray, y2: np.ndarray, colour: bool, ridge: float):
+    """:func:`fit_region_prior` from the per-pair moments of :func:`_region_moments`."""
+    n = len(xtx)
+    use = [False] * len(MAKEUP_REGIONS)
+    if colour and n >= 3:
+        err = np.zeros((2, len(MAKEUP_REGIONS)))
+        for k in range(n):
+            rest = np.arange(n) != k
+            for j, col in enumerate((False, True)):
+                W = _solve_prior(xtx[rest].sum(0), xty[rest].sum(0), col, ridge)
+                err[j] += _held_out_error(xtx[k], xty[k], W, y2[k])
+        use = [MAKEUP_REGIONS[r] in COLOUR_REGIONS and bool(err[1, r] < err[0, r])
+               for r in range(len(MAKEUP_REGIONS))]
+    const, affine = (_solve_prior(xtx.sum(0), xty.sum(0), c, ridge) for c in (False, True))
+    W = np.where(np.array(use)[:, None, None], affine, const)
+    return W[:, 3].astype(np.float32), W[:, :3].astype(np.float32), use
+
+
+def prior_image(masks: np.ndarray, photo: np.ndarray, region_prior, region_colour=None,
+                field: np.ndarray | None = None) -> np.ndarray:
+    """numpy twin of :meth:`ResidualHead.prior_map` for one image: masks (4, H, W), photo (H, W, 3) in 0..1,
+    the ``field`` (14, H, W) of :func:`prior_field` or None -> (H, W, 3) prior residual."""
+    out = np.einsum("rhw,rc->hwc", masks, np.asarray(region_prior, np.float32))
+    if region_colour is not None:
+        out = out + np.einsum("rhw,hwk,rkc->hwc", masks, photo, np.asarray(region_colour, np.float32))
+    if field is not None:
+        f = field.transpose(1, 2, 0)
+        out = out + f[..., TEMPLATE_CHANNELS:]
+        clamped = np.minimum(np.maximum(photo, f[..., 5:8]), f[..., 8:11])
+        out = (1 - f[..., 4:5]) * out + f[..., :3] - f[..., 3:4] * clamped
+    return out
+
+
+PRIOR_ARRAYS = ("region_prior", "region_colour", "template_eyes", "template_lips", "models", "gate")
+
+
+@dataclass
+class LookPrior:
+    """A look's prior, ready to paint on any face: the region prior (``region_prior`` (4, 3) constants,
+    ``region_colour`` (4, 3, 3) colour maps; the rows of modelled regions 0), the feature ``templates``
+    ({"eyes", "lips"}: :func:`fit_template`), the skin's and brows' ``models`` (:mod:`makeup.region_models`),
+    and ``gate`` (4,): each region's weight on its soft mask (the teacher's FGMM weights times its alpha; 1 for
+    a prior fit by :meth:`fit`). Regions are :data:`MAKEUP_REGIONS`, soft masks :func:`region_stack` at
+    ``radius``."""
+
+    region_prior: np.ndarray
+    region_colour: np.ndarray | None = None
+    templates: dict | None = None
+    models: np.ndarray | None = None
+    gate: np.ndarray = field(default_factory=lambda: np.ones(len(MAKEUP_REGIONS), np.float32))
+    radius: float = 2.0
+
+    @classmethod
+    def fit(cls, befores, afters, labels, radius: float = 2.0, templates=tuple(TEMPLATE_FRAMES),
+            region_models: bool = True) -> "LookPrior":
+        """Fit on before/after pairs (uint8 (H, W, 3) images, (H, W) label maps), as the teacher fits its prior
+        on the seeds: the region models where they predict held-out pairs better, the region prior (colour maps
+        where they do), then the templates (each cell kept where it predicts held-out pairs better)."""
+        if not len(befores):
+            raise TinyBeautyError("a look prior needs at least one before/after pair")
+        models = fit_region_models(befores, afters, labels) if region_models else None
+        const, colour, _ = fit_region_prior(befores, afters, labels, radius)
+        const, colour = modelled_prior(const, colour, models)
+        tpl = fit_templates(befores, afters, labels, tuple(templates), radius, models=models is not None) or None
+        return cls(const, colour, tpl, models, radius=radius)
+
+    def paint(self, photo: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """(H, W, 3) float32 change the prior lays on one face: photo (H, W, 3) float in 0..1 (or uint8), labels
+        (H, W). Zero outside the four regions (the soft masks' union), exactly."""
+        photo = np.asarray(photo)
+        photo = photo.astype(np.float32) / 255.0 if photo.dtype == np.uint8 else photo.astype(np.float32)
+        masks = region_stack(labels, None, self.radius)
+        change = prior_image(masks, photo, self.region_prior, self.region_colour,
+                             prior_field(photo, labels, self.templates, self.models))
+        return (np.tensordot(np.asarray(self.gate, np.float32), masks, axes=1)[..., None] * change).astype(np.float32)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every part as a float32 array (absent parts as empty arrays): :meth:`from_arrays` reads them back."""
+        empty = np.zeros(0, np.float32)
+        tpl = self.templates or {}
+        out = {"region_prior": self.region_prior, "region_colour": self.region_colour,
+               "template_eyes": tpl.get("eyes"), "template_lips": tpl.get("lips"), "models": self.models,
+               "gate": self.gate}
+        return {k: empty if v is None else np.ascontiguousarray(v, np.float32) for k, v in out.items()} | \
+            {"radius": np.array([self.radius], np.float32)}
+
+    @classmethod
+    def from_arrays(cls, arrays) -> "LookPrior":
+        """From :meth:`arrays` (or the same keys as torch tensors or nested lists)."""
+        try:
+            a = {k: np.asarray(arrays[k].numpy() if hasattr(arrays[k], "numpy") else arrays[k], np.float32)
+                 for k in (*PRIOR_ARRAYS, "radius")}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TinyBeautyError(f"not a look prior ({exc.__class__.__name__}: {exc})") from None
+        some = lambda v: v if v.size else None  # noqa: E731
+        tpl = {n: a[f"template_{n}"].reshape(*TEMPLATE_FRAMES[n].shape, TEMPLATE_CHANNELS)
+               for n in TEMPLATE_FRAMES if a[f"template_{n}"].size}
+        return cls(a["region_prior"].reshape(len(MAKEUP_REGIONS), 3),
+                   None if not a["region_colour"].size else a["region_colour"].reshape(len(MAKEUP_REGIONS), 3, 3),
+                   tpl or None, some(a["models"]), a["gate"].reshape(len(MAKEUP_REGIONS)), float(a["radius"][0]))
+
+    def to_dict(self, decimals: int = 5) -> dict:
+        """JSON-able (nested lists, rounded): a model card's copy."""
+        return {k: np.round(v.astype(np.float64), decimals).tolist() for k, v in self.arrays().items()}
+
+    def state(self) -> dict:
+        """As torch tensors (a checkpoint's meta is loaded with ``weights_only``)."""
+        import torch
+
+        return {k: torch.from_numpy(v.copy()) for k, v in self.arrays().items()}
