@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from webtools import ROOT, WEB, Browser, Server, export_student
+from webtools import ROOT, WEB, export_student, served_page
 
 @pytest.fixture(scope="session")
 def web_assets(tmp_path_factory) -> Path:
@@ -26,17 +25,12 @@ def web_assets(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def page(web_assets):
     """The demo page loaded once in a warm headless Chromium; yields (browser, server url, assets folder)."""
-    server = Server(web_assets)
-    browser = Browser()
-    try:
-        browser.call("goto", url=server.url)
-        t0 = time.perf_counter()
-        ok = browser.eval("async () => window.tinybeauty.ready", timeout=240)
-        load_s = time.perf_counter() - t0
-        if not ok:
-            raise RuntimeError(f"page did not start: {browser.eval('() => window.tinybeauty.info()')}, "
-                               f"{browser.call('log')}")
-        yield {"browser": browser, "url": server.url, "assets": web_assets, "load_s": load_s}
-    finally:
-        browser.close()
-        server.close()
+    with served_page(web_assets) as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def prior_export(tmp_path_factory) -> Path:
+    """A prior-input student (11 channels: RGB, the five masks, the look prior) exported at 64 px, with
+    look_prior.json beside it (webtools.export_student)."""
+    return export_student(tmp_path_factory.mktemp("prior"), size=64, prior_input=True)

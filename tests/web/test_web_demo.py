@@ -19,7 +19,8 @@ import time
 import numpy as np
 import pytest
 
-from webtools import ROOT, b64_array, psnr, skip_without_browser
+from webtools import (PRIOR_MAX_ABS, PRIOR_SHARE_ABOVE_HALF_LEVEL, ROOT, b64_array, check_prior_frame, prior_diff, psnr,
+                      skip_without_browser)
 
 skip_without_browser()
 
@@ -621,6 +622,192 @@ def test_four_mask_model_still_runs_and_a_card_of_another_count_is_refused(page,
     assert any(m.startswith("mismatch.tflite: takes 4 region masks after RGB and model_card.json names 5")
                for m in messages), messages
     assert browser.eval("() => window.tinybeauty.info().model") == "tinybeauty.tflite"
+
+
+# ---- the look prior (prior.js) and a prior-input (11-channel) model ----
+
+@pytest.fixture(scope="module")
+def look_prior():
+    """The test look prior as the page reads it (look_prior.json: LookPrior.to_dict) and as Python paints it
+    (LookPrior.from_arrays of that file, as student.runtime does)."""
+    from makeup.lookprior import LookPrior
+    from webtools import fit_test_prior
+
+    d = json.loads(json.dumps(fit_test_prior().to_dict()))
+    return d, LookPrior.from_arrays(d)
+
+
+def _paint_js(browser, crop: np.ndarray, labels: np.ndarray, prior_dict=None) -> tuple[np.ndarray, float]:
+    n = labels.shape[0]
+    r = browser.eval("([rgb, labels, prior]) => window.tinybeauty.paintPrior(rgb, labels, prior)",
+                     [_b64(crop.astype(np.uint8)), _b64(labels.astype(np.uint8)), prior_dict])
+    return b64_array(r["prior"], np.float32, (n, n, 3)), r["ms"]
+
+
+def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned):
+    """prior.js paintPrior against LookPrior.paint on synthetic faces the prior was not fit on and on the
+    astronaut's aligned crop and face-mesh labels, to a small fraction of a level: the fitted prior (region
+    constants, both templates, the skin and brow models; no region took a colour map there), the same with
+    colour maps on every region, and the region prior alone. The comparison would see any part dropped:
+    Python's prior without the templates, the eye template, the lip template, the region models or the colour
+    maps is levels away from the page's."""
+    import dataclasses
+
+    from makeup.lookprior import LookPrior
+    from makeup.parsing import landmarks_to_labels
+    from makeup.synth import generate_face
+
+    d, prior = look_prior
+    assert prior.templates and set(prior.templates) == {"eyes", "lips"} and prior.models is not None
+    cases = {f"synthetic_{s}": (f.image, f.labels.astype(np.uint8)) for s in (10, 11, 12)
+             for f in [generate_face(s, 256)]}
+    crop = astronaut_aligned.crop
+    cases["astronaut"] = (crop, landmarks_to_labels(astronaut_aligned.landmarks, crop.shape[:2]).astype(np.uint8))
+    colour = np.round(np.random.default_rng(0).normal(0.0, 0.15, (4, 3, 3)), 5).astype(np.float32)
+
+    def shipped(p):  # what look_prior.json carries and Python reads back from it
+        dd = json.loads(json.dumps(p.to_dict()))
+        return dd, LookPrior.from_arrays(dd)
+
+    variants = {"fitted": ((d, prior), {"templates": dataclasses.replace(prior, templates=None),
+                                         "eye_template": dataclasses.replace(prior, templates={"lips": prior.templates["lips"]}),
+                                         "lip_template": dataclasses.replace(prior, templates={"eyes": prior.templates["eyes"]}),
+                                         "region_models": dataclasses.replace(prior, models=None)}),
+                "colour_maps": (shipped(dataclasses.replace(prior, region_colour=colour)), {"colour_maps": prior}),
+                "region_prior_only": (shipped(dataclasses.replace(prior, templates=None, models=None)), {})}
+    browser = page["browser"]
+    figures = {}
+    for variant, ((dd, p), without) in variants.items():
+        for name, (img, labels) in cases.items():
+            if variant != "fitted" and name not in ("synthetic_10", "astronaut"):
+                continue
+            py = p.paint(img, labels)
+            js, ms = _paint_js(browser, img, labels, dd)
+            f = figures[f"{variant}/{name}"] = prior_diff(js, py) | {"js_ms": round(ms, 1)}
+            f["without_x255"] = {k: float(np.abs(js - q.paint(img, labels)).max() * 255) for k, q in without.items()}
+    _record("look_prior_js_vs_python", figures)
+    for name, f in figures.items():
+        assert f["max_abs_x255"] <= PRIOR_MAX_ABS * 255 and f["share_above_half_level"] <= PRIOR_SHARE_ABOVE_HALF_LEVEL, (name, f)
+        assert f["py_max_abs_x255"] > 10, (name, f)  # the look paints something
+        # every part matters: without it Python's prior is levels away from the page's
+        assert all(v > 4.0 for v in f["without_x255"].values()), (name, f)
+
+
+@pytest.fixture(scope="module")
+def prior_export_10(tmp_path_factory):
+    """A prior-input student without the cheeks (10 channels: RGB, the four masks, the look prior), at 64 px."""
+    from webtools import export_student
+
+    return export_student(tmp_path_factory.mktemp("prior10"), size=64, cheek_input=False, prior_input=True)
+
+
+def _files(*items):
+    return [{"name": n, "type": t, "b64": base64.b64encode(b).decode()} for n, t, b in items]
+
+
+def _visible(browser):
+    return browser.eval("() => Array.from(document.querySelectorAll('[role=alert]')).filter((e) => !e.hidden)"
+                        ".map((e) => e.textContent)")
+
+
+def _restore_bundled(browser, assets):
+    _drop(browser, "tinybeauty.tflite", base64.b64encode((assets / "tinybeauty.tflite").read_bytes()).decode(),
+          json.loads((assets / "model_card.json").read_text()))
+    info = browser.eval("() => window.tinybeauty.info()")
+    assert info["channels"] == 8 and info["priorInput"] is None and info["message"] == "", info
+
+
+@pytest.mark.parametrize("which", ["prior_export", "prior_export_10"])
+def test_prior_input_model_runs_and_equals_litert(page, which, request):
+    """An 11-channel (and a 10-channel: no cheeks) model dropped with its card and look_prior.json: the page
+    feeds [RGB, the masks, the look prior painted on its crop]; the prior equals LookPrior.paint of the shipped
+    file on the page's crop and labels, and the page's output equals ai_edge_litert's on the same input
+    (webtools.check_prior_frame). The bundled model comes back."""
+    browser = page["browser"]
+    export = request.getfixturevalue(which)
+    card = json.loads((export / "model_card.json").read_text())
+    channels = card["io"]["channels"]
+    assert channels == (11 if which == "prior_export" else 10)
+    assert card["io"]["prior_input"]["first_channel"] == channels - 3 and card["io"]["prior_input"]["file"] == "look_prior.json"
+    browser.call("drop", selector="body", files=_files(
+        ("tinybeauty.tflite", "", (export / "tinybeauty.tflite").read_bytes()),
+        ("model_card.json", "application/json", json.dumps(card).encode()),
+        ("look_prior.json", "application/json", (export / "look_prior.json").read_bytes())))
+    for _ in range(200):
+        if browser.eval("() => window.tinybeauty.info().channels") == channels:
+            break
+        time.sleep(0.05)
+    browser.eval("async () => { await window.tinybeauty.reprocess(1); }")
+    info, frame = browser.eval("() => window.tinybeauty.info()"), browser.eval("() => window.tinybeauty.lastFrame()")
+    try:
+        assert info["message"] == "" and info["channels"] == channels and info["size"] == 64, info
+        assert info["priorInput"] == {"file": "look_prior.json", "firstChannel": channels - 3,
+                                      "name": "look_prior.json"}, info
+        assert "look prior" in browser.eval("() => document.getElementById('model-name').textContent")
+        _record(f"prior_input_model_{channels}ch_vs_litert", check_prior_frame(frame, export))
+    finally:
+        _restore_bundled(browser, page["assets"])
+
+
+def test_prior_input_model_without_its_card_or_prior_is_refused_in_one_message(page, prior_export):
+    """An 11-channel model with a card that names no look prior, or with its card but without look_prior.json:
+    one message each, the bundled model stays; a card naming the prior in another place is refused too.
+    build_assets.py copies the look prior beside the model and refuses an export folder without it."""
+    import shutil
+    import sys
+
+    browser = page["browser"]
+    model = (prior_export / "tinybeauty.tflite").read_bytes()
+    card = json.loads((prior_export / "model_card.json").read_text())
+    prior_bytes = (prior_export / "look_prior.json").read_bytes()
+    no_prior_card = json.loads(json.dumps(card))
+    del no_prior_card["io"]["prior_input"]
+    bad_card = json.loads(json.dumps(card))
+    bad_card["io"]["prior_input"]["first_channel"] = 3
+    cases = [
+        ([("p.tflite", "", model), ("model_card.json", "application/json", json.dumps(no_prior_card).encode()),
+          ("look_prior.json", "application/json", prior_bytes)],
+         "p.tflite: takes 11 input channels (RGB, the face's region masks and the look prior) and model_card.json "
+         "has no io.prior_input"),
+        ([("p.tflite", "", model), ("model_card.json", "application/json", json.dumps(card).encode())],
+         "p.tflite: takes the look prior as input and look_prior.json is missing"),
+        ([("p.tflite", "", model), ("model_card.json", "application/json", json.dumps(bad_card).encode()),
+          ("look_prior.json", "application/json", prior_bytes)],
+         "model_card.json: io.prior_input"),
+        ([("p.tflite", "", model), ("model_card.json", "application/json", json.dumps(card).encode()),
+          ("look_prior.json", "application/json", b'{"region_prior": [1, 2]}')],
+         "look_prior.json: not a look prior"),
+    ]
+    for files, start in cases:
+        browser.call("drop", selector="body", files=_files(*files))
+        messages = []
+        for _ in range(200):
+            messages = _visible(browser)
+            if messages:
+                break
+            time.sleep(0.05)
+        assert len(messages) == 1 and messages[0].startswith(start), (start, messages)
+        assert browser.eval("() => window.tinybeauty.info().model") == "tinybeauty.tflite"
+        assert browser.eval("() => window.tinybeauty.info().channels") == 8
+        browser.eval("() => { document.getElementById('message').hidden = true; }")
+    _restore_bundled(browser, page["assets"])
+    # build_assets.py: the look prior travels with the model; an export folder without it is refused
+    sys.path.insert(0, str(ROOT / "web_demo" / "tools"))
+    from build_assets import build
+
+    out = ROOT / "work" / "web_test" / "prior_assets"
+    shutil.rmtree(out, ignore_errors=True)
+    written = [p.name for p in build(prior_export, out)]
+    assert "look_prior.json" in written and (out / "look_prior.json").read_bytes() == prior_bytes
+    alone = out.parent / "prior_export_without_prior"
+    shutil.rmtree(alone, ignore_errors=True)
+    alone.mkdir(parents=True)
+    for f in ("tinybeauty.tflite", "model_card.json"):
+        shutil.copy(prior_export / f, alone / f)
+    with pytest.raises(SystemExit, match="look_prior.json not found"):
+        build(alone, out)
+    shutil.rmtree(alone, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)
 
 
 def test_no_request_leaves_127_0_0_1(page):

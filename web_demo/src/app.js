@@ -4,11 +4,13 @@
 // gate (the card's "look_gate", src/gate.js) clips the model's change on the crop before paste-back, as
 // `tinybeauty apply` does; a checkbox turns it off. A region-input model (the card's io.region_input: RGB then
 // the crop's 4 soft region masks, and the cheeks when the card names them) gets the masks of the same label map
-// the gate uses, parsed once per frame.
+// the gate uses, parsed once per frame; a prior-input model (the card's io.prior_input) also gets the look prior
+// painted on the crop from that label map (src/prior.js, its parameters from look_prior.json beside the model).
 import {alignFace, centredSquare, faceMask, pasteBack} from './align.js';
 import {GATE_REGIONS, INPUT_MASKS, gateCrop, gateFromCard, landmarksToLabels, regionInputFromCard, softRegionMasks} from './gate.js';
 import {createLandmarker, largestFace} from './landmarks.js';
-import {MakeupModel, REGION_CHANNELS, initLiteRt, looksLikeTflite, maxThreads, tfliteInputShape, webGpuAvailable} from './model.js';
+import {MakeupModel, initLiteRt, looksLikeTflite, maxThreads, splitChannels, tfliteInputShape, webGpuAvailable} from './model.js';
+import {lookPriorFromJson, paintPrior, priorInputFromCard} from './prior.js';
 import {runBenchmark} from './bench.js';
 
 const ASSETS = new URL('../assets/', import.meta.url);
@@ -23,6 +25,8 @@ const state = {
   retired: [],         // compiled models a card rejected after compiling, deleted at the next model switch
   gate: null,          // the look gate from the card (gate.js), null: ungated
   regionInput: null,   // {channels, feather, regions, cheeks} for a model that reads the region masks; null: RGB only
+  priorInput: null,    // {file, firstChannel, prior, name} for a model that reads the look prior; null: none
+  lookPrior: null,     // {prior, name}: the look prior that came with the current model (look_prior.json)
   gateNote: '',        // one line saying which
   gateOn: true,        // the page's toggle
   noFaceMessage: false, // the message box holds draw()'s no-face line
@@ -55,7 +59,7 @@ function describe() {
   const m = state.model;
   if (!m) return 'no model loaded';
   const style = state.card?.style ? `, look “${state.card.style}”` : '';
-  const input = m.regionInput ? ', RGB + region masks' : '';
+  const input = m.priorInput ? ', RGB + region masks + look prior' : m.regionInput ? ', RGB + region masks' : '';
   return `${state.modelName} (${m.size}x${m.size}${input}${style}) on ${m.options.accelerator} x${m.options.numThreads}`;
 }
 
@@ -79,7 +83,8 @@ function validateCard(card, name) {
  * or a CardError when the card has none or names another number of masks than the model takes.
  */
 function regionInputFor(name, channels, card, cardName) {
-  if (channels < 3 + REGION_CHANNELS) return null;
+  const {masks} = splitChannels(channels);
+  if (!masks) return null;
   let ri;
   try {
     ri = regionInputFromCard(card, cardName);
@@ -90,11 +95,35 @@ function regionInputFor(name, channels, card, cardName) {
     throw new CardError(`${name}: takes ${channels} input channels (RGB + the face's region masks) and ` +
                         `${cardName} has no io.region_input: drop the model's own model_card.json with it`);
   }
-  if (ri.channels.length !== channels - 3) {
-    throw new CardError(`${name}: takes ${channels - 3} region masks after RGB and ${cardName} names ` +
+  if (ri.channels.length !== masks) {
+    throw new CardError(`${name}: takes ${masks} region masks after RGB and ${cardName} names ` +
                         `${ri.channels.length} (${ri.channels.join(', ')}): drop the model's own model_card.json with it`);
   }
   return ri;
+}
+
+/**
+ * The look prior a model (its name and input channel count) needs: null for a model without prior channels;
+ * else {file, firstChannel, prior, name} from the card's io.prior_input and `lookPrior` ({prior, name}: the
+ * look_prior.json that came with the model), or a CardError when the card names none or the file is missing.
+ */
+function priorInputFor(name, channels, card, cardName, lookPrior) {
+  if (!splitChannels(channels).prior) return null;
+  let pi;
+  try {
+    pi = priorInputFromCard(card, cardName);
+  } catch (err) {
+    throw new CardError(err.message);
+  }
+  if (!pi) {
+    throw new CardError(`${name}: takes ${channels} input channels (RGB, the face's region masks and the look prior) and ` +
+                        `${cardName} has no io.prior_input: drop the model's own model_card.json with it`);
+  }
+  if (!lookPrior) {
+    throw new CardError(`${name}: takes the look prior as input and ${pi.file} is missing: drop it with the model and ` +
+                        'its model_card.json (all three lie in the export folder)');
+  }
+  return {...pi, prior: lookPrior.prior, name: lookPrior.name};
 }
 
 async function pipelineThreads() {
@@ -115,21 +144,28 @@ function showGate() {
   $('gate-note').textContent = state.gate && !state.gateOn ? 'look gate off: the model\'s whole change is pasted back' : state.gateNote;
 }
 
-async function setModel(bytes, name, card, cardName = 'model_card.json') {
+async function setModel(bytes, name, card, cardName = 'model_card.json', lookPrior = null) {
   const nextCard = card || state.card;
   if (!nextCard) throw new CardError(`${name}: drop its model_card.json too (the alignment comes from the card)`);
   // A model dropped without its card reads the regions the old card describes (the toolkit's, like the
   // alignment), at its feather. The card is checked before compiling (the file's input shape): a model
   // compiled and deleted at once can hang LiteRT.js (its wasm worker threads may not have started yet, and
   // deleting joins them on the main thread).
+  // The look prior: the look_prior.json dropped with the model, or (a model dropped without its card, reading
+  // the current one) the current model's.
   const fromCard = card ? cardName : 'the current model_card.json';
+  const prior = lookPrior || (card ? null : state.lookPrior);
   const shape = tfliteInputShape(bytes);
-  if (shape?.length === 4) regionInputFor(name, shape[3], nextCard, fromCard);
+  if (shape?.length === 4) {
+    regionInputFor(name, shape[3], nextCard, fromCard);
+    priorInputFor(name, shape[3], nextCard, fromCard, prior);
+  }
   const model = await MakeupModel.load(bytes, {accelerator: 'wasm', numThreads: await pipelineThreads()});
   model.label = name;
-  let regionInput;
+  let regionInput, priorInput;
   try {
     regionInput = regionInputFor(name, model.channels, nextCard, fromCard);
+    priorInput = priorInputFor(name, model.channels, nextCard, fromCard, prior);
   } catch (err) {
     state.retired.push(model); // the file's shape did not read as the compiled model's: delete it later
     throw err;
@@ -138,7 +174,8 @@ async function setModel(bytes, name, card, cardName = 'model_card.json') {
   for (const m of state.benchModels.values()) m.delete();
   state.benchModels.clear();
   if (state.model) state.model.delete();
-  Object.assign(state, {model, modelBytes: bytes, modelName: name, card: nextCard, regionInput});
+  Object.assign(state, {model, modelBytes: bytes, modelName: name, card: nextCard, regionInput, priorInput,
+                        lookPrior: prior});
   // The look gate belongs to the look: a model dropped without its card runs ungated (the old card still
   // frames the face: the alignment is the toolkit's, not the look's).
   if (card) setGate(card, cardName);
@@ -158,7 +195,20 @@ async function loadBundled() {
     throw new Error('no bundled model: run `make web-assets` (or drop a tinybeauty.tflite and its model_card.json here)');
   }
   const card = validateCard(await cardRes.json(), 'assets/model_card.json');
-  await setModel(new Uint8Array(await modelRes.arrayBuffer()), 'tinybeauty.tflite', card, 'assets/model_card.json');
+  const bytes = new Uint8Array(await modelRes.arrayBuffer());
+  // A prior-input model's look prior lies beside it (build_assets.py copies the file the card names).
+  let lookPrior = null;
+  const file = card.io?.prior_input?.file;
+  if (typeof file === 'string' && /^[\w.-]+\.json$/.test(file)) {
+    const res = await fetch(new URL(file, ASSETS));
+    if (res.ok) {
+      lookPrior = {prior: lookPriorFromJson(await res.json(), `assets/${file}`), name: file};
+    } else if (splitChannels(tfliteInputShape(bytes)?.[3] ?? 3).prior) {
+      throw new Error(`tinybeauty.tflite: takes the look prior as input and ${file} is missing from the assets: ` +
+                      'run `make web-assets` again (it copies the file the card names beside the model)');
+    }
+  }
+  await setModel(bytes, 'tinybeauty.tflite', card, 'assets/model_card.json', lookPrior);
 }
 
 // ---- photo in, made-up photo out ----
@@ -194,12 +244,18 @@ async function processFrame(photo, {video = false, timestamp = 0} = {}) {
   const t2 = performance.now();
   const n = aligned.size;
   const ri = model.regionInput ? state.regionInput : null;
+  const pi = model.priorInput ? state.priorInput : null;
   const gate = state.gate && state.gateOn ? state.gate : null;
   // The regions need the crop's landmarks (none for the centred square).
-  let labels = null, inputMasks = null, gateMasks = null;
+  let labels = null, inputMasks = null, gateMasks = null, prior = null, priorMs = 0;
   if (aligned.landmarks && (ri || gate)) {
     labels = landmarksToLabels(aligned.landmarks, (ri || gate).regions, n);
     if (ri) inputMasks = softRegionMasks(labels, ri.regions, n, ri.feather, ri.cheeks);
+    if (ri && pi) {
+      const tp = performance.now();
+      prior = paintPrior(pi.prior, aligned.crop, labels, n);
+      priorMs = performance.now() - tp;
+    }
     if (gate) {
       gateMasks = inputMasks && inputMasks.feather === gate.feather && ri.regions === gate.regions ? inputMasks :
         softRegionMasks(labels, gate.regions, n, gate.feather);
@@ -210,22 +266,22 @@ async function processFrame(photo, {video = false, timestamp = 0} = {}) {
     // A region-input model on a crop without a face mesh would paint a face it cannot place: it does not
     // run, the photo stays as it is and the page says why (student/apply.py gated_crop refuses the same).
     const t4 = performance.now();
-    return {photo, landmarks, aligned, processed: aligned.crop, gated: null, labels: null, masks: null,
+    return {photo, landmarks, aligned, processed: aligned.crop, gated: null, labels: null, masks: null, prior: null,
             result: {data: new Uint8ClampedArray(photo.data), width: photo.width, height: photo.height}, face: false,
             skipped: `${model.label} needs the face's regions and no face was found: the model did not run, the photo is as it was`,
-            timings: {landmarks_ms: t1 - t0, align_ms: t2 - t1, regions_ms: t3 - t2, model_ms: 0, model_call_ms: 0,
-                      gate_ms: t3 - t2, paste_ms: 0, frame_ms: t4 - t0}};
+            timings: {landmarks_ms: t1 - t0, align_ms: t2 - t1, regions_ms: t3 - t2, prior_ms: 0, model_ms: 0,
+                      model_call_ms: 0, gate_ms: t3 - t2, paste_ms: 0, frame_ms: t4 - t0}};
   }
   const masks = inputMasks ? ri.channels.map((name) => inputMasks.masks[name]) : null;
-  const {out: processed, ms: modelMs} = await model.run(aligned.crop, masks);
+  const {out: processed, ms: modelMs} = await model.run(aligned.crop, masks, prior);
   const t4 = performance.now();
   const gated = gate && gateMasks ? gateCrop(gate, aligned.crop, processed, gateMasks, n) : null;
   const t5 = performance.now();
   const result = pasteBack(photo, gated || processed, aligned, mask);
   const t6 = performance.now();
-  return {photo, landmarks, aligned, processed, gated, labels, masks, result, face: Boolean(landmarks), skipped: null,
-          // gate_ms: the crop's regions (label map, soft masks: before the model) and the clip (after it).
-          timings: {landmarks_ms: t1 - t0, align_ms: t2 - t1, regions_ms: t3 - t2, model_ms: modelMs,
+  return {photo, landmarks, aligned, processed, gated, labels, masks, prior, result, face: Boolean(landmarks), skipped: null,
+          // gate_ms: the crop's regions (label map, soft masks, look prior: before the model) and the clip (after it).
+          timings: {landmarks_ms: t1 - t0, align_ms: t2 - t1, regions_ms: t3 - t2, prior_ms: priorMs, model_ms: modelMs,
                     model_call_ms: t4 - t3, gate_ms: (t3 - t2) + (t5 - t4), paste_ms: t6 - t5, frame_ms: t6 - t0}};
 }
 
@@ -248,7 +304,7 @@ function draw(frame) {
     (state.landmarker ? 'no face found: centred square crop' : `${state.landmarkerProblem}: centred square crop`);
   $('timings').textContent = `frame ${t.frame_ms.toFixed(1)} ms · landmarks ${t.landmarks_ms.toFixed(1)} · ` +
     `align ${t.align_ms.toFixed(1)} · model ${t.model_ms.toFixed(1)} · gate ${t.gate_ms.toFixed(1)} ` +
-    `(regions ${t.regions_ms.toFixed(1)}) · paste ${t.paste_ms.toFixed(1)} · ${framing}`;
+    `(regions ${t.regions_ms.toFixed(1)}${t.prior_ms ? `, look prior ${t.prior_ms.toFixed(1)}` : ''}) · paste ${t.paste_ms.toFixed(1)} · ${framing}`;
   // One line in the message box while a region-input model has no face to read; the next face clears it.
   if (frame.skipped) {
     const why = state.landmarker ? frame.skipped : `${state.landmarkerProblem}: ${frame.skipped}`;
@@ -285,7 +341,7 @@ async function handleFiles(files) {
   const list = Array.from(files || []);
   if (!list.length) return;
   try {
-    let tflite = null, card = null, cardName = null, photo = null;
+    let tflite = null, card = null, cardName = null, photo = null, lookPrior = null;
     for (const file of list) {
       const bytes = new Uint8Array(await file.arrayBuffer());
       const lower = file.name.toLowerCase();
@@ -296,27 +352,39 @@ async function handleFiles(files) {
         try { parsed = JSON.parse(new TextDecoder().decode(bytes)); } catch {
           throw new Error(`${file.name}: not valid JSON (expected the export's model_card.json)`);
         }
-        card = validateCard(parsed, file.name);
-        cardName = file.name;
+        if (parsed && typeof parsed === 'object' && 'region_prior' in parsed) {
+          lookPrior = {prior: lookPriorFromJson(parsed, file.name), name: file.name}; // look_prior.json
+        } else {
+          card = validateCard(parsed, file.name);
+          cardName = file.name;
+        }
       } else if (file.type.startsWith('image/') && !lower.endsWith('.tflite')) {
         photo = file;
       } else {
-        throw new Error(`${file.name}: not a .tflite model — drop tinybeauty.tflite (and its model_card.json) ` +
-                        'from an export folder, or a photo');
+        throw new Error(`${file.name}: not a .tflite model — drop tinybeauty.tflite (and its model_card.json, and ` +
+                        'look_prior.json where the export has one) from an export folder, or a photo');
       }
     }
     if (tflite) {
       try {
-        await setModel(tflite.bytes, tflite.name, card, cardName);
+        await setModel(tflite.bytes, tflite.name, card, cardName, lookPrior);
       } catch (err) {
         if (err instanceof CardError) throw err;
         throw new Error(`${tflite.name}: LiteRT.js cannot run it as a TinyBeauty model: ${err.message || err}`);
       }
     } else if (card) {
       const regionInput = state.model ? regionInputFor(state.modelName, state.model.channels, card, cardName) : null;
-      Object.assign(state, {card, regionInput});
+      const prior = lookPrior || state.lookPrior;
+      const priorInput = state.model ? priorInputFor(state.modelName, state.model.channels, card, cardName, prior) : null;
+      Object.assign(state, {card, regionInput, priorInput, lookPrior: prior});
       setGate(card, cardName);
-      setStatus(`model card ${list.find((f) => f.name.toLowerCase().endsWith('.json')).name} loaded: ${describe()}`);
+      setStatus(`model card ${cardName} loaded: ${describe()}`);
+    } else if (lookPrior) {
+      // a look prior alone: the current model reads it from the next frame on (its card must name one)
+      const priorInput = state.model ? priorInputFor(state.modelName, state.model.channels, state.card,
+                                                     'the current model_card.json', lookPrior) : null;
+      Object.assign(state, {priorInput, lookPrior});
+      setStatus(`look prior ${lookPrior.name} loaded: ${describe()}${priorInput ? '' : ' (the model reads no look prior)'}`);
     }
     showMessage('');
     if (photo) {
@@ -520,13 +588,15 @@ window.tinybeauty = {
     gate: Boolean(state.gate), gateOn: state.gateOn, gateRegions: state.gate?.active ?? null,
     gateNote: $('gate-note').textContent, channels: state.model?.channels ?? null,
     regionInput: state.regionInput ? {channels: state.regionInput.channels, feather: state.regionInput.feather} : null,
+    priorInput: state.priorInput ? {file: state.priorInput.file, firstChannel: state.priorInput.firstChannel,
+                                    name: state.priorInput.name} : null,
   }),
   /**
    * Raw model output (float32 bytes, base64) for an RGB uint8 crop (base64) and, for a region-input model,
    * its region masks (float32 bytes, base64, planes in the card's channel order), packed by
    * MakeupModel.pack, on backend/threads.
    */
-  runCrop: async (rgbB64, {masks = null, backend = 'wasm', threads = 1} = {}) => {
+  runCrop: async (rgbB64, {masks = null, prior = null, backend = 'wasm', threads = 1} = {}) => {
     const model = await benchModel(backend, threads);
     const rgb = fromBase64(rgbB64), n = model.size;
     const rgba = new Uint8ClampedArray(n * n * 4);
@@ -536,8 +606,23 @@ window.tinybeauty = {
       const all = new Float32Array(fromBase64(masks).buffer);
       planes = Array.from({length: all.length / (n * n)}, (_, k) => all.subarray(k * n * n, (k + 1) * n * n));
     }
-    const out = await model.runFloat(model.pack(rgba, planes));
+    const out = await model.runFloat(model.pack(rgba, planes, prior ? new Float32Array(fromBase64(prior).buffer) : null));
     return toBase64(new Uint8Array(out.buffer));
+  },
+  /**
+   * prior.js paintPrior: the look prior (`priorJson`: a look_prior.json's contents; default the current
+   * model's) painted on an RGB uint8 crop (base64) with its label map (uint8, base64): float32 RGB per pixel,
+   * base64.
+   */
+  paintPrior: (rgbB64, labelsB64, priorJson = null) => {
+    const rgb = fromBase64(rgbB64), labels = fromBase64(labelsB64), n = Math.round(Math.sqrt(labels.length));
+    const prior = priorJson ? lookPriorFromJson(priorJson) : state.priorInput?.prior;
+    if (!prior) throw new Error('no look prior');
+    const rgba = new Uint8ClampedArray(n * n * 4);
+    for (let i = 0; i < n * n; i++) for (let c = 0; c < 3; c++) rgba[i * 4 + c] = rgb[i * 3 + c];
+    const t0 = performance.now();
+    const out = paintPrior(prior, rgba, labels, n);
+    return {prior: toBase64(new Uint8Array(out.buffer)), ms: performance.now() - t0};
   },
   /**
    * gate.js softRegionMasks of a label map (uint8, base64) with the card's regions at `feather` (default the
@@ -561,6 +646,7 @@ window.tinybeauty = {
             processed: toBase64(f.processed), result: toBase64(f.result.data), timings: f.timings,
             gated: f.gated ? toBase64(f.gated) : null, labels: f.labels ? toBase64(f.labels) : null,
             masks: f.masks ? toBase64(new Uint8Array(concatPlanes(f.masks).buffer)) : null, skipped: f.skipped,
+            prior: f.prior ? toBase64(new Uint8Array(f.prior.buffer)) : null,
             cropLandmarks: f.aligned.landmarks};
   },
   /** Process the current photo again `repeat` times; the per-frame timings. */

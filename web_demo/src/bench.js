@@ -24,7 +24,7 @@ export function median(values) {
  */
 export async function runBenchmark(model, {warmup = 10, runs = 50, onProgress = () => {}} = {}) {
   const n = model.size;
-  const input = new Float32Array(n * n * model.channels); // RGB (and, for a region-input model, 4 mask channels)
+  const input = new Float32Array(n * n * model.channels); // RGB (and the mask and look-prior channels a model reads)
   for (let i = 0; i < input.length; i++) input[i] = ((i * 2654435761) % 1000) / 1000; // fixed, face-free
   const times = [];
   const total = warmup + runs;

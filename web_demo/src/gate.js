@@ -236,9 +236,9 @@ export function regionMasks(labels, regions, size) {
   return {eyes: zone, lips: is(L.lips), skin, brows: is(L.brows)};
 }
 
-/** cv2.getGaussianKernel for a float image and ksize 0: ksize = round(sigma * 8 + 1) | 1, float32 taps. */
-export function gaussianKernel(sigma) {
-  const k = roundEven(sigma * 8 + 1) | 1;
+/** cv2.getGaussianKernel for a float image: ksize 0 (the default) is round(sigma * 8 + 1) | 1, float32 taps. */
+export function gaussianKernel(sigma, ksize = 0) {
+  const k = ksize > 0 ? ksize : roundEven(sigma * 8 + 1) | 1;
   const taps = new Float32Array(k);
   const scale2X = -0.5 / (sigma * sigma);
   let sum = 0;

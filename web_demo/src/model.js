@@ -1,7 +1,8 @@
 // tinybeauty.tflite in LiteRT.js: the I/O convention of the model card (model_card.json "io"): one NHWC
 // float32 input [1, H, W, C], values in [0, 1]: C = 3, RGB (pixel / 255); C = 7 or 8 (io.region_input), RGB
 // then the crop's 4 soft region masks and (C = 8) the cheeks (gate.js softRegionMasks, in the card's
-// io.region_input.channels order). The
+// io.region_input.channels order); C = 10 or 11 (io.prior_input), those then the look prior painted on the
+// crop (prior.js paintPrior: an RGB change, may be negative). The
 // output is [1, H, W, 3], RGB, same range (clamp, multiply by 255 and round: student/apply.py). H = W and C
 // are read from the model's input.
 import {loadLiteRt, loadAndCompile, Tensor, isWebGPUSupported} from '@litertjs/core';
@@ -69,10 +70,18 @@ export function tfliteInputShape(bytes) {
   }
 }
 
-/** Input channels the page can feed: RGB; RGB + the 4 region masks; those + the cheeks (student/runtime.py
- *  CHANNELS). */
-export const INPUT_CHANNELS = [3, 7, 8];
+/** Input channels the page can feed: RGB; RGB + the 4 region masks; those + the cheeks; either + the look
+ *  prior (student/runtime.py CHANNELS). */
+export const INPUT_CHANNELS = [3, 7, 8, 10, 11];
 export const REGION_CHANNELS = 4;
+export const PRIOR_CHANNELS = 3;
+
+/** student/model.py split_channels: {masks, prior} channels after RGB of a model taking `channels` inputs. */
+export function splitChannels(channels) {
+  const extra = channels - 3;
+  const prior = [REGION_CHANNELS, REGION_CHANNELS + 1].includes(extra - PRIOR_CHANNELS) ? PRIOR_CHANNELS : 0;
+  return {masks: extra - prior, prior};
+}
 
 export class MakeupModel {
   constructor(compiled, bytes, options) {
@@ -95,8 +104,11 @@ export class MakeupModel {
     this.shape = shape;
     this.size = shape[1];
     this.channels = shape[3];
-    this.maskChannels = this.channels - 3; // region masks after RGB: 0, 4, or 5 with the cheeks
+    const {masks, prior} = splitChannels(this.channels);
+    this.maskChannels = masks; // region masks after RGB: 0, 4, or 5 with the cheeks
+    this.priorChannels = prior; // the look prior after the masks: 0 or 3
     this.regionInput = this.maskChannels > 0; // needs the crop's region masks
+    this.priorInput = this.priorChannels > 0; // needs the look prior painted on the crop
     this.inputName = input.name;
     this.outputName = output.name;
   }
@@ -132,10 +144,11 @@ export class MakeupModel {
 
   /**
    * The model input for an RGBA crop (size x size): per pixel RGB / 255, then, for a region-input model, its
-   * maskChannels masks (`masks`: Float32Arrays of size * size, in the card's io.region_input.channels order) —
-   * student/model.py model_input in NHWC.
+   * maskChannels masks (`masks`: Float32Arrays of size * size, in the card's io.region_input.channels order),
+   * then, for a prior-input model, the look prior (`prior`: Float32Array size * size * 3, RGB per pixel:
+   * prior.js paintPrior) — student/model.py model_input in NHWC.
    */
-  pack(cropRgba, masks = null) {
+  pack(cropRgba, masks = null, prior = null) {
     const n = this.size, C = this.channels;
     if (this.regionInput) {
       if (!masks || masks.length !== this.maskChannels || masks.some((m) => !m || m.length !== n * n)) {
@@ -144,21 +157,31 @@ export class MakeupModel {
     } else if (masks) {
       throw new Error('this model takes RGB only: no region masks');
     }
+    if (this.priorInput) {
+      if (!prior || prior.length !== n * n * PRIOR_CHANNELS) {
+        throw new Error(`this model takes the look prior (${n}x${n}x3) after the region masks`);
+      }
+    } else if (prior) {
+      throw new Error('this model takes no look prior');
+    }
     const input = new Float32Array(n * n * C);
+    const at = 3 + this.maskChannels;
     for (let i = 0; i < n * n; i++) {
       for (let c = 0; c < 3; c++) input[i * C + c] = cropRgba[i * 4 + c] / 255;
       if (masks) for (let k = 0; k < masks.length; k++) input[i * C + 3 + k] = masks[k][i];
+      if (prior) for (let c = 0; c < PRIOR_CHANNELS; c++) input[i * C + at + c] = prior[i * PRIOR_CHANNELS + c];
     }
     return input;
   }
 
   /**
-   * An RGBA crop (size x size) and, for a region-input model, its soft region masks (4, or 5 with the cheeks) in, the made-up RGBA
-   * crop out, plus the model's wall time in ms.
+   * An RGBA crop (size x size) and, for a region-input model, its soft region masks (4, or 5 with the cheeks)
+   * and, for a prior-input model, the look prior on it in, the made-up RGBA crop out, plus the model's wall
+   * time in ms.
    */
-  async run(cropRgba, masks = null) {
+  async run(cropRgba, masks = null, prior = null) {
     const n = this.size;
-    const input = this.pack(cropRgba, masks);
+    const input = this.pack(cropRgba, masks, prior);
     const t0 = performance.now();
     const y = await this.runFloat(input);
     const ms = performance.now() - t0;

@@ -1,5 +1,6 @@
-"""Fill the page's assets folder (``make web-assets``): the model and its card from an export folder, the
-face-landmarker bundle built from the mediapipe wheel, and the sample photo (scikit-image's astronaut).
+"""Fill the page's assets folder (``make web-assets``): the model and its card from an export folder (and the
+look prior a prior-input model reads, the file its card's io.prior_input names), the face-landmarker bundle
+built from the mediapipe wheel, and the sample photo (scikit-image's astronaut).
 
     python web_demo/tools/build_assets.py --export work/glamorous/export [--out web_demo/assets]
 """
@@ -23,9 +24,19 @@ def build(export: Path, out: Path) -> list[Path]:
     info = json.loads(card.read_text(encoding="utf-8"))
     if "alignment" not in info:
         raise SystemExit(f"error: {card} has no \"alignment\" entry: export again with this toolkit")
+    files = [model, card]
+    prior = (info.get("io") or {}).get("prior_input")
+    if prior:
+        name = prior.get("file") if isinstance(prior, dict) else None
+        if not isinstance(name, str) or Path(name).name != name or not name.endswith(".json"):
+            raise SystemExit(f"error: {card}: io.prior_input names no look prior file beside the model ({name!r})")
+        if not (export / name).is_file():
+            raise SystemExit(f"error: {export / name} not found: the model reads the look prior and its card names "
+                             "this file (export again with this toolkit)")
+        files.append(export / name)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for src in (model, card):
+    for src in files:
         shutil.copyfile(src, out / src.name)
         written.append(out / src.name)
 
@@ -45,7 +56,8 @@ def build(export: Path, out: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--export", type=Path, required=True, help="an export folder (tinybeauty.tflite + model_card.json)")
+    ap.add_argument("--export", type=Path, required=True,
+                    help="an export folder (tinybeauty.tflite + model_card.json, + look_prior.json for a prior-input model)")
     ap.add_argument("--out", type=Path, default=HERE.parent / "assets", help="the page's assets folder")
     args = ap.parse_args(argv)
     for p in build(args.export, args.out):

@@ -87,7 +87,11 @@ class MakeupModel(model: ByteBuffer, requestGpu: Boolean) : AutoCloseable {
         val shape = inTensor.shape()
         check(shape.size == 4 && shape[0] == 1 && shape[3] in INPUT_CHANNELS && shape[1] == shape[2] && shape[1] > 0) {
             "$MODEL_ASSET: expected a $LAYOUT input [1, H, H, C], C one of ${INPUT_CHANNELS.joinToString()} " +
-                "(model_card.json io), got ${shape.contentToString()}"
+                "(model_card.json io), got ${shape.contentToString()}" +
+                if (shape.size == 4 && shape[3] > CHANNELS + REGION_CHANNELS + CHEEK_CHANNELS) {
+                    ": a 10- or 11-channel model reads the look prior (model_card.json io.prior_input, " +
+                        "look_prior.json), which this app does not paint yet"
+                } else ""
         }
         val outShape = intArrayOf(1, shape[1], shape[2], CHANNELS)
         check(outTensor.shape().contentEquals(outShape)) {

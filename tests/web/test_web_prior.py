@@ -1,0 +1,77 @@
+"""The web demo with a prior-input model bundled (``make web-assets`` from a prior-input export: build_assets.py
+copies the look_prior.json its card names beside the model): the page starts with the 11-channel model, paints
+the look prior (web_demo/src/prior.js) on the sample's crop as makeup.lookprior.LookPrior.paint does and runs
+the model on [RGB, masks, prior] exactly as ai_edge_litert does; assets whose card names the look prior
+without the file: one message, no model. One browser for the module (the drop-in cases of a prior-input model
+are in test_web_demo.py). Figures go to ``work/web_test/figures_prior.json``.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from webtools import ROOT, WEB, Server, check_prior_frame, served_page, skip_without_browser
+
+skip_without_browser()
+
+OUT = ROOT / "work" / "web_test"
+
+
+@pytest.fixture(scope="module")
+def prior_assets(prior_export, tmp_path_factory):
+    """The page's assets built from the prior-input export by the same script as ``make web-assets``."""
+    assets = tmp_path_factory.mktemp("prior_web") / "assets"
+    subprocess.run([sys.executable, str(WEB / "tools" / "build_assets.py"), "--export", str(prior_export),
+                    "--out", str(assets)], check=True, cwd=ROOT, capture_output=True, text=True)
+    return assets
+
+
+@pytest.fixture(scope="module")
+def prior_page(prior_assets):
+    with served_page(prior_assets) as p:
+        yield p
+
+
+def test_bundled_prior_model_starts_and_equals_python(prior_page, prior_export):
+    browser = prior_page["browser"]
+    assert (prior_page["assets"] / "look_prior.json").read_bytes() == (prior_export / "look_prior.json").read_bytes()
+    info = browser.eval("() => window.tinybeauty.info()")
+    assert info["message"] == "" and info["model"] == "tinybeauty.tflite" and info["channels"] == 11, info
+    assert info["priorInput"] == {"file": "look_prior.json", "firstChannel": 8, "name": "look_prior.json"}, info
+    frame = browser.eval("() => window.tinybeauty.lastFrame()")
+    assert frame["face"] is True and frame["size"] == 64
+    figures = check_prior_frame(frame, prior_export)
+    assert "look prior" in browser.eval("() => document.getElementById('timings').textContent")
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "figures_prior.json").write_text(json.dumps({"bundled_prior_model_vs_python": figures}, indent=2))
+
+
+def test_assets_without_the_look_prior_say_so(prior_page, prior_assets, tmp_path):
+    """The card names look_prior.json and the assets folder has none: the page loads no model and says why in
+    one message (the photo stays as it is)."""
+    assets = tmp_path / "assets"
+    shutil.copytree(prior_assets, assets)
+    (assets / "look_prior.json").unlink()
+    browser = prior_page["browser"]
+    server = Server(assets)
+    try:
+        browser.call("goto", url=server.url)
+        assert browser.eval("async () => window.tinybeauty.ready", timeout=240) is True
+        for _ in range(100):
+            info = browser.eval("() => window.tinybeauty.info()")
+            if info["message"]:
+                break
+            time.sleep(0.05)
+        assert info["model"] is None, info
+        assert info["message"].startswith("tinybeauty.tflite: takes the look prior as input and look_prior.json is "
+                                          "missing from the assets") and "make web-assets" in info["message"], info
+        messages = browser.eval("() => Array.from(document.querySelectorAll('[role=alert]')).filter((e) => !e.hidden)"
+                                ".map((e) => e.textContent)")
+        assert len(messages) == 1, messages
+    finally:
+        server.close()

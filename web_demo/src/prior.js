@@ -1,0 +1,729 @@
+// The look prior in JavaScript: makeup/lookprior.py LookPrior.paint(crop, labels) on the page's aligned crop and
+// its label map (gate.js landmarksToLabels), for a prior-input model (model_card.json io.prior_input: the
+// painted prior is the model's last 3 input channels). The parameters come from look_prior.json beside the
+// model (LookPrior.to_dict(): region_prior, region_colour, template_eyes, template_lips, models, gate, radius).
+//
+// Every piece follows its Python twin with the same arithmetic: float32 where numpy is float32 (Math.fround
+// after each operation; numpy 1.x casting: a Python scalar meets a float32 array as float32, an np.float32
+// scalar meets a Python float as float64), and OpenCV 4.11's semantics where the prior calls cv2:
+// * GaussianBlur on float32: float32 taps (gate.js gaussianKernel), ksize round(8 sigma + 1) | 1 when 0,
+//   border replicate (makeup.regions.feather, FaceGeometry) or reflect-101 (cv2's default: region_weight);
+// * connectedComponentsWithStats, 8-connectivity: components labelled in the order of their first 2x2 block in
+//   a raster scan of blocks (Bolelli's Spaghetti, cv2's default), so equal areas sort as in Python;
+// * cvtColor RGB2Lab on float32: cv2 interpolates a 33^3 table of the sRGB -> Lab map (built once here, as
+//   color_lab.cpp builds it: initLUTforLABLUVs16, trilinearInterpolate); Lab2RGB on float32: the formulas,
+//   the clip to [0, 1] and the spline inverse gamma table (splineBuild / splineInterpolate);
+// * bilateralFilter on float32 3-channel images (bilateral_filter.dispatch.cpp / .simd.hpp): reflect-101
+//   border, the circular window without its centre, the colour distance |db| + |dg| + |dr| looked up in
+//   expLUT (4096 bins per channel over the image's min..max) with linear interpolation, the centre added with
+//   weight 1;
+// * np.polyfit (least squares on the column-scaled Vandermonde matrix, here by Householder QR in float64) and
+//   np.polyval (Horner in float32, as numpy 1.x evaluates a float32 x).
+import {gaussianKernel} from './gate.js';
+
+const f32 = Math.fround;
+const OTHER = 0, EYES = 1, LIPS = 2, SKIN = 3, BROWS = 4;
+const MAKEUP_REGIONS = [EYES, LIPS, SKIN, BROWS];
+const TEMPLATE_CHANNELS = 11;
+/** makeup.lookprior.TEMPLATE_FRAMES: u and v ranges, cell sizes. */
+const FRAMES = {
+  eyes: {u: [-1.3, 1.9], v: [-0.8, 1.6], step: [0.025, 0.025]},
+  lips: {u: [0.0, 0.7], v: [-0.8, 0.8], step: [0.05, 0.1]},
+};
+for (const fr of Object.values(FRAMES)) {
+  fr.nv = Math.round((fr.v[1] - fr.v[0]) / fr.step[1]);
+  fr.nu = Math.round((fr.u[1] - fr.u[0]) / fr.step[0]);
+}
+// makeup.region_models: (diameter at 256, sigma colour, sigma space share), tone references, own channels
+const SMOOTHING = [[7, 6.0, 0.006], [15, 12.0, 0.018]];
+const TONE_REF = {[SKIN]: [65.0, 12.0, 16.0].map(f32), [BROWS]: [40.0, 8.0, 12.0].map(f32)};
+const OWN_CHANNELS = {[SKIN]: [1, 2], [BROWS]: [0, 1, 2]};
+const MODELLED_REGIONS = [SKIN, BROWS];
+const FEATURES = 5;
+
+// ---- the look prior file ----
+
+/**
+ * look_prior.json (LookPrior.to_dict) -> the prior the painter reads, values as float32 (np.float32 of the
+ * JSON numbers, as LookPrior.from_arrays). Throws with the reason when it is not one.
+ */
+export function lookPriorFromJson(d, name = 'look_prior.json') {
+  const keys = ['region_prior', 'region_colour', 'template_eyes', 'template_lips', 'models', 'gate', 'radius'];
+  const missing = keys.filter((k) => !Array.isArray(d?.[k]));
+  if (missing.length) throw new Error(`${name}: not a look prior (no ${missing.join(', ')})`);
+  const flat = (k) => Float32Array.from(d[k].flat(Infinity), Number);
+  const p = {
+    regionPrior: flat('region_prior'), regionColour: flat('region_colour'), models: flat('models'),
+    gate: flat('gate'), radius: Number(d.radius.flat(Infinity)[0]), templates: {},
+  };
+  const tpl = {eyes: flat('template_eyes'), lips: flat('template_lips')};
+  const bad = [];
+  if (p.regionPrior.length !== 12) bad.push('region_prior (4, 3)');
+  if (p.regionColour.length && p.regionColour.length !== 36) bad.push('region_colour (4, 3, 3)');
+  if (p.models.length && p.models.length !== MODELLED_REGIONS.length * FEATURES * 3) bad.push('models (2, 5, 3)');
+  if (p.gate.length !== 4) bad.push('gate (4,)');
+  if (!(p.radius >= 0)) bad.push('radius');
+  for (const [n, t] of Object.entries(tpl)) {
+    const fr = FRAMES[n];
+    if (t.length && t.length !== fr.nv * fr.nu * TEMPLATE_CHANNELS) bad.push(`template_${n} (${fr.nv}, ${fr.nu}, 11)`);
+    else if (t.length) p.templates[n] = t;
+  }
+  if (bad.length) throw new Error(`${name}: not a look prior (wrong shape: ${bad.join(', ')})`);
+  if (!p.regionColour.length) p.regionColour = null;
+  if (!p.models.length) p.models = null;
+  return p;
+}
+
+// ---- blur, regions, geometry ----
+
+function borderIndex(border) {
+  if (border === 'replicate') return (i, n) => (i < 0 ? 0 : i >= n ? n - 1 : i);
+  return (i, n) => { // reflect-101
+    if (n === 1) return 0;
+    while (i < 0 || i >= n) i = i < 0 ? -i : 2 * n - 2 - i;
+    return i;
+  };
+}
+
+/** cv2.GaussianBlur of a float32 n x n image (taps: gate.js gaussianKernel), rows then columns, float32 sums. */
+function gaussianBlur(src, n, taps, border) {
+  const r = (taps.length - 1) / 2, at = borderIndex(border);
+  const tmp = new Float32Array(n * n), out = new Float32Array(n * n);
+  const idx = new Int32Array(n + 2 * r);
+  for (let i = 0; i < n + 2 * r; i++) idx[i] = at(i - r, n);
+  for (let y = 0; y < n; y++) {
+    const row = y * n;
+    for (let x = 0; x < n; x++) {
+      let acc = 0;
+      for (let k = 0; k < taps.length; k++) acc = f32(acc + f32(taps[k] * src[row + idx[x + k]]));
+      tmp[row + x] = acc;
+    }
+  }
+  for (let y = 0; y < n; y++) {
+    for (let x = 0; x < n; x++) {
+      let acc = 0;
+      for (let k = 0; k < taps.length; k++) acc = f32(acc + f32(taps[k] * tmp[idx[y + k] * n + x]));
+      out[y * n + x] = acc;
+    }
+  }
+  return out;
+}
+
+function pyRound(v) { // Python's round(): half to even
+  const f = Math.floor(v), d = v - f;
+  return d > 0.5 || (d === 0.5 && f % 2 !== 0) ? f + 1 : f;
+}
+
+/** makeup.regions.feather (clipped to [0, 1]). */
+function feather(mask, n, radius) {
+  if (radius <= 0) return mask;
+  const sigma = Math.max(radius / 2, 1e-3);
+  const k = 2 * pyRound(3 * sigma) + 1;
+  const out = gaussianBlur(mask, n, gaussianKernel(sigma, k), 'replicate');
+  for (let i = 0; i < out.length; i++) out[i] = Math.min(Math.max(out[i], 0), 1);
+  return out;
+}
+
+/** makeup.lookprior.region_stack at full resolution: [eyes, lips, skin, brows] Float32Arrays. */
+export function regionStack(labels, n, radius) {
+  return MAKEUP_REGIONS.map((r) => {
+    const m = new Float32Array(n * n);
+    for (let i = 0; i < m.length; i++) m[i] = labels[i] === r ? 1 : 0;
+    const soft = feather(m, n, radius);
+    for (let i = 0; i < soft.length; i++) if (labels[i] === OTHER) soft[i] = 0;
+    return soft;
+  });
+}
+
+function smoothstep(lo, hi, x) { // makeup.render._smoothstep on float32
+  let t = f32(f32(x - f32(lo)) / f32(hi - lo));
+  t = Math.min(Math.max(t, 0), 1);
+  return f32(f32(t * t) * f32(3 - f32(2 * t)));
+}
+
+/** cv2.connectedComponentsWithStats(mask, connectivity=8) stats of the foreground components, cv2's order. */
+function components(mask, n) {
+  const comp = new Int32Array(n * n).fill(-1);
+  const list = [];
+  const stack = [];
+  for (let start = 0; start < n * n; start++) {
+    if (!mask[start] || comp[start] >= 0) continue;
+    const id = list.length;
+    const c = {id, area: 0, x0: n, y0: n, x1: -1, y1: -1, sx: 0, sy: 0, first: Infinity};
+    comp[start] = id;
+    stack.push(start);
+    while (stack.length) {
+      const i = stack.pop(), x = i % n, y = (i - x) / n;
+      c.area++; c.sx += x; c.sy += y;
+      c.x0 = Math.min(c.x0, x); c.x1 = Math.max(c.x1, x); c.y0 = Math.min(c.y0, y); c.y1 = Math.max(c.y1, y);
+      c.first = Math.min(c.first, (y >> 1) * n + (x >> 1)); // its 2x2 blocks, in raster order of blocks
+      for (let dy = -1; dy <= 1; dy++) {
+        for (let dx = -1; dx <= 1; dx++) {
+          const xx = x + dx, yy = y + dy;
+          if (xx < 0 || yy < 0 || xx >= n || yy >= n) continue;
+          const j = yy * n + xx;
+          if (mask[j] && comp[j] < 0) { comp[j] = id; stack.push(j); }
+        }
+      }
+    }
+    list.push(c);
+  }
+  list.sort((a, b) => a.first - b.first); // cv2's labels: first block of each component, in scan order
+  return {comp, list};
+}
+
+/** makeup.render.FaceGeometry.from_labels: what the eye and lip frames and the skin model need. */
+export function faceGeometry(labels, n) {
+  const face = new Float32Array(n * n);
+  for (let i = 0; i < face.length; i++) face[i] = labels[i] !== OTHER ? 1 : 0;
+  const sigma = Math.max(1.5, 0.012 * n);
+  const blurred = gaussianBlur(face, n, gaussianKernel(sigma), 'replicate');
+  const skinInner = new Float32Array(n * n);
+  for (let i = 0; i < face.length; i++) skinInner[i] = labels[i] === SKIN ? smoothstep(0.5, 0.95, blurred[i]) : 0;
+  let count = 0, sx = 0, sy = 0, x0 = n, x1 = -1, y0 = n, y1 = -1;
+  for (let i = 0; i < n * n; i++) {
+    if (labels[i] !== LIPS) continue;
+    const x = i % n, y = (i - x) / n;
+    count++; sx += x; sy += y;
+    x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y);
+  }
+  const lipsBox = count >= 4 ? {cx: sx / count, cy: sy / count, w: x1 - x0 + 1, h: y1 - y0 + 1} : null;
+  return {n, skinInner, lipsBox, eyes: findEyes(labels, n, lipsBox)};
+}
+
+/** makeup.render._find_eyes (what eye_frame reads: columns, lash lines, centre, outer side). */
+function findEyes(labels, n, lipsBox) {
+  const mask = new Uint8Array(n * n);
+  for (let i = 0; i < mask.length; i++) mask[i] = labels[i] === EYES ? 1 : 0;
+  const {comp, list} = components(mask, n);
+  const minArea = Math.max(4, Math.trunc(2e-5 * n * n));
+  // sorted by area, largest first; Python's sort is stable, so equal areas keep cv2's label order
+  const order = list.map((c, k) => ({c, k})).filter(({c}) => c.area >= minArea)
+    .sort((a, b) => b.c.area - a.c.area || a.k - b.k).slice(0, 2).map(({c}) => c);
+  if (!order.length) return [];
+  const centres = order.map((c) => [c.sx / c.area, c.sy / c.area]);
+  const faceCx = centres.length === 2 ? (centres[0][0] + centres[1][0]) / 2 : lipsBox ? lipsBox.cx : n / 2;
+  return order.map((c, k) => {
+    const cols = [], top = [], bottom = [];
+    for (let x = c.x0; x <= c.x1; x++) {
+      let first = -1, last = -1;
+      for (let y = c.y0; y <= c.y1; y++) {
+        if (comp[y * n + x] === c.id) { if (first < 0) first = y; last = y; }
+      }
+      if (first < 0) continue;
+      cols.push(x); top.push(first); bottom.push(last + 1);
+    }
+    const [cx, cy] = centres[k];
+    return {cols, top, bottom, cx, cy, outward: cx >= faceCx ? 1 : -1, width: cols[cols.length - 1] - cols[0] + 1};
+  });
+}
+
+/** np.polyfit(x, y, deg): least squares on the Vandermonde matrix with unit-norm columns (Householder QR). */
+function polyfit(x, y, deg) {
+  const m = x.length, k = deg + 1;
+  const A = Array.from({length: m}, (_, i) => Array.from({length: k}, (_, j) => x[i] ** (deg - j)));
+  const scale = Array.from({length: k}, (_, j) => Math.sqrt(A.reduce((s, row) => s + row[j] * row[j], 0)));
+  for (const row of A) for (let j = 0; j < k; j++) row[j] /= scale[j];
+  const b = y.slice();
+  for (let j = 0; j < k; j++) {
+    let norm = 0;
+    for (let i = j; i < m; i++) norm += A[i][j] * A[i][j];
+    norm = Math.sqrt(norm);
+    if (norm === 0) continue;
+    const alpha = A[j][j] > 0 ? -norm : norm;
+    const v = new Float64Array(m);
+    v[j] = A[j][j] - alpha;
+    for (let i = j + 1; i < m; i++) v[i] = A[i][j];
+    const vv = v.reduce((s, t) => s + t * t, 0);
+    if (vv === 0) continue;
+    for (let c = j; c < k; c++) {
+      let d = 0;
+      for (let i = j; i < m; i++) d += v[i] * A[i][c];
+      const f = 2 * d / vv;
+      for (let i = j; i < m; i++) A[i][c] -= f * v[i];
+    }
+    let d = 0;
+    for (let i = j; i < m; i++) d += v[i] * b[i];
+    const f = 2 * d / vv;
+    for (let i = j; i < m; i++) b[i] -= f * v[i];
+  }
+  const coef = new Float64Array(k);
+  for (let j = k - 1; j >= 0; j--) {
+    let s = b[j];
+    for (let c = j + 1; c < k; c++) s -= A[j][c] * coef[c];
+    coef[j] = A[j][j] !== 0 ? s / A[j][j] : 0;
+  }
+  for (let j = 0; j < k; j++) coef[j] /= scale[j];
+  return coef;
+}
+
+/** makeup.render._smooth_curve as a function of one float32 column centre xx -> float32. */
+function smoothCurve(eye, y) {
+  const xc = eye.cols.map((c) => c + 0.5);
+  const coef = polyfit(xc.map((v) => v - eye.cx), y, Math.min(4, xc.length - 1));
+  const c32 = Array.from(coef, f32), cx = f32(eye.cx), lo = xc[0], hi = xc[xc.length - 1];
+  return (xx) => {
+    const x = f32(Math.min(Math.max(xx, lo), hi) - cx);
+    let v = 0;
+    for (const c of c32) v = f32(f32(v * x) + c);
+    return v;
+  };
+}
+
+/** makeup.render.eye_frame (reach 2): float32 u, v and valid per pixel. */
+function eyeFrame(labels, g) {
+  const n = g.n;
+  const u = new Float32Array(n * n), v = new Float32Array(n * n), best = new Float32Array(n * n).fill(Infinity);
+  for (const eye of g.eyes) {
+    const ew = eye.width, pad = 2.0 * ew;
+    const topMin = Math.min(...eye.top), bottomMax = Math.max(...eye.bottom);
+    const y0 = Math.max(Math.trunc(topMin - pad) - 1, 0), y1 = Math.min(Math.trunc(bottomMax + pad) + 2, n);
+    const x0 = Math.max(Math.trunc(eye.cols[0] - pad) - 1, 0);
+    const x1 = Math.min(Math.trunc(eye.cols[eye.cols.length - 1] + pad) + 2, n);
+    const topAt = smoothCurve(eye, eye.top), bottomAt = smoothCurve(eye, eye.bottom);
+    const cx = f32(eye.cx), cy = f32(eye.cy), ew32 = f32(ew);
+    const tops = new Float32Array(x1 - x0), bottoms = new Float32Array(x1 - x0), dxs = new Float32Array(x1 - x0);
+    for (let x = x0; x < x1; x++) {
+      const xx = x + 0.5;
+      tops[x - x0] = topAt(xx); bottoms[x - x0] = bottomAt(xx);
+      dxs[x - x0] = f32(f32(xx - cx) - 0.5);
+    }
+    for (let y = y0; y < y1; y++) {
+      const yy = y + 0.5, dy = f32(f32(yy - cy) - 0.5);
+      for (let x = x0; x < x1; x++) {
+        const i = y * n + x, dx = dxs[x - x0];
+        const dist = f32(Math.hypot(dx, dy));
+        if (!(dist < best[i])) continue;
+        best[i] = dist;
+        u[i] = f32(f32(dx * eye.outward) / ew32);
+        const top = tops[x - x0], bottom = bottoms[x - x0];
+        v[i] = yy < top ? f32(f32(top - yy) / ew32) : yy > bottom ? f32(f32(bottom - yy) / ew32) : 0;
+      }
+    }
+  }
+  const valid = new Uint8Array(n * n);
+  for (let i = 0; i < valid.length; i++) valid[i] = labels[i] === SKIN && best[i] !== Infinity ? 1 : 0;
+  return {u, v, valid};
+}
+
+/** makeup.render.lip_frame. */
+function lipFrame(labels, g) {
+  const n = g.n;
+  const u = new Float32Array(n * n), v = new Float32Array(n * n), valid = new Uint8Array(n * n);
+  const box = g.lipsBox;
+  if (!box) return {u, v, valid};
+  const cx = f32(box.cx), cy = f32(box.cy), bw = f32(box.w), bh = f32(box.h);
+  for (let i = 0; i < n * n; i++) {
+    if (labels[i] !== LIPS) continue;
+    const x = i % n, y = (i - x) / n;
+    valid[i] = 1;
+    u[i] = f32(Math.abs(f32(x - cx)) / bw);
+    v[i] = f32(f32(y - cy) / bh);
+  }
+  return {u, v, valid};
+}
+
+/** TemplateFrame.cells: each pixel's cell (row-major), -1 outside the frame. */
+function frameCells(name, labels, g) {
+  const fr = FRAMES[name];
+  const {u, v, valid} = name === 'eyes' ? eyeFrame(labels, g) : lipFrame(labels, g);
+  const u0 = f32(fr.u[0]), v0 = f32(fr.v[0]), su = f32(fr.step[0]), sv = f32(fr.step[1]);
+  const idx = new Int32Array(u.length).fill(-1);
+  for (let i = 0; i < u.length; i++) {
+    if (!valid[i]) continue;
+    const iu = Math.floor(f32(f32(u[i] - u0) / su)), iv = Math.floor(f32(f32(v[i] - v0) / sv));
+    if (iu >= 0 && iu < fr.nu && iv >= 0 && iv < fr.nv) idx[i] = iv * fr.nu + iu;
+  }
+  return idx;
+}
+
+/** makeup.lookprior.template_field: (11, n*n) planes, or null without a template with support. */
+function templateField(labels, templates, g) {
+  const live = Object.entries(templates).filter(([, t]) => {
+    for (let c = 4; c < t.length; c += TEMPLATE_CHANNELS) if (t[c] !== 0) return true;
+    return false;
+  });
+  if (!live.length) return null;
+  const n2 = g.n * g.n;
+  const field = Array.from({length: TEMPLATE_CHANNELS}, (_, c) => new Float32Array(n2).fill(c >= 8 ? 1 : 0));
+  for (const [name, t] of live) {
+    const idx = frameCells(name, labels, g);
+    for (let i = 0; i < n2; i++) {
+      if (idx[i] < 0) continue;
+      const o = idx[i] * TEMPLATE_CHANNELS, s = t[o + 4];
+      for (let c = 0; c < 4; c++) field[c][i] = f32(t[o + c] * s);
+      for (let c = 4; c < TEMPLATE_CHANNELS; c++) field[c][i] = t[o + c];
+    }
+  }
+  return field;
+}
+
+// ---- CIELAB as cv2.cvtColor on float32 ----
+
+function fromHex(hex) {
+  const dv = new DataView(new ArrayBuffer(8));
+  dv.setBigUint64(0, BigInt(`0x${hex}`));
+  return dv.getFloat64(0);
+}
+
+const D65 = [fromHex('3fee6a22b3892ee8'), 1, fromHex('3ff16b8950763a19')];
+const SRGB2XYZ = ['3fda65a14488c60d', '3fd6e297396d0918', '3fc71819d2391d58', '3fcb38cda6e75ff6', '3fe6e297396d0918',
+                  '3fb279aae6c8f755', '3f93cc4ac6cdaf4b', '3fbe836eb4e98138', '3fee68427418d691'].map(fromHex);
+const XYZ2SRGB = [3.240479, -1.53715, -0.498535, -0.969256, 1.875991, 0.041556, 0.055648, -0.204043, 1.057311];
+const LAB_LUT_DIM = 33, LAB_BASE = 1 << 14, TRILINEAR_BASE = 16, GAMMA_TAB_SIZE = 1024;
+let labTables = null;
+
+function applyGamma(x) { // color_lab.cpp applyGamma (softdouble), to float32
+  return f32(x <= 809 / 20000 ? x / (323 / 25) : Math.pow((x + 11 / 200) / (1 + 11 / 200), 12 / 5));
+}
+
+function applyInvGamma(x) {
+  return f32(x <= 7827 / 2500000 ? x * (323 / 25) : Math.pow(x, 1 / (12 / 5)) * (1 + 11 / 200) - 11 / 200);
+}
+
+/** color_lab.cpp splineBuild (softfloat = float32 arithmetic): n cubic pieces of f[0..n]. */
+function splineBuild(f, n) {
+  const tab = new Float32Array(n * 4);
+  let cn = 0;
+  for (let i = 1; i < n; i++) {
+    const t = f32(f32(f32(f[i + 1] - f32(f[i] * 2)) + f[i - 1]) * 3);
+    const l = f32(1 / f32(4 - tab[(i - 1) * 4]));
+    tab[i * 4] = l;
+    tab[i * 4 + 1] = f32(f32(t - tab[(i - 1) * 4 + 1]) * l);
+  }
+  for (let i = n - 1; i >= 0; i--) {
+    const c = f32(tab[i * 4 + 1] - f32(tab[i * 4] * cn));
+    const b = f32(f32(f[i + 1] - f[i]) - f32(f32(cn + f32(c * 2)) / 3));
+    const d = f32(f32(cn - c) / 3);
+    tab[i * 4] = f[i]; tab[i * 4 + 1] = b; tab[i * 4 + 2] = c; tab[i * 4 + 3] = d;
+    cn = c;
+  }
+  return tab;
+}
+
+const fma32 = (a, b, c) => f32(a * b + c);
+
+function splineInterpolate(x, tab, n) {
+  const ix = Math.min(Math.max(Math.trunc(x), 0), n - 1);
+  const xx = f32(x - ix), o = ix * 4;
+  return fma32(fma32(fma32(tab[o + 3], xx, tab[o + 2]), xx, tab[o + 1]), xx, tab[o]);
+}
+
+function cvRound(v) { // lrint: half to even
+  return pyRound(v);
+}
+
+function initLabTables() {
+  if (labTables) return labTables;
+  // RGB2Lab: the LUT over (blue, green, red) grid points (color_lab.cpp's "R" is the blue channel for RGB input)
+  const scaleWhite = [1 / D65[0], 1, 1 / D65[2]];
+  const S = new Array(9);
+  for (let i = 0; i < 3; i++) {
+    S[i * 3 + 0] = f32(SRGB2XYZ[i * 3 + 2] * scaleWhite[i]);
+    S[i * 3 + 1] = f32(SRGB2XYZ[i * 3 + 1] * scaleWhite[i]);
+    S[i * 3 + 2] = f32(SRGB2XYZ[i * 3 + 0] * scaleWhite[i]);
+  }
+  const lthresh = f32(216 / 24389), lscale = f32(841 / 108), lbias = f32(16 / 116), f9033 = f32(24389 / 27);
+  const fcbrt = (v) => (v > lthresh ? f32(Math.cbrt(v)) : fma32(v, lscale, lbias));
+  const D = LAB_LUT_DIM;
+  const prev = new Int16Array(D * D * D * 3);
+  for (let p = 0; p < D; p++) {
+    for (let q = 0; q < D; q++) {
+      for (let r = 0; r < D; r++) {
+        const idx = p * 3 + q * D * 3 + r * D * D * 3;
+        const R = applyGamma(f32(p / 32)), G = applyGamma(f32(q / 32)), B = applyGamma(f32(r / 32));
+        const X = f32(f32(f32(R * S[0]) + f32(G * S[1])) + f32(B * S[2]));
+        const Y = f32(f32(f32(R * S[3]) + f32(G * S[4])) + f32(B * S[5]));
+        const Z = f32(f32(f32(R * S[6]) + f32(G * S[7])) + f32(B * S[8]));
+        const FX = fcbrt(X), FY = fcbrt(Y), FZ = fcbrt(Z);
+        const L = Y > lthresh ? f32(f32(116 * FY) - 16) : f32(f9033 * Y);
+        const a = f32(500 * f32(FX - FY)), b = f32(200 * f32(FY - FZ));
+        prev[idx] = cvRound(f32(f32(LAB_BASE * L) / 100));
+        prev[idx + 1] = cvRound(f32(f32(LAB_BASE * f32(a + 128)) / 256));
+        prev[idx + 2] = cvRound(f32(f32(LAB_BASE * f32(b + 128)) / 256));
+      }
+    }
+  }
+  const lut = new Int16Array(D * D * D * 3 * 8);
+  for (let p = 0; p < D; p++) {
+    for (let q = 0; q < D; q++) {
+      for (let r = 0; r < D; r++) {
+        for (let p_ = 0; p_ < 2; p_++) {
+          for (let q_ = 0; q_ < 2; q_++) {
+            for (let r_ = 0; r_ < 2; r_++) {
+              const old = Math.min(p + p_, D - 1) * 3 + Math.min(q + q_, D - 1) * D * 3 + Math.min(r + r_, D - 1) * D * D * 3;
+              const nw = p * 24 + q * D * 24 + r * D * D * 24 + 4 * p_ + 2 * q_ + r_;
+              lut[nw] = prev[old]; lut[nw + 8] = prev[old + 1]; lut[nw + 16] = prev[old + 2];
+            }
+          }
+        }
+      }
+    }
+  }
+  // Lab2RGB: float coefficients (rows R, G, B of XYZ2sRGB times the white point) and the inverse gamma spline
+  const C = new Array(9);
+  for (let i = 0; i < 3; i++) {
+    C[i] = f32(XYZ2SRGB[i] * D65[i]);
+    C[i + 3] = f32(XYZ2SRGB[i + 3] * D65[i]);
+    C[i + 6] = f32(XYZ2SRGB[i + 6] * D65[i]);
+  }
+  const ig = new Float32Array(GAMMA_TAB_SIZE + 1);
+  const gscale = f32(1 / GAMMA_TAB_SIZE);
+  for (let i = 0; i <= GAMMA_TAB_SIZE; i++) ig[i] = applyInvGamma(f32(gscale * i));
+  labTables = {lut, C, invGamma: splineBuild(ig, GAMMA_TAB_SIZE)};
+  return labTables;
+}
+
+/** cv2.cvtColor(photo float32 RGB in 0..1, COLOR_RGB2Lab): Float32Array n*3 (L, a, b per pixel). */
+export function rgbToLab(rgb) {
+  const {lut} = initLabTables();
+  const count = rgb.length / 3, out = new Float32Array(rgb.length);
+  const D = LAB_LUT_DIM;
+  const base = f32(LAB_BASE), l100 = f32(100 / LAB_BASE);
+  for (let i = 0; i < count; i++) {
+    const clip = (v) => Math.min(Math.max(v, 0), 1);
+    const cx = cvRound(f32(clip(rgb[i * 3 + 2]) * base)); // blue
+    const cy = cvRound(f32(clip(rgb[i * 3 + 1]) * base));
+    const cz = cvRound(f32(clip(rgb[i * 3]) * base)); // red
+    const tx = cx >> 9, ty = cy >> 9, tz = cz >> 9;
+    const o = 24 * tx + 24 * D * ty + 24 * D * D * tz;
+    const x = (cx >> 5) & 15, y = (cy >> 5) & 15, z = (cz >> 5) & 15;
+    const w = [
+      (16 - x) * (16 - y) * (16 - z), (16 - x) * (16 - y) * z, (16 - x) * y * (16 - z), (16 - x) * y * z,
+      x * (16 - y) * (16 - z), x * (16 - y) * z, x * y * (16 - z), x * y * z];
+    let a = 0, b = 0, c = 0;
+    for (let k = 0; k < 8; k++) { a += lut[o + k] * w[k]; b += lut[o + 8 + k] * w[k]; c += lut[o + 16 + k] * w[k]; }
+    a = (a + 2048) >> 12; b = (b + 2048) >> 12; c = (c + 2048) >> 12;
+    out[i * 3] = f32(a * l100);
+    out[i * 3 + 1] = f32(b / 64 - 128);
+    out[i * 3 + 2] = f32(c / 64 - 128);
+  }
+  return out;
+}
+
+/** cv2.cvtColor(lab float32, COLOR_Lab2RGB): Float32Array n*3 RGB in [0, 1]. */
+export function labToRgb(lab) {
+  const {C, invGamma} = initLabTables();
+  const out = new Float32Array(lab.length);
+  const inv903 = f32(1 / f32(903.3)), l7787 = f32(7.787), b16 = f32(16 / 116), inv116 = f32(1 / 116);
+  const inv500 = f32(1 / 500), ninv200 = f32(-1 / 200), fThresh = f32(f32(6) / f32(29)), inv7787 = f32(1 / l7787);
+  for (let i = 0; i < lab.length; i += 3) {
+    const li = lab[i], ai = lab[i + 1], bi = lab[i + 2];
+    let y, fy;
+    if (li <= 8) {
+      y = f32(li * inv903);
+      fy = fma32(l7787, y, b16);
+    } else {
+      fy = f32(f32(li + 16) * inv116);
+      y = f32(f32(fy * fy) * fy);
+    }
+    const fxz = [fma32(ai, inv500, fy), fma32(bi, ninv200, fy)];
+    for (let j = 0; j < 2; j++) {
+      const f = fxz[j];
+      fxz[j] = f <= fThresh ? f32(f32(f - b16) * inv7787) : f32(f32(f * f) * f);
+    }
+    const [x, z] = fxz;
+    for (let c = 0; c < 3; c++) {
+      let v = fma32(C[c * 3], x, fma32(C[c * 3 + 1], y, f32(C[c * 3 + 2] * z)));
+      v = Math.max(0, Math.min(v, 1));
+      out[i + c] = splineInterpolate(f32(v * GAMMA_TAB_SIZE), invGamma, GAMMA_TAB_SIZE);
+    }
+  }
+  return out;
+}
+
+// ---- the region models ----
+
+/**
+ * cv2.bilateralFilter(lab, d, sigmaColor, sigmaSpace) on a float32 3-channel n x n image (reflect-101 border),
+ * computed at the pixels where `where` is set (the rest 0).
+ */
+function bilateral(lab, n, d, sigmaColor, sigmaSpace, where) {
+  const gaussColor = -0.5 / (sigmaColor * sigmaColor), gaussSpace = -0.5 / (sigmaSpace * sigmaSpace);
+  const radius = Math.max(Math.trunc(d / 2), 1);
+  let lo = Infinity, hi = -Infinity;
+  for (let i = 0; i < lab.length; i++) { if (lab[i] < lo) lo = lab[i]; if (lab[i] > hi) hi = lab[i]; }
+  const out = new Float32Array(lab.length);
+  if (Math.abs(lo - hi) < 1.1920928955078125e-7) { out.set(lab); return out; }
+  const cn = 3, bins = 4096 * cn;
+  const len = f32(f32(hi - lo) * cn);
+  const scaleIndex = f32(bins / len);
+  const expLUT = new Float32Array(bins + 2);
+  let last = 1;
+  for (let i = 0; i < bins + 2; i++) {
+    if (last > 0) {
+      const val = f32(i / scaleIndex);
+      expLUT[i] = f32(Math.exp(val * val * gaussColor));
+      last = expLUT[i];
+    } else expLUT[i] = 0;
+  }
+  const dy = [], dx = [], sw = [];
+  for (let i = -radius; i <= radius; i++) {
+    for (let j = -radius; j <= radius; j++) {
+      const r = Math.sqrt(i * i + j * j);
+      if (r > radius || (i === 0 && j === 0)) continue;
+      sw.push(f32(Math.exp(r * r * gaussSpace)));
+      dy.push(i); dx.push(j);
+    }
+  }
+  const at = borderIndex('reflect101');
+  const idx = new Int32Array(n + 2 * radius);
+  for (let i = 0; i < idx.length; i++) idx[i] = at(i - radius, n);
+  for (let y = 0; y < n; y++) {
+    for (let x = 0; x < n; x++) {
+      const p = y * n + x;
+      if (!where[p]) continue;
+      const rb = lab[p * 3], rg = lab[p * 3 + 1], rr = lab[p * 3 + 2];
+      let wsum = 0, sb = 0, sg = 0, sr = 0;
+      for (let k = 0; k < sw.length; k++) {
+        const q = (idx[y + dy[k] + radius] * n + idx[x + dx[k] + radius]) * 3;
+        const kb = lab[q], kg = lab[q + 1], kr = lab[q + 2];
+        let alpha = f32(f32(f32(f32(Math.abs(f32(kb - rb))) + f32(Math.abs(f32(kg - rg)))) +
+                            f32(Math.abs(f32(kr - rr)))) * scaleIndex);
+        const t = Math.trunc(alpha);
+        alpha = f32(alpha - t);
+        const w = f32(sw[k] * fma32(expLUT[t + 1], alpha, f32(expLUT[t] * f32(1 - alpha))));
+        wsum = f32(wsum + w);
+        sb = fma32(kb, w, sb); sg = fma32(kg, w, sg); sr = fma32(kr, w, sr);
+      }
+      const inv = f32(1 / f32(wsum + 1));
+      out[p * 3] = f32(f32(sb + rb) * inv);
+      out[p * 3 + 1] = f32(f32(sg + rg) * inv);
+      out[p * 3 + 2] = f32(f32(sr + rr) * inv);
+    }
+  }
+  return out;
+}
+
+/** makeup.region_models.region_weight. */
+function regionWeight(labels, region, g) {
+  if (region === SKIN) return g.skinInner;
+  const n = g.n, mask = new Float32Array(n * n);
+  for (let i = 0; i < mask.length; i++) mask[i] = labels[i] === region ? 1 : 0;
+  const blurred = gaussianBlur(mask, n, gaussianKernel(1.0), 'reflect101');
+  const out = new Float32Array(n * n);
+  for (let i = 0; i < out.length; i++) {
+    if (!mask[i]) continue;
+    let t = f32(f32(blurred[i] - 0.25) / 0.5);
+    t = Math.min(Math.max(t, 0), 1);
+    out[i] = f32(f32(t * t) * f32(3 - f32(2 * t)));
+  }
+  return out;
+}
+
+/** makeup.region_models.region_model_change: (n*n*3) RGB change in 0..1 units, 0 where no model applies. */
+function regionModelChange(photo, labels, models, g) {
+  const n = g.n, n2 = n * n;
+  const lab = rgbToLab(photo);
+  const change = new Float32Array(n2 * 3), covered = new Uint8Array(n2);
+  const weights = [];
+  MODELLED_REGIONS.forEach((region, r) => {
+    const beta = models.subarray(r * FEATURES * 3, (r + 1) * FEATURES * 3);
+    if (beta.every((b) => b === 0)) return;
+    weights.push({region, beta, w: regionWeight(labels, region, g)});
+  });
+  if (!weights.length) return new Float32Array(n2 * 3);
+  const where = new Uint8Array(n2);
+  for (const {w} of weights) for (let i = 0; i < n2; i++) if (w[i] > 0) where[i] = 1;
+  const smooth = SMOOTHING.map(([diameter, sigmaColour, share]) => bilateral(
+    lab, n, Math.max(3, Math.trunc(pyRound(diameter * n / 256)) | 1), sigmaColour, Math.max(0.5, share * n), where));
+  for (const {region, beta, w} of weights) {
+    let total = 0;
+    for (let i = 0; i < n2; i++) total += w[i];
+    total = f32(total);
+    let mean = TONE_REF[region];
+    if (total > 0) {
+      const sums = [0, 0, 0];
+      for (let i = 0; i < n2; i++) for (let c = 0; c < 3; c++) sums[c] = f32(sums[c] + f32(lab[i * 3 + c] * w[i]));
+      mean = sums.map((s) => f32(s / total));
+    }
+    const own = OWN_CHANNELS[region];
+    for (let i = 0; i < n2; i++) {
+      if (!(w[i] > 0)) continue;
+      covered[i] = 1;
+      for (let c = 0; c < 3; c++) {
+        const L = lab[i * 3 + c];
+        const feats = [1, f32(smooth[0][i * 3 + c] - L), f32(smooth[1][i * 3 + c] - L),
+                       own.includes(c) ? f32(mean[c] - L) : 0, f32(mean[c] - TONE_REF[region][c])];
+        let s = 0;
+        for (let k = 0; k < FEATURES; k++) s = f32(s + f32(feats[k] * beta[k * 3 + c]));
+        change[i * 3 + c] = f32(change[i * 3 + c] + f32(s * w[i]));
+      }
+    }
+  }
+  const after = new Float32Array(n2 * 3);
+  for (let i = 0; i < after.length; i++) after[i] = f32(lab[i] + change[i]);
+  const rgb = labToRgb(after);
+  const out = new Float32Array(n2 * 3);
+  for (let i = 0; i < n2; i++) {
+    if (!covered[i]) continue;
+    for (let c = 0; c < 3; c++) out[i * 3 + c] = f32(rgb[i * 3 + c] - photo[i * 3 + c]);
+  }
+  return out;
+}
+
+// ---- the prior ----
+
+/**
+ * LookPrior.paint(crop, labels): the (n*n*3, pixel-major RGB) float32 change the look prior lays on the face.
+ * cropRgba: the crop's RGBA bytes (n x n); labels: its label map (gate.js landmarksToLabels).
+ */
+export function paintPrior(prior, cropRgba, labels, n) {
+  const n2 = n * n;
+  const photo = new Float32Array(n2 * 3);
+  for (let i = 0; i < n2; i++) for (let c = 0; c < 3; c++) photo[i * 3 + c] = f32(cropRgba[i * 4 + c] / 255);
+  const masks = regionStack(labels, n, prior.radius);
+  // prior_field: the templates and the region models, where either is given
+  let field = null, base = null;
+  const hasTemplates = Object.keys(prior.templates).length > 0;
+  if (hasTemplates || prior.models) {
+    const g = faceGeometry(labels, n);
+    const tpl = hasTemplates ? templateField(labels, prior.templates, g) : null;
+    if (tpl || prior.models) {
+      field = tpl || Array.from({length: TEMPLATE_CHANNELS}, (_, c) => new Float32Array(n2).fill(c >= 8 ? 1 : 0));
+      base = prior.models ? regionModelChange(photo, labels, prior.models, g) : new Float32Array(n2 * 3);
+    }
+  }
+  const out = new Float32Array(n2 * 3);
+  const rp = prior.regionPrior, rc = prior.regionColour;
+  for (let i = 0; i < n2; i++) {
+    let gw = 0;
+    for (let r = 0; r < 4; r++) gw = f32(gw + f32(prior.gate[r] * masks[r][i]));
+    for (let c = 0; c < 3; c++) {
+      let v = 0;
+      for (let r = 0; r < 4; r++) v = f32(v + f32(masks[r][i] * rp[r * 3 + c]));
+      if (rc) {
+        let s = 0;
+        for (let r = 0; r < 4; r++) {
+          for (let k = 0; k < 3; k++) s = f32(s + f32(f32(masks[r][i] * photo[i * 3 + k]) * rc[r * 9 + k * 3 + c]));
+        }
+        v = f32(v + s);
+      }
+      if (field) {
+        v = f32(v + base[i * 3 + c]);
+        const x = photo[i * 3 + c];
+        const clamped = Math.min(Math.max(x, field[5 + c][i]), field[8 + c][i]);
+        v = f32(f32(f32(f32(1 - field[4][i]) * v) + field[c][i]) - f32(field[3][i] * clamped));
+      }
+      out[i * 3 + c] = f32(gw * v);
+    }
+  }
+  return out;
+}
+
+/**
+ * What a prior-input model (input channels RGB, the region masks, then the look prior) needs from its card:
+ * {file, firstChannel}; null when the card names no look prior (io.prior_input absent). Throws with the reason
+ * when the card names one the page cannot feed (export/report.py io_card writes it).
+ */
+export function priorInputFromCard(card, cardName = 'model_card.json') {
+  const pi = card?.io?.prior_input;
+  if (!pi) return null;
+  const masks = card.io.region_input?.channels?.length;
+  if (!masks || pi.first_channel !== 3 + masks || pi.channels !== 3 || typeof pi.file !== 'string' ||
+      !/^[\w.-]+\.json$/.test(pi.file)) {
+    throw new Error(`${cardName}: io.prior_input ${JSON.stringify({first_channel: pi.first_channel, channels: pi.channels, file: pi.file})} ` +
+                    'is not the page\'s (the look prior\'s 3 channels right after the region masks, its parameters in a .json file beside the model)');
+  }
+  return {file: pi.file, firstChannel: pi.first_channel};
+}
