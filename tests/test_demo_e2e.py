@@ -42,6 +42,9 @@ def test_demo_runs_the_chain_and_reports_the_look(tmp_path, capsys):
     assert summary["export_report"]["formats"]["tflite"]["fidelity"]["recovery"]["lips"] is not None
     card = json.loads((work / "red_lip" / "export" / "model_card.json").read_text())
     assert card["style"] == "red_lip" and "lips" in card["look_gate"]["regions"]
+    # the demo profile's student reads the look prior: the card says where, the file is beside the model
+    assert card["io"]["channels"] == 11 and card["io"]["prior_input"]["first_channel"] == 8
+    assert (work / "red_lip" / "export" / card["io"]["prior_input"]["file"]).is_file()
     teacher_astro = summary["teacher_astronaut_vs_renderer"]  # which of teacher and student loses a real face
     assert teacher_astro["photo"] == "astronaut" and set(teacher_astro["recovery"]) == REGIONS
     assert len(summary["look"]) == 6 and "teacher on the astronaut vs renderer" in out
