@@ -206,6 +206,22 @@ def _onnx_runner(path: Path) -> Runner:
                   look_prior=lambda: look_prior_beside(path))
 
 
+def prior_only(runner: Runner) -> Runner:
+    """The look prior a prior-input model reads, painted alone, no network: ``clamp(photo + prior)`` from the
+    same inputs (``tinybeauty eval --prior-only``: what the model adds over its prior is the difference of the
+    two scores). One clear error for a model that reads no prior."""
+    from .model import PRIOR_CHANNELS, split_channels
+
+    if not split_channels(runner.channels)[1]:
+        raise TinyBeautyError(f"{runner.path.name} reads no look prior (--prior-only needs a prior-input model)")
+
+    def paint(x: np.ndarray) -> np.ndarray:
+        return np.clip(x[:, :3] + x[:, -PRIOR_CHANNELS:], 0.0, 1.0)
+
+    return Runner(paint, "look-prior", runner.path, runner.size, "NCHW", channels=runner.channels,
+                  look_prior=lambda: runner.look_prior)
+
+
 LOADERS: dict[str, Callable[[Path], Runner]] = {".pt": _torch_runner, ".tflite": _tflite_runner,
                                                  ".onnx": _onnx_runner, ".ort": _onnx_runner}
 

@@ -462,3 +462,23 @@ def test_the_runner_paints_the_checkpoints_look_prior(look_prior, tmp_path):
     bare = load_runner(save_checkpoint(tmp_path / "bare.pt", model))
     with pytest.raises(TinyBeautyError, match="look prior"):
         bare(rgb, face.labels[None])
+
+
+def test_prior_only_scores_the_look_prior_without_the_network(look_prior, tmp_path):
+    """``eval --prior-only``: the runner's inputs, painted alone: clamp(photo + prior), whatever the net
+    learned; a model that reads no prior is one clear error."""
+    from makeup.synth import generate_face
+    from student.model import prior_channels
+    from student.runtime import load_runner, prior_only
+
+    model = build_model(StudentConfig(widths=(4, 6, 8, 8), prior_input=True)).eval()
+    torch.nn.init.normal_(model.head.weight, std=0.1)  # a net that changes the face beyond its prior
+    runner = load_runner(save_checkpoint(tmp_path / "p.pt", model, meta={"look_prior": look_prior.state()}))
+    face = generate_face(9, 64)
+    rgb = (face.image.transpose(2, 0, 1)[None] / 255.0).astype(np.float32)
+    want = np.clip(rgb + prior_channels(look_prior, rgb, face.labels[None]), 0, 1)
+    alone = prior_only(runner)
+    assert np.array_equal(alone(rgb, face.labels[None]), want)
+    assert not np.allclose(runner(rgb, face.labels[None]), want, atol=1e-3)
+    with pytest.raises(TinyBeautyError, match="reads no look prior"):
+        prior_only(load_runner(save_checkpoint(tmp_path / "n.pt", build_model(SMALL))))

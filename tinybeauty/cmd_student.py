@@ -43,6 +43,8 @@ def register(sub) -> None:
     ev.add_argument("--json", required=True, help="where to write {psnr, ssim, lpips, count, psnr_identity, "
                     "psnr_gain, recovery {eyes, lips, skin, brows}, spill, visible_spill}")
     ev.add_argument("--split", default="val", choices=("val", "all"), help="the 10%% val split by id, or all")
+    ev.add_argument("--prior-only", action="store_true",
+                    help="score the model's look prior alone (no network): a prior-input model only")
     ev.set_defaults(func=_eval)
 
     ap = sub.add_parser("apply", help="apply the look to full-size photos (align -> student -> paste back)")
@@ -104,6 +106,10 @@ def _info(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from student.evaluate import evaluate, write_eval_json
 
+    if args.prior_only:
+        from student.runtime import load_runner, prior_only
+
+        args.model = prior_only(load_runner(args.model))
     if args.photo:
         return _eval_photo(args)
     result = evaluate(args.model, args.pairs, split=args.split, progress=True)
