@@ -252,7 +252,8 @@ def run_export(req: ExportRequest, progress: bool = True) -> dict:
         if hasattr(student_config, "to_dict"):
             student_config = student_config.to_dict()
         if qs.look_prior is not None:  # what a prior-input model reads, beside it (student.runtime)
-            write_text_atomic(req.out / LOOK_PRIOR_FILE, json.dumps(qs.look_prior.to_dict()) + "\n")
+            text = json.dumps(qs.look_prior.to_dict(), separators=(",", ":"))
+            write_text_atomic(req.out / LOOK_PRIOR_FILE, text + "\n")
         else:
             (req.out / LOOK_PRIOR_FILE).unlink(missing_ok=True)
         write_text_atomic(req.out / CARD, json.dumps(model_card(qs, report, student_config), indent=2) + "\n")

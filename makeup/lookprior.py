@@ -487,8 +487,15 @@ class LookPrior:
                    tpl or None, some(a["models"]), a["gate"].reshape(len(MAKEUP_REGIONS)), float(a["radius"][0]))
 
     def to_dict(self, decimals: int = 5) -> dict:
-        """JSON-able (nested lists, rounded): a model card's copy."""
-        return {k: np.round(v.astype(np.float64), decimals).tolist() for k, v in self.arrays().items()}
+        """JSON-able (nested lists, rounded): what an export ships beside the model. A template cell without
+        support (to ``decimals``) paints nothing (its clamp range only scales its zero slope), so it is written as
+        zeros."""
+        arrays = self.arrays()
+        for name in TEMPLATE_FRAMES:
+            tpl = arrays[f"template_{name}"]
+            if tpl.size:
+                arrays[f"template_{name}"] = np.where(np.round(tpl[..., 4:5], decimals) > 0, tpl, 0.0)
+        return {k: np.round(v.astype(np.float64), decimals).tolist() for k, v in arrays.items()}
 
     def state(self) -> dict:
         """As torch tensors (a checkpoint's meta is loaded with ``weights_only``)."""

@@ -52,6 +52,8 @@ def test_the_prior_round_trips_through_arrays_tensors_and_json(glamorous):
     assert np.array_equal(LookPrior.from_arrays(prior.state()).paint(face, labels), want)
     from_json = LookPrior.from_arrays(json.loads(json.dumps(prior.to_dict())))
     assert np.abs(from_json.paint(face, labels) - want).max() < 1e-3  # rounded to 5 decimals
+    eyes = np.asarray(prior.to_dict()["template_eyes"])  # cells without support: written as zeros
+    assert (prior.templates["eyes"][..., 4] == 0).any() and not eyes[eyes[..., 4] == 0].any()
     assert prior.templates and set(prior.templates) == {"eyes", "lips"} and prior.models is not None
 
 
