@@ -93,12 +93,13 @@ def io_card(size: int, channels: int, look_prior_file: str = "look_prior.json") 
     with, then (8 channels) the cheeks."""
     from makeup.gate import INPUT_MASKS
     from makeup.metrics import CHEEK_DROP, CHEEK_FALLOFF, CHEEK_MIN_PIXELS, CHEEK_OUT, CHEEK_SPREAD
-    from student.model import REGION_FEATHER, split_channels
+    from student.model import PRIOR_CHANNELS, REGION_CHANNELS, REGION_FEATHER  # constants only: torch-free here
 
     io = {"dtype": "float32", "value_range": [0.0, 1.0], "color": "RGB", "height": size, "width": size,
           "channels": channels, "input": "aligned face crop (makeup.align.align_face), RGB / 255",
           "output": "made-up crop, RGB, same layout, multiply by 255 and round"}
-    masks, prior = split_channels(channels)
+    prior = PRIOR_CHANNELS if channels - 3 > REGION_CHANNELS + 1 else 0  # 10 or 11: the masks, then the prior
+    masks = channels - 3 - prior
     if channels > 3:
         names = list(INPUT_MASKS[:masks])
         io["input"] += ", then the crop's soft region masks (region_input)"
