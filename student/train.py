@@ -74,6 +74,9 @@ class StudentSettings(StageSettings):
         check_keys(self.photo_augment, PairTorchDataset.PHOTO_KEYS, "student photo_augment")
         if self.lr_schedule not in ("plateau", "cosine"):
             raise TinyBeautyError(f"unknown lr_schedule {self.lr_schedule!r}: use 'plateau' or 'cosine'")
+        if int(self.prior_pairs) < 1:
+            raise TinyBeautyError(f"student prior_pairs must be >= 1 (pairs the look prior is fit on), got "
+                                  f"{self.prior_pairs}")
         if int(self.val_every) < 1 or int(self.sample_every) < 1:
             raise TinyBeautyError(f"student val_every and sample_every must be >= 1, got {self.val_every} and "
                                   f"{self.sample_every}")
@@ -122,7 +125,7 @@ def fit_look_prior(pairs: PairDataset, ids: list[str], limit: int):
     the training pairs (every pair is a before/after of the look, as the teacher's seeds are)."""
     from makeup.lookprior import LookPrior
 
-    chosen = [pairs[i] for i in ids[: max(int(limit), 1)]]
+    chosen = [pairs[i] for i in ids[: int(limit)]]
     t0 = time.perf_counter()
     prior = LookPrior.fit([p.source for p in chosen], [p.target for p in chosen], [p.mask for p in chosen])
     log.info("student: look prior fit on %d pairs in %.1f s", len(chosen), time.perf_counter() - t0)

@@ -177,6 +177,8 @@ def test_val_every_validates_every_nth_epoch_and_each_phase_end(tiny_pairs, tmp_
     assert sorted(p.name for p in out.glob("samples_epoch_*.png")) == ["samples_epoch_6.png"]
     with pytest.raises(TinyBeautyError, match="val_every"):
         tiny_settings(val_every=0)
+    with pytest.raises(TinyBeautyError, match="prior_pairs"):
+        tiny_settings(prior_pairs=0)
 
 
 def test_look_score_prefers_a_model_that_applies_the_look_over_a_sharper_identity():
