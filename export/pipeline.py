@@ -25,11 +25,10 @@ import numpy as np
 
 from makeup.config import StageSettings
 from makeup.errors import TinyBeautyError
+from student.runtime import LOOK_PRIOR_FILE  # the file the runners read beside a prior-input model
 
 from .formats import BUDGET_BYTES, DEPENDS_ON, ExportFormat, artifact_bytes, parse_formats
 from .parity import ParitySet, compare, load_parity_set, parity_failures, run_each, run_torch
-
-LOOK_PRIOR_FILE = "look_prior.json"  # = student.runtime.LOOK_PRIOR_FILE (what the runners read)
 
 log = logging.getLogger("tinybeauty")
 
@@ -114,8 +113,10 @@ def _reference(qs, fmt: ExportFormat, details: dict):
     return qs.float_model if details.get("reference") == "float" else qs.graph(fmt.reference)
 
 
-def _verify(fmt: ExportFormat, path: Path, qs, parity_set: ParitySet, cfg: ExportSettings, details: dict) -> dict:
-    """Run the artifact where a runtime exists here; otherwise validate what can be validated."""
+def _verify(fmt: ExportFormat, path: Path, qs, parity_set: ParitySet, inputs: np.ndarray, cfg: ExportSettings,
+            details: dict) -> dict:
+    """Run the artifact where a runtime exists here; otherwise validate what can be validated. ``inputs``: the
+    parity set's model inputs (``parity_set.inputs``), the same for every format."""
     ok, why_not = fmt.runs_here()
     if not ok:
         check = fmt.validator_fn()(path, qs.size, qs.channels)
@@ -123,7 +124,6 @@ def _verify(fmt: ExportFormat, path: Path, qs, parity_set: ParitySet, cfg: Expor
         return {"verified": False, "reason": reason, "spec_check": check, "psnr_vs_torch": None,
                 "psnr_vs_target": None, "torch_psnr_vs_target": None, "max_abs_diff": None,
                 "failures": [] if check["ok"] else [f"{fmt.name}: {reason}"]}
-    inputs = parity_set.inputs(qs.channels, qs.look_prior)
     exported = run_each(fmt.runner_fn()(path), inputs)
     reference = run_torch(_reference(qs, fmt, details), inputs)
     p = compare(exported, reference, parity_set.targets, parity_set)
@@ -132,7 +132,7 @@ def _verify(fmt: ExportFormat, path: Path, qs, parity_set: ParitySet, cfg: Expor
             "failures": [f"{fmt.name}: {f}" for f in fails]}
 
 
-def _export_one(fmt: ExportFormat, qs, staging: Path, staged: dict, parity_set: ParitySet,
+def _export_one(fmt: ExportFormat, qs, staging: Path, staged: dict, parity_set: ParitySet, inputs: np.ndarray,
                 cfg: ExportSettings) -> dict:
     path = staging / fmt.filename
     t0 = time.perf_counter()
@@ -151,7 +151,7 @@ def _export_one(fmt: ExportFormat, qs, staging: Path, staged: dict, parity_set: 
     budget = cfg.budget_bytes
     entry = {"path": fmt.filename, "bytes": size, "within_budget": size <= budget, "runtime": fmt.runtime,
              "seconds": round(time.perf_counter() - t0, 2), **details}
-    entry.update(_verify(fmt, path, qs, parity_set, cfg, details))
+    entry.update(_verify(fmt, path, qs, parity_set, inputs, cfg, details))
     if size > budget:
         if fmt.required:
             entry["failures"].insert(0, f"{fmt.name}: {size:,} bytes > budget {budget:,}")
@@ -211,6 +211,7 @@ def run_export(req: ExportRequest, progress: bool = True) -> dict:
     parity_set = (load_parity_set(parity_pairs, size, cfg.parity_images) if parity_pairs
                   else _synthetic_inputs(size, min(4, cfg.parity_images)))
     qs = quantize_student(ckpt, size, calib)
+    parity_inputs = parity_set.inputs(qs.channels, qs.look_prior)  # painted once: every format runs them
 
     req.out.parent.mkdir(parents=True, exist_ok=True)
     staging = _staging_dir(req.out)
@@ -220,7 +221,7 @@ def run_export(req: ExportRequest, progress: bool = True) -> dict:
         bar = tqdm(req.formats, desc="export", unit="format", disable=not progress)
         for fmt in bar:
             bar.set_postfix_str(fmt.name)
-            entries[fmt.name] = _export_one(fmt, qs, staging, staged, parity_set, cfg)
+            entries[fmt.name] = _export_one(fmt, qs, staging, staged, parity_set, parity_inputs, cfg)
         failures = [f for e in entries.values() for f in e.pop("failures")]
         report = {
             "formats": entries,

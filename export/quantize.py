@@ -36,13 +36,12 @@ class QuantizedStudent:
         painted look prior, ``StudentConfig.prior_input``)."""
         return self.float_model.config.in_channels
 
-    @property
+    @cached_property
     def look_prior(self):
         """The look prior a prior-input student reads (from the checkpoint's meta), or None."""
         from makeup.lookprior import LookPrior
 
-        data = self.meta.get("look_prior")
-        return None if data is None else LookPrior.from_arrays(data)
+        return LookPrior.from_meta(self.meta)
 
     def example(self):
         """A fixed batch-1 input used for tracing (values do not matter once observers are frozen)."""

@@ -86,7 +86,7 @@ def regions_card() -> dict:
             "subpixel_bits": 4, "eye_reach": metrics.EYE_REACH}
 
 
-def io_card(size: int, channels: int, look_prior_file: str = "look_prior.json") -> dict:
+def io_card(size: int, channels: int) -> dict:
     """What goes in and comes out. With region input (7 or 8 channels) the input's channels from 3 on are the
     crop's masks ``region_input.channels`` names (``makeup.gate.input_masks`` of the label map parsed as
     ``regions`` says, at ``region_input.feather``): the four soft region masks the look gate fades its limits
@@ -94,6 +94,7 @@ def io_card(size: int, channels: int, look_prior_file: str = "look_prior.json") 
     from makeup.gate import INPUT_MASKS
     from makeup.metrics import CHEEK_DROP, CHEEK_FALLOFF, CHEEK_MIN_PIXELS, CHEEK_OUT, CHEEK_SPREAD
     from student.model import PRIOR_CHANNELS, REGION_CHANNELS, REGION_FEATHER  # constants only: torch-free here
+    from student.runtime import LOOK_PRIOR_FILE
 
     io = {"dtype": "float32", "value_range": [0.0, 1.0], "color": "RGB", "height": size, "width": size,
           "channels": channels, "input": "aligned face crop (makeup.align.align_face), RGB / 255",
@@ -119,7 +120,7 @@ def io_card(size: int, channels: int, look_prior_file: str = "look_prior.json") 
     if prior:
         io["input"] += ", then the look prior painted on the crop (prior_input)"
         io["prior_input"] = {
-            "first_channel": 3 + masks, "channels": prior, "file": look_prior_file,
+            "first_channel": 3 + masks, "channels": prior, "file": LOOK_PRIOR_FILE,
             "how": "makeup.lookprior.LookPrior.paint(crop, labels): the RGB change (0..1 units, may be negative) "
                    "the look's fitted prior lays on this face: region colours and colour maps, the eye and lip "
                    "templates in each feature's own frame, the skin's and brows' models; the model adds it to "

@@ -27,8 +27,8 @@ import numpy as np
 from makeup.errors import TinyBeautyError
 from makeup.regions import BROWS, EYES, LIPS, SKIN, feather
 
-from .region_models import FEATURES as MODEL_FEATURES, MODELLED_REGIONS, fit_region_models, modelled, \
-    models_from_moments, region_model_change, region_model_moments
+from .region_models import fit_region_models, modelled, models_from_moments, region_model_change, \
+    region_model_moments
 
 
 MAKEUP_REGIONS = (EYES, LIPS, SKIN, BROWS)  # channel order of every region stack
@@ -485,6 +485,12 @@ class LookPrior:
         return cls(a["region_prior"].reshape(len(MAKEUP_REGIONS), 3),
                    None if not a["region_colour"].size else a["region_colour"].reshape(len(MAKEUP_REGIONS), 3, 3),
                    tpl or None, some(a["models"]), a["gate"].reshape(len(MAKEUP_REGIONS)), float(a["radius"][0]))
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> "LookPrior | None":
+        """The prior a student checkpoint's meta keeps under "look_prior" (:meth:`state`), or None."""
+        data = (meta or {}).get("look_prior")
+        return None if data is None else cls.from_arrays(data)
 
     def to_dict(self, decimals: int = 5) -> dict:
         """JSON-able (nested lists, rounded): what an export ships beside the model. A template cell without

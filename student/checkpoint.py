@@ -37,8 +37,7 @@ class StudentCheckpoint:
         its training pairs and kept in the meta), or None."""
         from makeup.lookprior import LookPrior
 
-        data = self.meta.get("look_prior")
-        return None if data is None else LookPrior.from_arrays(data)
+        return LookPrior.from_meta(self.meta)
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, config: StudentConfig | None = None,

@@ -3,23 +3,17 @@ per module (helpers in webtools.py). Without Chromium or Node.js a browser test 
 saying what to install."""
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from webtools import ROOT, WEB, export_student, served_page
+from webtools import build_assets, export_student, served_page
 
 @pytest.fixture(scope="session")
 def web_assets(tmp_path_factory) -> Path:
     """The page's assets folder, built by the same script as ``make web-assets``."""
     root = tmp_path_factory.mktemp("web")
-    export = export_student(root)
-    assets = root / "assets"
-    subprocess.run([sys.executable, str(WEB / "tools" / "build_assets.py"), "--export", str(export),
-                    "--out", str(assets)], check=True, cwd=ROOT, capture_output=True, text=True)
-    return assets
+    return build_assets(export_student(root), root / "assets")
 
 
 @pytest.fixture(scope="module")

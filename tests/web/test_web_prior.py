@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import time
 
 import pytest
 
-from webtools import ROOT, WEB, Server, check_prior_frame, served_page, skip_without_browser
+from webtools import ROOT, Server, build_assets, check_prior_frame, served_page, skip_without_browser
 
 skip_without_browser()
 
@@ -25,10 +23,7 @@ OUT = ROOT / "work" / "web_test"
 @pytest.fixture(scope="module")
 def prior_assets(prior_export, tmp_path_factory):
     """The page's assets built from the prior-input export by the same script as ``make web-assets``."""
-    assets = tmp_path_factory.mktemp("prior_web") / "assets"
-    subprocess.run([sys.executable, str(WEB / "tools" / "build_assets.py"), "--export", str(prior_export),
-                    "--out", str(assets)], check=True, cwd=ROOT, capture_output=True, text=True)
-    return assets
+    return build_assets(prior_export, tmp_path_factory.mktemp("prior_web") / "assets")
 
 
 @pytest.fixture(scope="module")

@@ -187,6 +187,13 @@ class Browser:
             shutil.rmtree(self.profile, ignore_errors=True)
 
 
+def build_assets(export: Path, assets: Path) -> Path:
+    """The page's assets folder from an export folder, by the same script as ``make web-assets``."""
+    subprocess.run([sys.executable, str(WEB / "tools" / "build_assets.py"), "--export", str(export),
+                    "--out", str(assets)], check=True, cwd=ROOT, capture_output=True, text=True)
+    return assets
+
+
 @contextlib.contextmanager
 def served_page(assets: Path):
     """The demo page served from ``assets`` and loaded once in a warm headless Chromium; yields (browser, server
