@@ -175,11 +175,33 @@ CHEEK_OUT, CHEEK_DROP, CHEEK_SPREAD, CHEEK_FALLOFF = 0.3, 0.5, (0.9, 0.65), 1.5
 CHEEK_MIN_PIXELS = 4  # an eye side (or the lips) with fewer labelled pixels has no cheek
 
 
+def cheek_centres(labels: np.ndarray) -> list[tuple[float, float, float, int]]:
+    """Each cheek's blob centre read from the label map: (x, y, the eye's width, outward) per seen eye, in pixel
+    indices; outward -1 for the cheek left of the lips' centre column. The eye pixels are split at that column
+    into the two eyes; the centre lies :data:`CHEEK_OUT` eye widths outward of the eye's centre and
+    :data:`CHEEK_DROP` of the way down to the lips' centre. None without lips; one when only one eye is seen.
+    :func:`cheek_map` and :func:`makeup.render.cheek_frame` read it."""
+    lab = np.asarray(labels)
+    ly, lx = np.nonzero(lab == LIPS)
+    ey, ex = np.nonzero(lab == EYES)
+    if len(lx) < CHEEK_MIN_PIXELS:
+        return []
+    mid, lips_y = lx.mean(), ly.mean()
+    out = []
+    for side, outward in ((ex < mid, -1), (ex >= mid, 1)):
+        if int(side.sum()) < CHEEK_MIN_PIXELS:
+            continue
+        xs, ys = ex[side], ey[side]
+        width = float(xs.max() - xs.min() + 1)
+        eye_x, eye_y = xs.mean(), ys.mean()
+        out.append((eye_x + outward * CHEEK_OUT * width, eye_y + CHEEK_DROP * (lips_y - eye_y), width, outward))
+    return out
+
+
 def cheek_map(labels: np.ndarray) -> np.ndarray:
     """float32 (H, W) in [0, 1]: where the cheeks are (blush, contour), read from the label map alone, as every
-    app can: the eye pixels are split at the lips' centre column into the two eyes; below each, a Gaussian
-    centred :data:`CHEEK_OUT` eye widths outward of the eye's centre and :data:`CHEEK_DROP` of the way down
-    to the lips' centre. Zero without lips; one blob when only one eye is seen. Not restricted to the skin
+    app can: around each of :func:`cheek_centres` a Gaussian ``exp(-CHEEK_FALLOFF * r2)``, r2 in
+    :data:`CHEEK_SPREAD` eye widths. Zero without lips. Not restricted to the skin
     (``makeup.gate.input_masks`` multiplies it by the soft skin mask).
 
     Why: skin makeup is not the same everywhere on the skin. A student told only "skin" has to find the
@@ -189,19 +211,8 @@ def cheek_map(labels: np.ndarray) -> np.ndarray:
     lab = np.asarray(labels)
     h, w = lab.shape
     out = np.zeros((h, w), np.float64)
-    ly, lx = np.nonzero(lab == LIPS)
-    ey, ex = np.nonzero(lab == EYES)
-    if len(lx) < CHEEK_MIN_PIXELS:
-        return out.astype(np.float32)
-    mid, lips_y = lx.mean(), ly.mean()
     cols, rows = np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64)
-    for side, outward in ((ex < mid, -1.0), (ex >= mid, 1.0)):
-        if int(side.sum()) < CHEEK_MIN_PIXELS:
-            continue
-        xs, ys = ex[side], ey[side]
-        width = float(xs.max() - xs.min() + 1)
-        eye_x, eye_y = xs.mean(), ys.mean()
-        cx, cy = eye_x + outward * CHEEK_OUT * width, eye_y + CHEEK_DROP * (lips_y - eye_y)
+    for cx, cy, width, _ in cheek_centres(lab):
         gx = np.exp(-CHEEK_FALLOFF * ((cols - cx) / (CHEEK_SPREAD[0] * width)) ** 2)
         gy = np.exp(-CHEEK_FALLOFF * ((rows - cy) / (CHEEK_SPREAD[1] * width)) ** 2)
         np.maximum(out, gy[:, None] * gx[None, :], out=out)

@@ -215,6 +215,29 @@ def lip_frame(labels: np.ndarray, geometry: FaceGeometry | None = None):
     return np.where(valid, u, 0).astype(np.float32), np.where(valid, v, 0).astype(np.float32), valid
 
 
+def cheek_frame(labels: np.ndarray, geometry: FaceGeometry | None = None):
+    """Every skin pixel's place relative to the nearer cheek (how blush is laid: on the cheekbone, below and
+    outward of the eye), in units of that eye's width: ``u`` = horizontal offset from the cheek's centre
+    (:func:`makeup.metrics.cheek_centres`, the centre of the cheek map the student reads and look fidelity
+    reports), positive outward (both cheeks share one frame, mirrored), ``v`` = vertical offset, positive down.
+    Returns float32 (H, W) ``u``, ``v`` and bool ``valid`` = the skin pixels (none without lips or eyes)."""
+    from .metrics import cheek_centres
+
+    lab = np.asarray(labels)
+    h, w = lab.shape
+    u = np.zeros((h, w), np.float32)
+    v = np.zeros((h, w), np.float32)
+    best = np.full((h, w), np.inf)
+    cols, rows = np.arange(w, dtype=np.float64)[None, :], np.arange(h, dtype=np.float64)[:, None]
+    for cx, cy, width, outward in cheek_centres(lab):
+        dist = np.hypot(cols - cx, rows - cy)
+        near = dist < best
+        best[near] = dist[near]
+        u[near] = np.broadcast_to((cols - cx) * outward / width, (h, w))[near]
+        v[near] = np.broadcast_to((rows - cy) / width, (h, w))[near]
+    return u, v, (lab == SKIN) & np.isfinite(best)
+
+
 def _eyeshadow_alpha(g: FaceGeometry, p: Product) -> np.ndarray:
     """Lid skin from the upper lash line up toward the brow, wider on the outer side; ``lower`` smudges it
     under the lower lash line."""

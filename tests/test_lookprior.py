@@ -54,7 +54,33 @@ def test_the_prior_round_trips_through_arrays_tensors_and_json(glamorous):
     assert np.abs(from_json.paint(face, labels) - want).max() < 1e-3  # rounded to 5 decimals
     eyes = np.asarray(prior.to_dict()["template_eyes"])  # cells without support: written as zeros
     assert (prior.templates["eyes"][..., 4] == 0).any() and not eyes[eyes[..., 4] == 0].any()
-    assert prior.templates and set(prior.templates) == {"eyes", "lips"} and prior.models is not None
+    assert prior.templates and set(prior.templates) == {"eyes", "lips", "cheeks"} and prior.models is not None
+
+
+def test_a_prior_written_before_the_cheeks_frame_still_loads(glamorous):
+    """look_prior.json and checkpoints from before the cheeks' template have no "template_cheeks": they load as a
+    prior without it and paint what it painted."""
+    prior, new, _ = glamorous
+    face, _, labels = new[0]
+    old = {k: v for k, v in prior.to_dict().items() if k != "template_cheeks"}
+    loaded = LookPrior.from_arrays(old)
+    assert set(loaded.templates) == {"eyes", "lips"}
+    without = LookPrior(prior.region_prior, prior.region_colour, {n: prior.templates[n] for n in ("eyes", "lips")},
+                        prior.models, prior.gate, prior.radius)
+    assert np.abs(loaded.paint(face, labels) - without.paint(face, labels)).max() < 1e-3
+    with pytest.raises(TinyBeautyError, match="look prior"):  # a cheeks template of the wrong size
+        LookPrior.from_arrays(old | {"template_cheeks": [[1.0, 2.0]]})
+
+
+def test_the_cheeks_template_paints_the_blush(glamorous):
+    """The blush lies below the eye grid: without the cheeks' frame the prior paints it as the skin's mean
+    change (6 faces at 128 px: cheeks 0.28), with it in its place (0.72; 0.60 when the template replaced the
+    skin's model instead of adding to it)."""
+    prior, new, seeds = glamorous
+    fid = _fidelity(prior, new)
+    without = _fidelity(LookPrior.fit(*zip(*seeds), templates=("eyes", "lips")), new)
+    assert fid["recovery"]["cheeks"] > without["recovery"]["cheeks"] + 0.2, (fid["recovery"], without["recovery"])
+    assert fid["recovery"]["skin"] > without["recovery"]["skin"], (fid["recovery"], without["recovery"])
 
 
 def test_a_prior_without_templates_or_models_paints_region_colours_only(glamorous):
@@ -73,3 +99,25 @@ def test_a_broken_prior_is_one_clear_error(data):
         LookPrior.from_arrays(data)
     with pytest.raises(TinyBeautyError, match="at least one"):
         LookPrior.fit([], [], [])
+
+
+def test_the_cheeks_template_adds_to_the_skin_model(glamorous):
+    """Blush lies over foundation: where the cheeks' template holds (and the eye grid does not), the prior is the
+    prior without it plus the template's own term, s k - s a clamp(photo), times the soft masks' union; the
+    skin's model (the foundation's smoothing, face by face) stays under it."""
+    from makeup.lookprior import TEMPLATE_FRAMES, region_stack, template_field
+
+    prior, new, _ = glamorous
+    face, _, labels = new[1]
+    without = LookPrior(prior.region_prior, prior.region_colour, {n: prior.templates[n] for n in ("eyes", "lips")},
+                        prior.models, prior.gate, prior.radius)
+    photo = face / 255.0
+    field = template_field(labels, {"cheeks": prior.templates["cheeks"]})
+    term = field[:3] - field[3:4] * np.clip(photo.transpose(2, 0, 1), field[5:8], field[8:11])
+    union = region_stack(labels, None, prior.radius).sum(0)
+    cheeks = (TEMPLATE_FRAMES["cheeks"].cells(labels) >= 0) & (TEMPLATE_FRAMES["eyes"].cells(labels) < 0)
+    assert cheeks.sum() > 200 and field[4][cheeks].max() == 0.0  # laid over the prior, not blended with it
+    got = prior.paint(face, labels) - without.paint(face, labels)
+    assert np.abs(got[cheeks] - (union[..., None] * term.transpose(1, 2, 0))[cheeks]).max() < 1e-5
+    assert np.abs(got[cheeks]).max() > 0.02  # the blush: several levels
+    assert not got[TEMPLATE_FRAMES["cheeks"].cells(labels) < 0].any()  # nothing outside the cheeks' frame

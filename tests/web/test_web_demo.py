@@ -647,10 +647,13 @@ def _paint_js(browser, crop: np.ndarray, labels: np.ndarray, prior_dict=None) ->
 def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned):
     """prior.js paintPrior against LookPrior.paint on synthetic faces the prior was not fit on and on the
     astronaut's aligned crop and face-mesh labels, to a small fraction of a level: the fitted prior (region
-    constants, both templates, the skin and brow models; no region took a colour map there), the same with
-    colour maps on every region, and the region prior alone. The comparison would see any part dropped:
-    Python's prior without the templates, the eye template, the lip template, the region models or the colour
-    maps is levels away from the page's."""
+    constants, the eye, lip and cheek templates, the skin and brow models; no region took a colour map there),
+    the same with colour maps on every region, the region prior alone, a look_prior.json written before the
+    cheeks' template (no template_cheeks: painted as Python's LookPrior.from_arrays of it paints it, without
+    one) and one with its template keys in another order (the frames are laid eyes, lips, cheeks all the same).
+    The comparison would see any part dropped: Python's prior without the templates, the eye, lip or cheek
+    template, the region models or the colour maps is levels away from the page's. A template_cheeks of the
+    wrong size is refused."""
     import dataclasses
 
     from makeup.lookprior import LookPrior
@@ -658,7 +661,8 @@ def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned):
     from makeup.synth import generate_face
 
     d, prior = look_prior
-    assert prior.templates and set(prior.templates) == {"eyes", "lips"} and prior.models is not None
+    assert prior.templates and set(prior.templates) == {"eyes", "lips", "cheeks"} and prior.models is not None
+    assert np.asarray(d["template_cheeks"]).shape == (24, 32, 11) and prior.templates["cheeks"][..., 4].any()
     cases = {f"synthetic_{s}": (f.image, f.labels.astype(np.uint8)) for s in (10, 11, 12)
              for f in [generate_face(s, 256)]}
     crop = astronaut_aligned.crop
@@ -669,12 +673,20 @@ def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned):
         dd = json.loads(json.dumps(p.to_dict()))
         return dd, LookPrior.from_arrays(dd)
 
+    def but(*names):  # the prior without some templates
+        return dataclasses.replace(prior, templates={k: t for k, t in prior.templates.items() if k not in names})
+
+    old = {k: v for k, v in d.items() if k != "template_cheeks"}  # a look_prior.json from before the cheeks
+    first, last = ("template_cheeks",), ("template_eyes",)  # the cheeks' key first, the eyes' last
+    reordered = {k: d[k] for k in first + tuple(k for k in d if k not in first + last) + last}
     variants = {"fitted": ((d, prior), {"templates": dataclasses.replace(prior, templates=None),
-                                         "eye_template": dataclasses.replace(prior, templates={"lips": prior.templates["lips"]}),
-                                         "lip_template": dataclasses.replace(prior, templates={"eyes": prior.templates["eyes"]}),
+                                         "eye_template": but("eyes"), "lip_template": but("lips"),
+                                         "cheek_template": but("cheeks"),
                                          "region_models": dataclasses.replace(prior, models=None)}),
                 "colour_maps": (shipped(dataclasses.replace(prior, region_colour=colour)), {"colour_maps": prior}),
-                "region_prior_only": (shipped(dataclasses.replace(prior, templates=None, models=None)), {})}
+                "region_prior_only": (shipped(dataclasses.replace(prior, templates=None, models=None)), {}),
+                "without_template_cheeks": ((old, LookPrior.from_arrays(old)), {"cheek_template_kept": prior}),
+                "keys_reordered": ((reordered, prior), {})}
     browser = page["browser"]
     figures = {}
     for variant, ((dd, p), without) in variants.items():
@@ -686,6 +698,9 @@ def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned):
             f = figures[f"{variant}/{name}"] = prior_diff(js, py) | {"js_ms": round(ms, 1)}
             f["without_x255"] = {k: float(np.abs(js - q.paint(img, labels)).max() * 255) for k, q in without.items()}
     _record("look_prior_js_vs_python", figures)
+    assert set(LookPrior.from_arrays(old).templates) == {"eyes", "lips"} and list(reordered)[0] == "template_cheeks"
+    with pytest.raises(RuntimeError, match="template_cheeks"):  # a cheeks template of the wrong size
+        _paint_js(browser, *cases["synthetic_10"], d | {"template_cheeks": [[1.0, 2.0]]})
     for name, f in figures.items():
         assert f["max_abs_x255"] <= PRIOR_MAX_ABS * 255 and f["share_above_half_level"] <= PRIOR_SHARE_ABOVE_HALF_LEVEL, (name, f)
         assert f["py_max_abs_x255"] > 10, (name, f)  # the look paints something

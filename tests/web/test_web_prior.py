@@ -11,13 +11,26 @@ import json
 import shutil
 import time
 
+import numpy as np
 import pytest
 
-from webtools import ROOT, Server, build_assets, check_prior_frame, served_page, skip_without_browser
+from webtools import ROOT, Server, b64_array, build_assets, check_prior_frame, served_page, skip_without_browser
 
 skip_without_browser()
 
 OUT = ROOT / "work" / "web_test"
+
+
+def _without_cheeks_x255(frame: dict, shipped: dict) -> float:
+    """Max |page's prior - Python's prior of the same file without its cheeks template| on the frame, in levels."""
+    from makeup.lookprior import LookPrior
+
+    n = frame["size"]
+    crop = b64_array(frame["crop"], np.uint8, (n, n, 4))[..., :3]
+    labels = b64_array(frame["labels"], np.uint8, (n, n))
+    js = b64_array(frame["prior"], np.float32, (n, n, 3))
+    py = LookPrior.from_arrays({k: v for k, v in shipped.items() if k != "template_cheeks"}).paint(crop, labels)
+    return float(np.abs(js - py).max() * 255)
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +51,16 @@ def test_bundled_prior_model_starts_and_equals_python(prior_page, prior_export):
     info = browser.eval("() => window.tinybeauty.info()")
     assert info["message"] == "" and info["model"] == "tinybeauty.tflite" and info["channels"] == 11, info
     assert info["priorInput"] == {"file": "look_prior.json", "firstChannel": 8, "name": "look_prior.json"}, info
+    # the prior has all three templates, the cheeks' (laid after the eyes' and lips') with support
+    shipped = json.loads((prior_export / "look_prior.json").read_text())
+    cheeks = np.asarray(shipped["template_cheeks"], np.float32)
+    assert cheeks.shape == (24, 32, 11) and cheeks[..., 4].any()
     frame = browser.eval("() => window.tinybeauty.lastFrame()")
     assert frame["face"] is True and frame["size"] == 64
     figures = check_prior_frame(frame, prior_export)
+    # the frame's crop holds cheek cells with support: the page's prior is levels away from Python's without them
+    figures["prior_without_cheeks_x255"] = _without_cheeks_x255(frame, shipped)
+    assert figures["prior_without_cheeks_x255"] > 4.0, figures
     assert "look prior" in browser.eval("() => document.getElementById('timings').textContent")
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "figures_prior.json").write_text(json.dumps({"bundled_prior_model_vs_python": figures}, indent=2))

@@ -74,7 +74,8 @@ TEST_GATE = _test_gate()
 
 def fit_test_prior(seeds: int = 4, style: str = "glamorous"):
     """A look prior (``makeup.lookprior.LookPrior``) fit on ``seeds`` rendered synthetic faces (seeds 0..): region
-    colours, both templates and the region models, as a prior-input student's checkpoint carries it."""
+    colours, the eye, lip and cheek templates and the region models, as a prior-input student's checkpoint carries
+    it."""
     from makeup.lookprior import LookPrior
     from makeup.render import render_makeup
     from makeup.synth import generate_face
@@ -228,8 +229,10 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
 # JS prior (prior.js paintPrior) vs makeup.lookprior.LookPrior.paint, in 0..1 units. Measured (Chromium 156,
 # OpenCV 4.11, numpy 1.26; synthetic faces 10-12 and the astronaut at 256 px, the prior-input models' 64 px
 # frames of the sample): max 0.02/255 (synthetic_11), 0.0002/255 on the astronaut, no pixel above 0.5/255, the
-# region prior alone bit-exact — the rest is float32 summation order and an odd entry of cv2's RGB2Lab table. A
-# dropped part (templates, eye or lip template, region models, colour maps) moves the prior 20 to 167 levels.
+# region prior alone bit-exact — the rest is float32 summation order and an odd entry of cv2's RGB2Lab table.
+# The same with the cheeks' template (three templates): 0.0196/255 (synthetic_11), 0.00015/255 on the astronaut,
+# 0.00009/255 on the 64 px frames. A dropped part (templates, eye, lip or cheek template, region models, colour
+# maps) moves the prior 11 (the cheeks, synthetic faces) to 167 levels.
 PRIOR_MAX_ABS = 0.1 / 255
 PRIOR_SHARE_ABOVE_HALF_LEVEL = 0.0
 

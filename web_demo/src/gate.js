@@ -296,22 +296,21 @@ function blurConstant(mask, n, taps) {
 }
 
 /**
- * makeup/metrics.py cheek_map (without the skin): Float32Array size*size in [0, 1]. The eye pixels are split at the
- * lips' mean column (left: < mid, right: >= mid); for each eye with at least shape.min_pixels pixels (width w =
- * its column span + 1), a Gaussian centred shape.outward * w away from the lips' column and shape.drop of the
- * way from the eye's mean row to the lips', exp(-falloff * d^2) along x in spread[0] w and along y in
- * spread[1] w; the max of the eyes; zeros without lips. Float64 as numpy, one float32 cast.
+ * makeup/metrics.py cheek_centres: each cheek's blob centre read from the label map, {cx, cy, width, outward} per
+ * seen eye, in pixel indices (float64 as numpy). The eye pixels are split at the lips' mean column (left:
+ * < mid, outward -1, first; right: >= mid, outward 1); an eye side with at least shape.min_pixels pixels
+ * (width = its column span + 1) has its centre shape.outward * width outward of the eye's mean column and
+ * shape.drop of the way from the eye's mean row to the lips'. None with fewer than shape.min_pixels lip pixels.
+ * `L`: the label values of the eyes and lips ({eyes, lips}). prior.js' cheek frame reads it too.
  */
-export function cheekMap(labels, regions, size, shape) {
-  const L = regions.labels, n = size;
-  const out = new Float32Array(n * n);
+export function cheekCentres(labels, L, size, shape) {
+  const n = size, out = [];
   let lipCount = 0, lipX = 0, lipY = 0;
   for (let i = 0; i < n * n; i++) {
     if (labels[i] === L.lips) { lipCount++; lipX += i % n; lipY += Math.floor(i / n); }
   }
   if (lipCount < shape.min_pixels) return out;
   const mid = lipX / lipCount, lipsY = lipY / lipCount;
-  const columns = new Float64Array(n);
   for (const outward of [-1, 1]) {
     let count = 0, sumX = 0, sumY = 0, x0 = n, x1 = -1;
     for (let i = 0; i < n * n; i++) {
@@ -324,7 +323,21 @@ export function cheekMap(labels, regions, size, shape) {
     }
     if (count < shape.min_pixels) continue;
     const width = x1 - x0 + 1, eyeX = sumX / count, eyeY = sumY / count;
-    const cx = eyeX + outward * shape.outward * width, cy = eyeY + shape.drop * (lipsY - eyeY);
+    out.push({cx: eyeX + outward * shape.outward * width, cy: eyeY + shape.drop * (lipsY - eyeY), width, outward});
+  }
+  return out;
+}
+
+/**
+ * makeup/metrics.py cheek_map (without the skin): Float32Array size*size in [0, 1]. Around each of cheekCentres
+ * (width w), a Gaussian exp(-falloff * d^2) along x in spread[0] w and along y in spread[1] w; the max of the
+ * eyes; zeros without lips. Float64 as numpy, one float32 cast.
+ */
+export function cheekMap(labels, regions, size, shape) {
+  const n = size;
+  const out = new Float32Array(n * n);
+  const columns = new Float64Array(n);
+  for (const {cx, cy, width} of cheekCentres(labels, regions.labels, size, shape)) {
     for (let x = 0; x < n; x++) {
       const d = (x - cx) / (shape.spread[0] * width);
       columns[x] = Math.exp(-shape.falloff * d * d);

@@ -1,7 +1,10 @@
 // The look prior in JavaScript: makeup/lookprior.py LookPrior.paint(crop, labels) on the page's aligned crop and
 // its label map (gate.js landmarksToLabels), for a prior-input model (model_card.json io.prior_input: the
 // painted prior is the model's last 3 input channels). The parameters come from look_prior.json beside the
-// model (LookPrior.to_dict(): region_prior, region_colour, template_eyes, template_lips, models, gate, radius).
+// model (LookPrior.to_dict(): region_prior, region_colour, template_eyes, template_lips, template_cheeks, models,
+// gate, radius; template_cheeks is optional, as makeup.lookprior.OPTIONAL_ARRAYS: a file written before the
+// cheeks' frame has none and paints without it). The templates are laid in makeup.lookprior.TEMPLATE_FRAMES'
+// order, eyes, lips, cheeks, a later frame replacing an earlier one where both hold a pixel.
 //
 // Every piece follows its Python twin with the same arithmetic: float32 where numpy is float32 (Math.fround
 // after each operation; numpy 1.x casting: a Python scalar meets a float32 array as float32, an np.float32
@@ -18,18 +21,30 @@
 //   expLUT (4096 bins per channel over the image's min..max) with linear interpolation, the centre added with
 //   weight 1;
 // * np.polyfit (least squares on the column-scaled Vandermonde matrix, here by Householder QR in float64) and
-//   np.polyval (Horner in float32, as numpy 1.x evaluates a float32 x).
-import {gaussianKernel} from './gate.js';
+//   np.polyval (Horner in float32, as numpy 1.x evaluates a float32 x);
+// * np.hypot on float64 (the cheek frame's nearer cheek): glibc's hypot (sysdeps/ieee754/dbl-64/e_hypot.c,
+//   2.35+, the kernel without FMA as the x86-64 build runs it), not Math.hypot, which rounds differently.
+// The frames' float64 parts (the cheek centres, makeup.metrics.cheek_centres: gate.js cheekCentres; the cheek
+// frame's distances and offsets) are computed in float64 and cast once, as numpy does.
+import {cheekCentres, gaussianKernel} from './gate.js';
 
 const f32 = Math.fround;
 const OTHER = 0, EYES = 1, LIPS = 2, SKIN = 3, BROWS = 4;
 const MAKEUP_REGIONS = [EYES, LIPS, SKIN, BROWS];
 const TEMPLATE_CHANNELS = 11;
-/** makeup.lookprior.TEMPLATE_FRAMES: u and v ranges, cell sizes. */
+/**
+ * makeup.lookprior.TEMPLATE_FRAMES: u and v ranges, cell sizes, fade, additive (the template adds to the region
+ * prior and models instead of replacing them where it has support); FRAME_ORDER: the order they are laid in.
+ */
 const FRAMES = {
-  eyes: {u: [-1.3, 1.9], v: [-0.8, 1.6], step: [0.025, 0.025]},
-  lips: {u: [0.0, 0.7], v: [-0.8, 0.8], step: [0.05, 0.1]},
+  eyes: {u: [-1.3, 1.9], v: [-0.8, 1.6], step: [0.025, 0.025], fade: 0.3},
+  lips: {u: [0.0, 0.7], v: [-0.8, 0.8], step: [0.05, 0.1], fade: 0},
+  cheeks: {u: [-1.6, 1.6], v: [-1.2, 1.2], step: [0.1, 0.1], fade: 0.3, additive: true},
 };
+const FRAME_ORDER = ['eyes', 'lips', 'cheeks'];
+const OPTIONAL_TEMPLATES = ['cheeks']; // makeup.lookprior.OPTIONAL_ARRAYS: absent from older files (none)
+/** makeup.metrics CHEEK_OUT, CHEEK_DROP, CHEEK_MIN_PIXELS: where cheek_centres puts each cheek. */
+const CHEEK_SHAPE = {outward: 0.3, drop: 0.5, min_pixels: 4};
 for (const fr of Object.values(FRAMES)) {
   fr.nv = Math.round((fr.v[1] - fr.v[0]) / fr.step[1]);
   fr.nu = Math.round((fr.u[1] - fr.u[0]) / fr.step[0]);
@@ -51,13 +66,18 @@ export function lookPriorFromJson(d, name = 'look_prior.json') {
   const keys = ['region_prior', 'region_colour', 'template_eyes', 'template_lips', 'models', 'gate', 'radius'];
   const missing = keys.filter((k) => !Array.isArray(d?.[k]));
   if (missing.length) throw new Error(`${name}: not a look prior (no ${missing.join(', ')})`);
-  const flat = (k) => Float32Array.from(d[k].flat(Infinity), Number);
+  const flat = (k) => (d[k] === undefined ? new Float32Array(0) : Float32Array.from(d[k].flat(Infinity), Number));
   const p = {
     regionPrior: flat('region_prior'), regionColour: flat('region_colour'), models: flat('models'),
     gate: flat('gate'), radius: Number(d.radius.flat(Infinity)[0]), templates: {},
   };
-  const tpl = {eyes: flat('template_eyes'), lips: flat('template_lips')};
+  const tpl = {};
   const bad = [];
+  for (const n of FRAME_ORDER) {
+    if (OPTIONAL_TEMPLATES.includes(n) && d[`template_${n}`] !== undefined && !Array.isArray(d[`template_${n}`])) {
+      bad.push(`template_${n} (${FRAMES[n].nv}, ${FRAMES[n].nu}, 11)`);
+    } else tpl[n] = flat(`template_${n}`);
+  }
   if (p.regionPrior.length !== 12) bad.push('region_prior (4, 3)');
   if (p.regionColour.length && p.regionColour.length !== 36) bad.push('region_colour (4, 3, 3)');
   if (p.models.length && p.models.length !== MODELLED_REGIONS.length * FEATURES * 3) bad.push('models (2, 5, 3)');
@@ -323,10 +343,88 @@ function lipFrame(labels, g) {
   return {u, v, valid};
 }
 
-/** TemplateFrame.cells: each pixel's cell (row-major), -1 outside the frame. */
-function frameCells(name, labels, g) {
+/** glibc's hypot (e_hypot.c, no FMA) of two finite float64: what np.hypot computes on float64. */
+function hypot64(x, y) {
+  x = Math.abs(x); y = Math.abs(y);
+  let ax = x < y ? y : x;
+  const ay = x < y ? x : y;
+  const SCALE = 2 ** -600, LARGE = 2 ** 511, TINY = 2 ** -511, EPS = 2 ** -54;
+  const kernel = (a, b) => {
+    let h = Math.sqrt(a * a + b * b), t1, t2;
+    if (h <= 2.0 * b) {
+      const delta = h - b;
+      t1 = a * (2.0 * delta - a);
+      t2 = (delta - 2.0 * (a - b)) * delta;
+    } else {
+      const delta = h - a;
+      t1 = 2.0 * delta * (a - 2.0 * b);
+      t2 = (4.0 * delta - b) * b + delta * delta;
+    }
+    h -= (t1 + t2) / (2.0 * h);
+    return h;
+  };
+  if (ax > LARGE) return ay <= ax * EPS ? ax + ay : kernel(ax * SCALE, ay * SCALE) / SCALE;
+  if (ay < TINY) {
+    if (ax >= ay / EPS) return ax + ay;
+    ax = kernel(ax / SCALE, ay / SCALE) * SCALE;
+    return ax;
+  }
+  if (ay <= ax * EPS) return ax + ay;
+  return kernel(ax, ay);
+}
+
+/**
+ * makeup.render.cheek_frame: each pixel's offset from the nearer cheek centre (Euclidean distance in pixel
+ * indices, float64, strict <: a tie goes to the first centre), u = (x - cx) * outward / width, v = (y - cy) /
+ * width in float64, cast to float32; valid = the skin, when there is a centre.
+ */
+function cheekFrame(labels, g) {
+  const n = g.n;
+  const u = new Float32Array(n * n), v = new Float32Array(n * n), valid = new Uint8Array(n * n);
+  const centres = cheekCentres(labels, {eyes: EYES, lips: LIPS}, n, CHEEK_SHAPE);
+  if (!centres.length) return {u, v, valid};
+  const best = new Float64Array(n * n).fill(Infinity);
+  for (const {cx, cy, width, outward} of centres) {
+    for (let y = 0; y < n; y++) {
+      const dy = y - cy;
+      for (let x = 0; x < n; x++) {
+        const i = y * n + x, dx = x - cx;
+        const dist = hypot64(dx, dy);
+        if (!(dist < best[i])) continue;
+        best[i] = dist;
+        u[i] = f32(dx * outward / width);
+        v[i] = f32(dy / width);
+      }
+    }
+  }
+  for (let i = 0; i < n * n; i++) valid[i] = labels[i] === SKIN ? 1 : 0;
+  return {u, v, valid};
+}
+
+/**
+ * makeup.lookprior._frames cheek_coords: the cheek frame without the eye grid's core (its rows from v_range[0]
+ * + fade down to v_range[1], its whole u range), where the eye template holds at full support. The bounds meet
+ * the eye frame's float32 u, v as numpy 1.x compares a float32 array with a Python float: in float32.
+ */
+function cheekCoords(labels, g, eyeCoords) {
+  const {u, v, valid} = cheekFrame(labels, g);
+  const e = FRAMES.eyes, {u: eu, v: ev, valid: evalid} = eyeCoords();
+  const v0 = f32(e.v[0] + e.fade), v1 = f32(e.v[1]), u0 = f32(e.u[0]), u1 = f32(e.u[1]);
+  for (let i = 0; i < valid.length; i++) {
+    if (valid[i] && evalid[i] && ev[i] >= v0 && ev[i] < v1 && eu[i] >= u0 && eu[i] < u1) valid[i] = 0;
+  }
+  return {u, v, valid};
+}
+
+/**
+ * TemplateFrame.cells: each pixel's cell (row-major), -1 outside the frame. `eyeCoords`: () => the eye frame
+ * (computed once for the eye and cheek frames).
+ */
+function frameCells(name, labels, g, eyeCoords = () => eyeFrame(labels, g)) {
   const fr = FRAMES[name];
-  const {u, v, valid} = name === 'eyes' ? eyeFrame(labels, g) : lipFrame(labels, g);
+  const coords = {eyes: eyeCoords, lips: () => lipFrame(labels, g), cheeks: () => cheekCoords(labels, g, eyeCoords)};
+  if (!coords[name]) throw new Error(`no template frame ${name}`);
+  const {u, v, valid} = coords[name]();
   const u0 = f32(fr.u[0]), v0 = f32(fr.v[0]), su = f32(fr.step[0]), sv = f32(fr.step[1]);
   const idx = new Int32Array(u.length).fill(-1);
   for (let i = 0; i < u.length; i++) {
@@ -337,22 +435,29 @@ function frameCells(name, labels, g) {
   return idx;
 }
 
-/** makeup.lookprior.template_field: (11, n*n) planes, or null without a template with support. */
+/**
+ * makeup.lookprior.template_field: (11, n*n) planes, or null without a template with support. The frames are
+ * laid in FRAME_ORDER (eyes, lips, cheeks) whatever the order of `templates`' keys, a later one replacing an
+ * earlier one where both hold a pixel.
+ */
 function templateField(labels, templates, g) {
-  const live = Object.entries(templates).filter(([, t]) => {
+  const live = FRAME_ORDER.filter((name) => templates[name]).map((name) => [name, templates[name]]).filter(([, t]) => {
     for (let c = 4; c < t.length; c += TEMPLATE_CHANNELS) if (t[c] !== 0) return true;
     return false;
   });
   if (!live.length) return null;
   const n2 = g.n * g.n;
   const field = Array.from({length: TEMPLATE_CHANNELS}, (_, c) => new Float32Array(n2).fill(c >= 8 ? 1 : 0));
+  let eyes = null;
+  const eyeCoords = () => (eyes ??= eyeFrame(labels, g));
   for (const [name, t] of live) {
-    const idx = frameCells(name, labels, g);
+    const idx = frameCells(name, labels, g, eyeCoords);
     for (let i = 0; i < n2; i++) {
       if (idx[i] < 0) continue;
       const o = idx[i] * TEMPLATE_CHANNELS, s = t[o + 4];
       for (let c = 0; c < 4; c++) field[c][i] = f32(t[o + c] * s);
       for (let c = 4; c < TEMPLATE_CHANNELS; c++) field[c][i] = t[o + c];
+      if (FRAMES[name].additive) field[4][i] = 0; // laid over the region prior and models, not blended
     }
   }
   return field;
