@@ -89,6 +89,12 @@ class StudentConfig:
     # beside an export): the web page does, the Android app not yet, so it is off here and on in the demo
     # profile. Needs region_input.
     prior_input: bool = False
+    # False: the last decoder conv feeds the head without its activation (linear features). With ReLU there, a
+    # unit that is negative on every input is dead for good, and when all of that layer's units die the net adds
+    # nothing but the head's bias: stop 25's red_lip and stop 26's first natural student ended with 0 of 12 live
+    # there (the .tflite = its look prior, +0.0 dB over it), the others with 4-7 of 12. Linear features cannot
+    # all die. True: the ReLU (checkpoints before stop 26).
+    last_relu: bool = True
 
     @property
     def prior_channels(self) -> int:
@@ -149,7 +155,8 @@ CHOICES = {"skip": ("add", "concat"), "act": ("relu", "relu6"), "stem": ("full",
 LEGACY = {"stem": "full", "upsample": "nearest", "head": "conv", "spelling": "torch",  # saved before stop 15
           "region_input": False,  # saved before stop 20
           "cheek_input": False,  # saved before stop 23
-          "prior_input": False}  # saved before stop 25
+          "prior_input": False,  # saved before stop 25
+          "last_relu": True}  # saved before stop 26
 
 
 DEFAULT_CONFIG = StudentConfig()
@@ -159,11 +166,12 @@ def _act(kind: str) -> nn.Module:
     return nn.ReLU6() if kind == "relu6" else nn.ReLU()
 
 
-def conv_stack(cin: int, cout: int, n: int, act: str) -> nn.Sequential:
-    """``n`` zero-padded 3x3 convs, each followed by the activation."""
+def conv_stack(cin: int, cout: int, n: int, act: str, last_act: bool = True) -> nn.Sequential:
+    """``n`` zero-padded 3x3 convs, each followed by the activation (the last one only with ``last_act``)."""
     layers: list[nn.Module] = []
     for i in range(n):
-        layers += [nn.Conv2d(cin if i == 0 else cout, cout, 3, padding=1), _act(act)]
+        layers += [nn.Conv2d(cin if i == 0 else cout, cout, 3, padding=1)]
+        layers += [_act(act)] if last_act or i < n - 1 else []
     return nn.Sequential(*layers)
 
 
@@ -173,7 +181,7 @@ class UpBlock(nn.Module):
     float, 4x the parameters of the 1x1 conv: over budget and out of the int8 partition.)"""
 
     def __init__(self, cin: int, cskip: int, n: int, skip: str, act: str, upsample: str = "nearest",
-                 spelling: str = "xnnpack"):
+                 spelling: str = "xnnpack", last_act: bool = True):
         super().__init__()
         self.skip = skip
         self.reduce = nn.Sequential(nn.Conv2d(cin, cskip, 1), _act(act))
@@ -181,7 +189,7 @@ class UpBlock(nn.Module):
             self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
         else:
             self.up = NearestUp2() if spelling == "xnnpack" else nn.Upsample(scale_factor=2, mode="nearest")
-        self.convs = conv_stack(cskip * (2 if skip == "concat" else 1), cskip, n, act)
+        self.convs = conv_stack(cskip * (2 if skip == "concat" else 1), cskip, n, act, last_act)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = self.up(self.reduce(x))
@@ -217,7 +225,8 @@ class TinyBeauty(nn.Module):
         self.pools = nn.ModuleList([nn.MaxPool2d(2) for _ in range(LEVELS_DOWN)])  # one instance per level
         self.bottleneck = conv_stack(w[LEVELS_DOWN - 1], w[LEVELS_DOWN], n, a)
         self.dec = nn.ModuleList([UpBlock(w[i + 1], w[i], cfg.decoder_convs, cfg.skip, a, cfg.upsample,
-                                          cfg.spelling) for i in reversed(range(LEVELS_DOWN))])
+                                          cfg.spelling, last_act=cfg.last_relu or i > 0)
+                                  for i in reversed(range(LEVELS_DOWN))])
         self.clamp = clamp01 if cfg.spelling == "xnnpack" else _torch_clamp01
         if cfg.prior_input:  # a new net is the prior itself, and learns the correction from there
             nn.init.zeros_(self.head.weight)

@@ -153,7 +153,7 @@ def test_clamp01_is_clamp(values):
 
 
 @pytest.mark.parametrize("options", [{"stem": "s2d"}, {"head": "s2d"}, {"head": "1x1"}, {"upsample": "bilinear"},
-                                     {"spelling": "torch"}, {"head": "subpixel"}, {}])
+                                     {"spelling": "torch"}, {"head": "subpixel"}, {"last_relu": False}, {}])
 def test_every_architecture_option_keeps_shape_range_and_identity(options):
     cfg = StudentConfig.from_dict({"widths": (4, 6, 8, 8), **options})
     model = build_model(cfg).eval()
@@ -168,6 +168,29 @@ def test_every_architecture_option_keeps_shape_range_and_identity(options):
     if cfg.stem == "s2d":
         with pytest.raises(TinyBeautyError, match="multiples of 16"):
             check_input_size(24, 32, cfg)
+
+
+def test_linear_features_into_the_head_cannot_all_die():
+    """The failure last_relu=False removes: once every unit of the last decoder conv is negative on every input,
+    its ReLU passes nothing, the head gets no gradient and the net is stuck at its head's bias (stop 25's red_lip
+    student: 0 of 12 units live, +0.0 dB over its prior). The same weights without that ReLU still feed the
+    head, and training moves it."""
+    torch.manual_seed(0)
+    for last_relu, stuck in ((True, True), (False, False)):
+        cfg = StudentConfig(widths=(4, 6, 8, 8), last_relu=last_relu)
+        model = build_model(cfg)
+        last = model.dec[-1].convs
+        assert isinstance(last[-1], torch.nn.ReLU) == last_relu
+        assert sum(isinstance(m, torch.nn.ReLU) for m in model.modules()) == 14 - (not last_relu)
+        with torch.no_grad():  # every unit of the last layer negative on every input; a small head
+            last[0].weight.zero_()
+            last[0].bias.fill_(-1.0)
+            model.head.weight.mul_(0.01)
+        x = _rand(cfg, 2, 16, 16)
+        loss = (model(x) - x[:, :3] - 0.1).abs().mean()
+        loss.backward()
+        assert (float(model.head.weight.grad.abs().sum()) == 0.0) == stuck
+        assert (float(last[0].weight.grad.abs().sum()) == 0.0) == stuck
 
 
 @settings(max_examples=15, deadline=None)
