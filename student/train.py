@@ -306,6 +306,24 @@ class StudentTrainer:
                   "val_visible_spill": fid["visible_spill"], "val_look_score": look_score(fid)}
         return scores, samples[: self.settings.sample_count]
 
+    def _prior_fidelity(self) -> dict | None:
+        """The look prior alone (no network: ``clamp(photo + prior)``) on the val pairs, keyed as ``tinybeauty
+        eval --json`` (= ``eval --prior-only`` of the checkpoint on its val split); None without the prior. What the
+        net adds over it is the student's own work: a net that adds nothing (a dead last layer, stop 25's red_lip)
+        scores the prior's figures."""
+        if self.look_prior is None:
+            return None
+        fidelity = LookFidelity()
+        for i in range(0, len(self.val_set), 8):
+            items = [self.val_set[j] for j in range(i, min(i + 8, len(self.val_set)))]
+            src = torch.stack([it["source"] for it in items])
+            pred = (src + torch.stack([it["prior"] for it in items])).clamp(0, 1)
+            tgt = torch.stack([it["target"] for it in items])
+            s, p, t = (x.numpy().transpose(0, 2, 3, 1) for x in (src, pred, tgt))
+            fidelity.update(p, s, t, torch.stack([it["mask"] for it in items]))
+        fid = fidelity.result()
+        return {k: fid[k] for k in ("psnr", "psnr_gain", "recovery", "spill", "visible_spill")}
+
     def _save_samples(self, epoch: int, samples: list, scores: dict) -> None:
         rows = [[s, q, g, heatmap(q - s, scale=0.25)] for s, q, g in samples]
         fid = {"recovery": scores["val_recovery"], "spill": scores["val_spill"],
@@ -448,6 +466,7 @@ class StudentTrainer:
             "val_psnr_identity": scores["val_psnr_identity"],
             "float_val": state.float_val if qat else fidelity_of(scores),
             "final_val": fidelity_of(scores),  # the look fidelity of tinybeauty_final.pt (what export ships)
+            "prior_val": self._prior_fidelity(),  # its look prior alone on the same pairs (None without one)
             "final_val_ssim": scores["val_ssim"], "best_look_score": state.best_look,
             "train_seconds": round(state.seconds, 1), "device": str(self.device),
         }

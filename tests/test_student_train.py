@@ -325,6 +325,13 @@ def test_a_prior_input_student_fits_its_look_prior_and_starts_from_the_look(tiny
         assert ckpt.config.prior_input and ckpt.config.in_channels == 11 and ckpt.look_prior is not None
     again = evaluate(tmp_path / "p" / "tinybeauty_final.pt", tiny_pairs)
     assert again["recovery"]["lips"] == pytest.approx(lips, abs=1e-4)
+    # the summary scores the prior alone on the same val pairs, as eval --prior-only does
+    from student.runtime import load_runner, prior_only
+
+    alone = evaluate(prior_only(load_runner(tmp_path / "p" / "tinybeauty_final.pt")), tiny_pairs)
+    assert with_prior["prior_val"]["psnr_gain"] == pytest.approx(alone["psnr_gain"], abs=1e-3)
+    assert with_prior["prior_val"]["recovery"]["lips"] == pytest.approx(alone["recovery"]["lips"], abs=1e-4)
+    assert plain["prior_val"] is None
     assert main(["student", "info", "--checkpoint", str(tmp_path / "p" / "tinybeauty_final.pt"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert set(info["meta"]["look_prior"]) == {"templates", "region_models"}  # summarised, not the tables

@@ -74,6 +74,10 @@ def _train(args: argparse.Namespace) -> int:
           f"{summary['train_pairs']}/{summary['val_pairs']} train/val pairs, val PSNR {scores}, "
           f"{summary['train_seconds']:.0f} s -> {args.out}")
     print(f"student look vs its pairs' targets (final checkpoint): {format_fidelity(summary['final_val'])}")
+    if summary.get("prior_val"):
+        added = summary["final_val"]["psnr_gain"] - summary["prior_val"]["psnr_gain"]
+        print(f"its look prior alone (no network): {format_fidelity(summary['prior_val'])}; the net adds "
+              f"{added:+.1f} dB over it")
     return 0
 
 
