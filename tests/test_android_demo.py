@@ -452,7 +452,7 @@ def test_cheek_mask_follows_cheek_map(regions_kt):
 
     from makeup import metrics
 
-    src = _inspect.getsource(metrics.cheek_map)
+    src = _inspect.getsource(metrics.cheek_centres) + _inspect.getsource(metrics.cheek_map)
     for step in ("ex < mid", "ex >= mid", "xs.max() - xs.min() + 1", "outward * CHEEK_OUT * width",
                  "CHEEK_DROP * (lips_y - eye_y)", "np.maximum(out"):
         assert step in src, step

@@ -252,7 +252,7 @@ def test_eye_template_carries_liner_and_shadow_onto_new_faces():
     held = _eye_pairs(range(20, 26))
     cols = list(zip(*seeds))
     const, colour, _ = fit_region_prior(*cols)
-    tpl = fit_templates(*cols)
+    tpl = fit_templates(*cols, names=("eyes", "lips"))  # the tiny teacher's (its config's "templates")
     support = tpl["eyes"][..., 4]
     assert tpl["eyes"].shape[-1] == 11 and support.min() == 0 and support.max() > 0.99
     # no lipstick: where the lip template applies it says "no change"
@@ -282,12 +282,12 @@ def test_templates_head_matches_numpy_and_old_heads_have_none():
 
     (before, after, lab), = _eye_pairs([7])
     after = render_makeup(after, lab, "red_lip")  # lips too
-    tpl = fit_templates([before], [after], [lab])
+    tpl = fit_templates([before], [after], [lab], names=("eyes", "lips"))
     const = np.random.default_rng(0).normal(0, 0.05, (4, 3)).astype(np.float32)
     head = ResidualHead(1.0, const)
     assert head.templates() is None and template_field(lab, None) is None
     old = head.state_dict()  # a head saved before the templates existed: no template entries
-    assert {k for k in old if k.startswith("template_")} == {"template_eyes", "template_lips"}
+    assert {k for k in old if k.startswith("template_")} == {"template_eyes", "template_lips", "template_cheeks"}
     old = {k: v for k, v in old.items() if not k.startswith("template_")}
     head.set_statistics(1.0, const, None, tpl)
     assert set(head.templates()) == {"eyes", "lips"}
