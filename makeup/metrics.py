@@ -249,9 +249,9 @@ class LookFidelity:
     floats or uint8; torch NCHW tensors work too.
 
     P is scored as the 8-bit image a person sees (clipped to [0, 1] and rounded to 1/255, as ``apply`` writes
-    it and as every target is: the teachers' pairs, the renderer's truth; S and T are snapped to the same grid). A float prediction of a change
-    smaller than a level was charged for the target's own rounding: the teachers' outputs, already 8-bit, were
-    not (natural's shipped .tflite vs its teacher, stop 26: skin 0.79 as floats, 0.87 as the image it shows;
+    it and as every target is: the teachers' pairs, the renderer's truth; S and T are snapped to the same
+    grid). A float prediction of a change smaller than a level was charged for the target's own rounding: the
+    teachers' outputs, already 8-bit, were not (natural's shipped .tflite vs its teacher, stop 26: skin 0.79 as floats, 0.87 as the image it shows;
     eye zone 0.82 / 0.85; lips 0.93 both).
     """
 

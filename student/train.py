@@ -285,14 +285,10 @@ class StudentTrainer:
             net.eval()
         losses, ssims, samples = [], [], []
         fidelity = LookFidelity()
-        for i in range(0, len(self.val_set), 8):
-            items = [self.val_set[j] for j in range(i, min(i + 8, len(self.val_set)))]
-            src = torch.stack([it["source"] for it in items]).to(self.device)
-            tgt = torch.stack([it["target"] for it in items]).to(self.device)
-            mask = torch.stack([it["mask"] for it in items]).to(self.device)
-            prior = torch.stack([it["prior"] for it in items]) if "prior" in items[0] else None
+        for src, tgt, mask, prior in self._val_batches():
+            src, tgt, mask = src.to(self.device), tgt.to(self.device), mask.to(self.device)
             pred = net(model_input(self.config.in_channels, src, mask, prior)).float()
-            losses.append(float(self.loss_fn(pred, tgt, mask, src)[0]) * len(items))
+            losses.append(float(self.loss_fn(pred, tgt, mask, src)[0]) * len(src))
             s, p, t = (x.cpu().numpy().transpose(0, 2, 3, 1) for x in (src, pred, tgt))
             fidelity.update(p, s, t, mask.cpu())
             ssims += list(ssim_per_image(p, t, 1.0))
@@ -306,6 +302,13 @@ class StudentTrainer:
                   "val_visible_spill": fid["visible_spill"], "val_look_score": look_score(fid)}
         return scores, samples[: self.settings.sample_count]
 
+    def _val_batches(self, size: int = 8):
+        """The val pairs in batches: stacked (source, target, mask, prior or None) CPU tensors."""
+        for i in range(0, len(self.val_set), size):
+            items = [self.val_set[j] for j in range(i, min(i + size, len(self.val_set)))]
+            stack = lambda key: torch.stack([it[key] for it in items]) if key in items[0] else None  # noqa: E731
+            yield stack("source"), stack("target"), stack("mask"), stack("prior")
+
     def _prior_fidelity(self) -> dict | None:
         """The look prior alone (no network: ``clamp(photo + prior)``) on the val pairs, keyed as ``tinybeauty
         eval --json`` (= ``eval --prior-only`` of the checkpoint on its val split); None without the prior. What the
@@ -314,13 +317,9 @@ class StudentTrainer:
         if self.look_prior is None:
             return None
         fidelity = LookFidelity()
-        for i in range(0, len(self.val_set), 8):
-            items = [self.val_set[j] for j in range(i, min(i + 8, len(self.val_set)))]
-            src = torch.stack([it["source"] for it in items])
-            pred = (src + torch.stack([it["prior"] for it in items])).clamp(0, 1)
-            tgt = torch.stack([it["target"] for it in items])
-            s, p, t = (x.numpy().transpose(0, 2, 3, 1) for x in (src, pred, tgt))
-            fidelity.update(p, s, t, torch.stack([it["mask"] for it in items]))
+        for src, tgt, mask, prior in self._val_batches():
+            s, p, t = (x.numpy().transpose(0, 2, 3, 1) for x in (src, (src + prior).clamp(0, 1), tgt))
+            fidelity.update(p, s, t, mask)
         fid = fidelity.result()
         return {k: fid[k] for k in ("psnr", "psnr_gain", "recovery", "spill", "visible_spill")}
 
