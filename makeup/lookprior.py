@@ -11,12 +11,20 @@ a student with ``prior_input`` reads it as three input channels and adds it to i
   ``change = k - a * photo`` (:func:`fit_template`). Liner and lid shadow sit at the same place relative to
   every eye, a lipstick's edge and gloss at the same place on every mouth, so the template carries them onto a
   new face sharply, at full resolution, where a per-region prior smeared them over the whole region.
+* The eyes' template with the lid in lid heights ("eyes_lid", the default since stop 27; "eyes" is the frame in
+  eye widths throughout, kept for priors saved with it): over the upper lash line, past a liner's band, the
+  height counts in lid heights (:func:`makeup.render.eye_frame` ``lid_from``), so lid colour fills the same share
+  of a short lid as of a tall one.
+* The lips' template in CIELAB ("lips_lab", the default since stop 27; "lips" is the RGB blend above, kept for
+  priors saved with it): per cell and channel a line in the pixel and the lips' own mean, so a lipstick moves
+  each mouth's lightness by what it lacks and its chroma toward the colour.
 * Region models: the skin's and brows' change as a function of the photo (foundation, brow tint;
   :mod:`makeup.region_models`).
-* The cheeks' template (the student's prior; the tiny teacher's config names eyes and lips only): blush in the
-  cheeks' own frame (:func:`makeup.render.cheek_frame`, around the centre of the cheek map the student reads),
-  fit on what the region prior and models leave and added over them (blush lies over foundation), where the
-  eye and lip templates replace the region prior in their cells.
+* The cheeks' template: blush in the cheeks' own frame (:func:`makeup.render.cheek_frame`, around the centre of
+  the cheek map the student reads), fit on what the region prior and models leave and added over them (blush
+  lies over foundation), where the eye and lip templates replace the region prior in their cells.
+
+:data:`DEFAULT_TEMPLATES` (eyes_lid, lips_lab, cheeks) is what the student's and the tiny-ddpm teacher's priors fit.
 
 :class:`LookPrior` holds the fitted parts and paints them (:meth:`LookPrior.paint`).
 """
@@ -67,6 +75,8 @@ class TemplateFrame:
     clamp: bool = False  # clamp the photo to the range the seeds showed in each cell (see fit_template)
     additive: bool = False  # the template adds to the region prior and models where it has support (blush over
     # foundation) instead of replacing them (liner, lipstick): fit on the change the prior leaves
+    lab: bool = False  # per cell and CIELAB channel, change = k + a (pixel - mean) + b (mean - LIP_TONE), the mean
+    # over the face's pixels in the frame (how much colour the feature has already): see fit_template
 
     def taper(self) -> np.ndarray:
         """(cells,) 1 inside the grid, falling smoothly to 0 at its edge over :attr:`fade`: where the template
@@ -113,6 +123,15 @@ def _frames() -> dict[str, TemplateFrame]:
     # lipstick is a blend toward its colour: a lip paler than every seed's needs more change, not a red lip's)
     eyes = TemplateFrame("eyes", eye_frame, (-1.3, 1.9), (-0.8, 1.6), (0.025, 0.025), fade=0.3, clamp=True)
 
+    # eyes_lid: the eye grid with v over the upper lash line in lid heights past EYE_LID_FROM eye widths (the liner's
+    # band stays in eye widths): lid colour lies in a share of the lid. The prior fit on the 5 seeds, 40 new faces
+    # vs the renderer (stop 27), natural / glamorous / smokey_eyes / red_lip / korean: eye zone 0.54 / 0.67 / 0.77 /
+    # 0.60 / 0.64 -> 0.57 / 0.70 / 0.82 / 0.59 / 0.67, gain +0.2 / +0.1 / +1.7 / +0.0 / +0.4 dB; on the astronaut,
+    # whose lids are short (0.36-0.41 eye widths), visible spill glamorous 0.93 -> 0.74 %, smokey 0.98 -> 0.81 %.
+    # Past 0 eye widths (the whole lid in lid heights): smokey the same, glamorous' winged liner worse (-1.0 dB)
+    def eye_lid_coords(labels, geometry=None):
+        return eye_frame(labels, geometry, lid_from=EYE_LID_FROM)
+
     def cheek_coords(labels, geometry=None):
         # the cheek frame takes the skin the eye grid does not hold at full support: below its faded lower rows
         # (there the cheek template, laid after the eyes', replaces the eye template) and beyond its sides
@@ -124,21 +143,36 @@ def _frames() -> dict[str, TemplateFrame]:
             & (eu >= eyes.u_range[0]) & (eu < eyes.u_range[1])
         return u, v, valid & ~core
 
-    # cheeks: the skin around each cheek's centre (the cheek map's), in eye widths (blush, contour), added over
-    # the region prior and the skin's model. Only the student's prior fits it (the tiny-ddpm teacher's config
-    # names its own: eyes, lips). Measured on stop 22's amplified pairs, the prior alone fit on 64 of them as the
-    # student fits it, 35 val pairs vs the teacher: glamorous skin / cheeks 0.65 / 0.33 -> 0.75 / 0.77 (+14.7 ->
-    # +15.9 dB), korean 0.68 / 0.36 -> 0.80 / 0.85 (+11.8 -> +15.8 dB). Replacing the skin's model in its cells
-    # (as the eye template does) instead: glamorous cheeks 0.65, and a student reading that prior learned less
-    # (val cheeks at epoch 15: 0.66 vs 0.74 without the template; natural, korean alike): it had to learn the
-    # foundation's smoothing there. The eye grid reaching 2.0 eye widths down: cheeks 0.60; cells of 0.05: the same.
+    # cheeks: the skin around each cheek's centre (the cheek map's), in eye widths (blush, contour), added over the
+    # region prior and the skin's model. The student's prior and, since stop 27, the tiny-ddpm teacher's fit it (its
+    # prior fit on the 5 seeds, 40 new faces vs the renderer: glamorous cheeks 0.28 -> 0.64, natural 0.36 -> 0.74; the
+    # teachers of stop 22 had learned 0.60 / 0.50 with their diffusion). Measured on stop 22's amplified pairs, the
+    # prior alone fit on 64 of them as the student fits it, 35 val pairs vs the teacher: glamorous skin / cheeks 0.65 /
+    # 0.33 -> 0.75 / 0.77 (+14.7 -> +15.9 dB), korean 0.68 / 0.36 -> 0.80 / 0.85 (+11.8 -> +15.8 dB). Replacing the
+    # skin's model in its cells (as the eye template does) instead: glamorous cheeks 0.65, and a student reading that
+    # prior learned less (val cheeks at epoch 15: 0.66 vs 0.74 without the template; natural, korean alike): it had to
+    # learn the foundation's smoothing there. The eye grid reaching 2.0 eye widths down: cheeks 0.60; cells of 0.05: the
+    # same.
+    # lips_lab: the lips' box as "lips", each cell's change a line per CIELAB channel in the pixel and the lips' own
+    # mean (a lipstick moves lightness by what the lips lack, chroma toward its colour). The RGB blend ("lips", kept
+    # for priors saved with it) cannot say the first: fit on 5 seeds, 40 new faces vs the renderer, the lips alone
+    # (stop 27): glamorous 0.66 -> 0.89, natural 0.74 -> 0.91; without the mean, in CIELAB: 0.66, 0.75
     return {"eyes": eyes,
+            "eyes_lid": TemplateFrame("eyes_lid", eye_lid_coords, eyes.u_range, eyes.v_range, eyes.step, fade=eyes.fade,
+                                      clamp=True),
             "lips": TemplateFrame("lips", lip_frame, (0.0, 0.7), (-0.8, 0.8), (0.05, 0.1)),
+            "lips_lab": TemplateFrame("lips_lab", lip_frame, (0.0, 0.7), (-0.8, 0.8), (0.05, 0.1), lab=True),
             "cheeks": TemplateFrame("cheeks", cheek_coords, (-1.6, 1.6), (-1.2, 1.2), (0.1, 0.1), fade=0.3,
                                     clamp=True, additive=True)}
 
 
+EYE_LID_FROM = 0.1  # eye widths over the upper lash line past which the eyes_lid frame counts in lid heights
 TEMPLATE_FRAMES = _frames()
+# what a prior fits unless told; "eyes" and "lips" are the older forms, kept for priors and teachers saved with them
+DEFAULT_TEMPLATES = ("eyes_lid", "lips_lab", "cheeks")
+LIP_TONE = np.array([50.0, 25.0, 10.0])  # a mid lip colour in CIELAB: a lab frame's mean is measured from it
+LAB_MEAN_RIDGE = 1.0  # a lab frame's shrinkage of b (per pixel, in CIELAB units^2): where the seeds' means do not
+# differ (a cell only one seed reaches) the constant k carries the change, not an extrapolating b
 
 
 PRIOR_RIDGE = 1e-3  # fit_region_prior's shrinkage of a colour map toward 0, relative to the photo's spread
@@ -166,6 +200,85 @@ def _cell_moments(cells: int, idx: np.ndarray, before, after, baseline=None, sub
         ((y if subtract else y - baseline.reshape(-1, 3)[keep]) ** 2).sum(1)
     cols = [np.ones(len(i)), *x.T, (x ** 2).sum(1), *y.T, (x * y).sum(1), (y ** 2).sum(1), base]
     return np.stack([np.bincount(i, c, minlength=cells) for c in cols], axis=1)
+
+
+def _to_lab(rgb: np.ndarray) -> np.ndarray:
+    """RGB in 0..1 (..., 3) -> CIELAB (..., 3) float32, as cv2 converts float32 (the painter's and the web page's
+    arithmetic)."""
+    rgb = np.ascontiguousarray(rgb, dtype=np.float32)
+    return cv2.cvtColor(rgb.reshape(1, -1, 3), cv2.COLOR_RGB2Lab).reshape(rgb.shape)
+
+
+def _from_lab(lab: np.ndarray) -> np.ndarray:
+    lab = np.ascontiguousarray(lab, dtype=np.float32)
+    return cv2.cvtColor(lab.reshape(1, -1, 3), cv2.COLOR_Lab2RGB).reshape(lab.shape)
+
+
+def _lab_terms(x: np.ndarray):
+    """A lab frame's per-pixel terms: the pixel less the frame's mean, and the mean less :data:`LIP_TONE` ((n, 3)
+    CIELAB of the face's pixels in the frame; float32, the mean taken in float64)."""
+    mean = x.astype(np.float64).mean(0).astype(np.float32) if len(x) else LIP_TONE.astype(np.float32)
+    return x - mean, np.broadcast_to(mean - LIP_TONE.astype(np.float32), x.shape)
+
+
+LAB_MOMENTS = 10  # per CIELAB channel: n, sum d, sum m, sum d^2, sum d m, sum m^2, sum y, sum d y, sum m y, sum y^2
+
+
+def _lab_cell_moments(cells: int, idx: np.ndarray, before, after, baseline=None) -> np.ndarray:
+    """(cells, 31) a lab frame's per-cell sums over one pair's pixels: per CIELAB channel the :data:`LAB_MOMENTS`
+    of ``y = change ~ k + a d + b m`` (d: the pixel less the frame's mean, m: that mean less LIP_TONE), then, with
+    ``baseline`` (H, W, 3 RGB change), the sum over channels of |y - the baseline's change in CIELAB|^2."""
+    idx = idx.ravel()
+    keep = idx >= 0
+    i = idx[keep]
+    photo = before.reshape(-1, 3)[keep].astype(np.float32) / 255.0
+    x = _to_lab(photo)
+    y = (_to_lab(after.reshape(-1, 3)[keep].astype(np.float32) / 255.0) - x).astype(np.float64)
+    d, m = (t.astype(np.float64) for t in _lab_terms(x))
+    cols = []
+    for c in range(3):
+        dc, mc, yc = d[:, c], m[:, c], y[:, c]
+        cols += [np.ones(len(i)), dc, mc, dc * dc, dc * mc, mc * mc, yc, dc * yc, mc * yc, yc * yc]
+    if baseline is None:
+        cols.append(np.zeros(len(i)))
+    else:
+        pred = _to_lab(np.clip(photo + baseline.reshape(-1, 3)[keep], 0.0, 1.0)) - x
+        cols.append(((y - pred) ** 2).sum(1))
+    return np.stack([np.bincount(i, c, minlength=cells) for c in cols], axis=1)
+
+
+def _lab_normal(mom: np.ndarray, c: int):
+    n, sd, sm, sdd, sdm, smm, sy, sdy, smy, _ = (mom[:, LAB_MOMENTS * c + j] for j in range(LAB_MOMENTS))
+    lhs = np.stack([np.stack([n, sd, sm], -1), np.stack([sd, sdd, sdm], -1), np.stack([sm, sdm, smm], -1)], -2)
+    return lhs, np.stack([sy, sdy, smy], -1)
+
+
+def _solve_lab_cells(mom: np.ndarray, shape, smooth: float, ridge: float) -> tuple[np.ndarray, np.ndarray]:
+    """(cells, 3, 3) = (k, a, b) per CIELAB channel from summed moments blurred over ``smooth`` cells, ``ridge``
+    (relative to the cell's pixel count) on k and a and :data:`LAB_MEAN_RIDGE` on b; (cells,) bool: the cells
+    with (blurred) pixels; zero elsewhere."""
+    width = 3 * LAB_MOMENTS
+    if smooth > 0:
+        grid = mom[:, :width].reshape(*shape, width).astype(np.float32)
+        mom = np.stack([cv2.GaussianBlur(grid[..., j], (0, 0), smooth, borderType=cv2.BORDER_CONSTANT)
+                        for j in range(width)], -1).reshape(-1, width).astype(np.float64)
+    out = np.zeros((len(mom), 3, 3))
+    has = mom[:, 0] > 1e-3
+    for c in range(3):
+        lhs, rhs = _lab_normal(mom[has], c)
+        lhs = lhs + mom[has, 0][:, None, None] * np.diag([ridge, ridge, LAB_MEAN_RIDGE])
+        out[has, c] = np.linalg.solve(lhs, rhs[..., None])[..., 0]
+    return out, has
+
+
+def _lab_cell_error(theta: np.ndarray, mom: np.ndarray) -> np.ndarray:
+    """Per cell sum over the pixels and CIELAB channels of |y - (k + a d + b m)|^2, from one pair's moments."""
+    err = np.zeros(len(mom))
+    for c in range(3):
+        lhs, rhs = _lab_normal(mom, c)
+        t = theta[:, c]
+        err += mom[:, LAB_MOMENTS * c + 9] - 2 * (t * rhs).sum(1) + np.einsum("ni,nij,nj->n", t, lhs, t)
+    return err
 
 
 def _cell_range(shape, cells_per_seed, befores) -> tuple[np.ndarray, np.ndarray]:
@@ -229,6 +342,12 @@ def fit_template(frame: TemplateFrame | str, befores, afters, labels, smooth: fl
     toward no change. Channel 4 is the support: 1 where the (blurred) seeds had pixels, else 0 (the region prior
     applies there).
 
+    A ``lab`` frame (the lips' "lips_lab") fits per CIELAB channel ``change = k + a (pixel - mean) + b (mean -
+    LIP_TONE)``, the mean over the face's pixels in the frame: a lipstick moves the lightness by what the lips
+    lack and the chroma toward its colour, which one blend in RGB cannot say. The cell's channels are then
+    k (3), 0, support, a (3), b (3); ``b`` is shrunk by :data:`LAB_MEAN_RIDGE`, and the held-out check compares
+    errors in CIELAB.
+
     ``baselines`` (one (H, W, 3) change per seed: what the region prior fit WITHOUT that seed predicts on it,
     see :func:`fit_templates`): a cell keeps its support only where the template fit without a seed predicts
     that seed better than the baseline does, summed over the seeds (leave one seed out). Where the seeds'
@@ -253,28 +372,39 @@ def fit_template(frame: TemplateFrame | str, befores, afters, labels, smooth: fl
     cells = [frame.cells(lab) for lab in labels]
     if frame.additive and baselines is None:
         raise TinyBeautyError(f"template {frame.name!r} adds to the region prior: fit it with its baselines")
-    per_seed = [_cell_moments(shape[0] * shape[1], idx, b, a, None if baselines is None else baselines[k],
-                              subtract=frame.additive)
+    if frame.lab and (frame.additive or frame.clamp):
+        raise TinyBeautyError(f"template {frame.name!r}: a lab frame neither adds nor clamps")
+    if frame.lab:
+        moments = lambda idx, b, a, base: _lab_cell_moments(shape[0] * shape[1], idx, b, a, base)  # noqa: E731
+        solve, error, width = _solve_lab_cells, _lab_cell_error, 3 * LAB_MOMENTS + 1
+    else:
+        moments = lambda idx, b, a, base: _cell_moments(shape[0] * shape[1], idx, b, a, base,  # noqa: E731
+                                                        subtract=frame.additive)
+        solve, error, width = _solve_cells, _cell_error, 11
+    per_seed = [moments(idx, b, a, None if baselines is None else baselines[k])
                 for k, (idx, b, a) in enumerate(zip(cells, befores, afters))]
-    total = np.sum(per_seed, axis=0) if per_seed else np.zeros((shape[0] * shape[1], 11))
-    theta, has = _solve_cells(total, shape, smooth, ridge)
+    total = np.sum(per_seed, axis=0) if per_seed else np.zeros((shape[0] * shape[1], width))
+    theta, has = solve(total, shape, smooth, ridge)
     support = has.astype(np.float32)
     if held_out and baselines is not None and len(per_seed) >= 3:
-        err_tpl = sum(_cell_error(_solve_cells(total - m, shape, smooth, ridge)[0], m) for m in per_seed)
-        keep = (has & (err_tpl < total[:, 10])).astype(np.float32)
+        err_tpl = sum(error(solve(total - m, shape, smooth, ridge)[0], m) for m in per_seed)
+        keep = (has & (err_tpl < total[:, width - 1])).astype(np.float32)
         support = cv2.GaussianBlur(keep.reshape(shape), (0, 0), 1.0, borderType=cv2.BORDER_CONSTANT).ravel() * has
     support = support * frame.taper()
     out = np.zeros((len(theta), TEMPLATE_CHANNELS), np.float32)
-    out[:, :4] = theta
+    if frame.lab:  # k (L, a, b), 0, support, the slopes a (L, a, b), the mean's b (L, a, b)
+        out[:, :3], out[:, 5:8], out[:, 8:11] = theta[:, :, 0], theta[:, :, 1], theta[:, :, 2]
+    else:
+        out[:, :4] = theta
     out[:, 4] = support
     if frame.clamp:
         out[:, 5:8], out[:, 8:11] = _cell_range(shape, cells, befores)
-    else:
+    elif not frame.lab:
         out[:, 8:11] = 1.0
     return out.reshape(*shape, TEMPLATE_CHANNELS)
 
 
-def fit_templates(befores, afters, labels, names=tuple(TEMPLATE_FRAMES), radius: float = 2.0,
+def fit_templates(befores, afters, labels, names=DEFAULT_TEMPLATES, radius: float = 2.0,
                   held_out: bool = True, models: bool = False) -> dict[str, np.ndarray]:
     """:func:`fit_template` for each named frame. ``held_out``: each cell keeps the template only where it
     predicts a left-out seed better than the region prior fit without that seed (``fit_region_prior`` with
@@ -324,7 +454,7 @@ def prior_field(photo: np.ndarray, labels: np.ndarray, templates: dict | None, m
     from makeup.render import FaceGeometry
 
     geometry = FaceGeometry.from_labels(labels)
-    tpl = template_field(labels, templates, geometry=geometry)
+    tpl = template_field(labels, templates, geometry=geometry, photo=photo)
     if tpl is None and models is None:
         return None
     if tpl is None:
@@ -336,10 +466,11 @@ def prior_field(photo: np.ndarray, labels: np.ndarray, templates: dict | None, m
 
 
 def template_field(labels: np.ndarray, templates: dict | None, size: int | None = None,
-                   geometry=None) -> np.ndarray | None:
+                   geometry=None, photo: np.ndarray | None = None) -> np.ndarray | None:
     """The templates laid on one face: (11, S, S) float32 = [s k (RGB), s a, s, low (RGB), high (RGB)] with s the
     support, at the label map's resolution, area-resized to ``size``; the prior there is
-    ``(1 - s) * region prior + s k - s a * clamp(photo, low, high)``.
+    ``(1 - s) * region prior + s k - s a * clamp(photo, low, high)``. A lab frame's cells are painted on the
+    ``photo`` ((H, W, 3) RGB in 0..1; needed then): k is its RGB change there, a 0, no clamp.
     The frames are laid in :data:`TEMPLATE_FRAMES`' order, a later one replacing an earlier where both hold a
     pixel (the cheeks' frame takes the eye grid's faded lower rows). None without a template with support."""
     templates = templates or {}
@@ -357,6 +488,18 @@ def template_field(labels: np.ndarray, templates: dict | None, size: int | None 
         idx = TEMPLATE_FRAMES[name].cells(labels, geometry)
         inside = idx >= 0
         vals = tpl[idx[inside]]
+        if TEMPLATE_FRAMES[name].lab:
+            if photo is None:
+                raise TinyBeautyError(f"template {name!r} is painted on the photo: pass it")
+            rgb = np.asarray(photo, np.float32)[inside]
+            x = _to_lab(rgb)
+            d, m = _lab_terms(x)
+            change = _from_lab(x + (vals[:, 0:3] + vals[:, 5:8] * d + vals[:, 8:11] * m)) - rgb
+            field[inside] = 0.0
+            field[inside, :3] = change * vals[:, 4:5]
+            field[inside, 4] = vals[:, 4]
+            field[inside, 8:11] = 1.0
+            continue
         field[inside] = np.concatenate([vals[:, :4] * vals[:, 4:5], vals[:, 4:]], axis=1)
         if TEMPLATE_FRAMES[name].additive:
             field[inside, 4] = 0.0  # laid over the region prior and models, not blended with them
@@ -461,14 +604,15 @@ def prior_image(masks: np.ndarray, photo: np.ndarray, region_prior, region_colou
 
 
 PRIOR_ARRAYS = ("region_prior", "region_colour", "template_eyes", "template_lips", "models", "gate")
-OPTIONAL_ARRAYS = ("template_cheeks",)  # absent from priors written before the cheeks' frame: none
+# absent from priors written before those frames: none
+OPTIONAL_ARRAYS = ("template_eyes_lid", "template_lips_lab", "template_cheeks")
 
 
 @dataclass
 class LookPrior:
     """A look's prior, ready to paint on any face: the region prior (``region_prior`` (4, 3) constants,
     ``region_colour`` (4, 3, 3) colour maps; the rows of modelled regions 0), the feature ``templates``
-    ({"eyes", "lips"}: :func:`fit_template`), the skin's and brows' ``models`` (:mod:`makeup.region_models`),
+    ({"eyes", "lips", "cheeks"}: :func:`fit_template`), the skin's and brows' ``models`` (:mod:`makeup.region_models`),
     and ``gate`` (4,): each region's weight on its soft mask (the teacher's FGMM weights times its alpha; 1 for
     a prior fit by :meth:`fit`). Regions are :data:`MAKEUP_REGIONS`, soft masks :func:`region_stack` at
     ``radius``."""
@@ -481,7 +625,7 @@ class LookPrior:
     radius: float = 2.0
 
     @classmethod
-    def fit(cls, befores, afters, labels, radius: float = 2.0, templates=tuple(TEMPLATE_FRAMES),
+    def fit(cls, befores, afters, labels, radius: float = 2.0, templates=DEFAULT_TEMPLATES,
             region_models: bool = True) -> "LookPrior":
         """Fit on before/after pairs (uint8 (H, W, 3) images, (H, W) label maps), as the teacher fits its prior
         on the seeds: the region models where they predict held-out pairs better, the region prior (colour maps

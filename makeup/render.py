@@ -166,7 +166,11 @@ def _smooth_curve(eye: EyeGeometry, y: np.ndarray, xx: np.ndarray) -> np.ndarray
     return np.polyval(coef, np.clip(xx, xc[0], xc[-1]) - eye.cx).astype(np.float32)
 
 
-def eye_frame(labels: np.ndarray, geometry: FaceGeometry | None = None, reach: float = 2.0):
+LID_REF = 0.45  # eye widths per lid height: the synthetic faces' median lid (lash line to brow) / eye width
+
+
+def eye_frame(labels: np.ndarray, geometry: FaceGeometry | None = None, reach: float = 2.0,
+              lid_from: float | None = None):
     """Every skin pixel's place relative to its nearer eye, in units of that eye's width (how eye makeup is laid:
     along the lash lines, out toward the temple). Returns float32 (H, W) ``u``, ``v`` and bool ``valid``:
 
@@ -176,6 +180,11 @@ def eye_frame(labels: np.ndarray, geometry: FaceGeometry | None = None, reach: f
       lower one (< 0), each line a smooth curve held level beyond the corners; 0 between the lines;
     * ``valid``: skin pixels (the opening itself and every other label excluded) within ``reach`` eye widths
       of an eye's box (u and v are 0 elsewhere).
+
+    ``lid_from``: above the upper lash line, past ``lid_from`` eye widths, ``v`` grows in lid heights (the eye's
+    ``lid``, lash line to brow) times :data:`LID_REF` instead: a liner is as thick on every eye of one width, a
+    lid colour reaches the same share of the lid on a short lid and a tall one (so a prior fit on the synthetic
+    faces' lids does not paint past a real face's shorter lid into the brow).
     """
     lab = np.asarray(labels)
     g = geometry or FaceGeometry.from_labels(lab)
@@ -193,7 +202,10 @@ def eye_frame(labels: np.ndarray, geometry: FaceGeometry | None = None, reach: f
         best[win] = np.where(near, dist, best[win])
         u[win] = np.where(near, (xx - eye.cx - 0.5) * eye.outward / ew, u[win])
         below = np.where(yy > bottom, (bottom - yy) / ew, 0.0)
-        v[win] = np.where(near, np.where(yy < top, (top - yy) / ew, below), v[win])
+        up = (top - yy) / ew
+        if lid_from is not None:
+            up = np.where(up > lid_from, lid_from + (up - lid_from) * (LID_REF * ew / eye.lid), up)
+        v[win] = np.where(near, np.where(yy < top, up, below), v[win])
     valid = (lab == SKIN) & np.isfinite(best)
     return u, v, valid
 

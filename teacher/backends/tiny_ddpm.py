@@ -44,7 +44,7 @@ DEFAULTS: dict = {
     "residual_scale": 8.0,        # set from the seed pairs by `teacher train`
     "region_prior": None,         # (4, 3) constant part of the region prior, set by `teacher train`
     "region_colour": None,        # (4, 3, 3) its colour part (formulation.fit_region_prior), set with it
-    "templates": ["eyes", "lips"],  # the prior's feature templates fit on the seeds (formulation.fit_templates)
+    "templates": ["eyes", "lips_lab", "cheeks"],  # the prior's feature templates (makeup.lookprior.DEFAULT_TEMPLATES)
     "region_models": True,        # skin and brows: models of foundation and tint fit on the seeds (makeup.region_models)
 }
 COND_CHANNELS = 3 + len(MAKEUP_REGIONS)

@@ -647,21 +647,23 @@ def _paint_js(browser, crop: np.ndarray, labels: np.ndarray, prior_dict=None) ->
 def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned):
     """prior.js paintPrior against LookPrior.paint on synthetic faces the prior was not fit on and on the
     astronaut's aligned crop and face-mesh labels, to a small fraction of a level: the fitted prior (region
-    constants, the eye, lip and cheek templates, the skin and brow models; no region took a colour map there),
-    the same with colour maps on every region, the region prior alone, a look_prior.json written before the
-    cheeks' template (no template_cheeks: painted as Python's LookPrior.from_arrays of it paints it, without
-    one) and one with its template keys in another order (the frames are laid eyes, lips, cheeks all the same).
-    The comparison would see any part dropped: Python's prior without the templates, the eye, lip or cheek
-    template, the region models or the colour maps is levels away from the page's. A template_cheeks of the
-    wrong size is refused."""
+    constants, the lid-height eye, CIELAB lip and cheek templates, the skin and brow models; no region took a
+    colour map there), the same with colour maps on every region, the region prior alone, a look_prior.json
+    written before the cheeks', lid-height eyes' and CIELAB lips' templates (the eye-width eye and RGB lip
+    templates only: painted as Python's LookPrior.from_arrays of it paints it) and one with its template keys in
+    another order (the frames are laid eyes, eyes_lid, lips, lips_lab, cheeks all the same). The comparison would
+    see any part dropped: Python's prior without the templates, the eye or lip template (either form), the cheek
+    template, the region models or the colour maps is levels away from the page's. A template_cheeks,
+    template_eyes_lid or template_lips_lab of the wrong size is refused."""
     import dataclasses
 
     from makeup.lookprior import LookPrior
     from makeup.parsing import landmarks_to_labels
     from makeup.synth import generate_face
+    from webtools import fit_test_prior
 
     d, prior = look_prior
-    assert prior.templates and set(prior.templates) == {"eyes", "lips", "cheeks"} and prior.models is not None
+    assert prior.templates and set(prior.templates) == {"eyes_lid", "lips_lab", "cheeks"} and prior.models is not None
     assert np.asarray(d["template_cheeks"]).shape == (24, 32, 11) and prior.templates["cheeks"][..., 4].any()
     cases = {f"synthetic_{s}": (f.image, f.labels.astype(np.uint8)) for s in (10, 11, 12)
              for f in [generate_face(s, 256)]}
@@ -676,16 +678,20 @@ def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned):
     def but(*names):  # the prior without some templates
         return dataclasses.replace(prior, templates={k: t for k, t in prior.templates.items() if k not in names})
 
-    old = {k: v for k, v in d.items() if k != "template_cheeks"}  # a look_prior.json from before the cheeks
-    first, last = ("template_cheeks",), ("template_eyes",)  # the cheeks' key first, the eyes' last
+    older = fit_test_prior(templates=("eyes", "lips"))  # a look_prior.json from before the cheeks, lids, CIELAB lips
+    old = {k: v for k, v in json.loads(json.dumps(older.to_dict())).items()
+           if k not in ("template_cheeks", "template_eyes_lid", "template_lips_lab")}
+    first, last = ("template_cheeks",), ("template_eyes_lid",)  # the cheeks' key first, the eyes' last
     reordered = {k: d[k] for k in first + tuple(k for k in d if k not in first + last) + last}
     variants = {"fitted": ((d, prior), {"templates": dataclasses.replace(prior, templates=None),
-                                         "eye_template": but("eyes"), "lip_template": but("lips"),
+                                         "eye_template": but("eyes_lid"), "lip_template": but("lips_lab"),
                                          "cheek_template": but("cheeks"),
                                          "region_models": dataclasses.replace(prior, models=None)}),
                 "colour_maps": (shipped(dataclasses.replace(prior, region_colour=colour)), {"colour_maps": prior}),
                 "region_prior_only": (shipped(dataclasses.replace(prior, templates=None, models=None)), {}),
-                "without_template_cheeks": ((old, LookPrior.from_arrays(old)), {"cheek_template_kept": prior}),
+                "older_file": ((old, LookPrior.from_arrays(old)), {
+                    "rgb_lip_template": dataclasses.replace(older, templates={"eyes": older.templates["eyes"]}),
+                    "eye_width_template": dataclasses.replace(older, templates={"lips": older.templates["lips"]})}),
                 "keys_reordered": ((reordered, prior), {})}
     browser = page["browser"]
     figures = {}
@@ -699,8 +705,16 @@ def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned):
             f["without_x255"] = {k: float(np.abs(js - q.paint(img, labels)).max() * 255) for k, q in without.items()}
     _record("look_prior_js_vs_python", figures)
     assert set(LookPrior.from_arrays(old).templates) == {"eyes", "lips"} and list(reordered)[0] == "template_cheeks"
-    with pytest.raises(RuntimeError, match="template_cheeks"):  # a cheeks template of the wrong size
-        _paint_js(browser, *cases["synthetic_10"], d | {"template_cheeks": [[1.0, 2.0]]})
+    # the page lays the eye template in lid heights over the lash line: in eye widths her short lids come out apart
+    img, labels = cases["astronaut"]
+    in_eye_widths = dataclasses.replace(prior, templates={"eyes" if k == "eyes_lid" else k: t
+                                                          for k, t in prior.templates.items()})
+    js, _ = _paint_js(browser, img, labels, d)
+    eye_widths_x255 = float(np.abs(js - in_eye_widths.paint(img, labels)).max() * 255)
+    assert eye_widths_x255 > 4.0, eye_widths_x255
+    for key in ("template_cheeks", "template_eyes_lid", "template_lips_lab"):  # a template of the wrong size
+        with pytest.raises(RuntimeError, match=key):
+            _paint_js(browser, *cases["synthetic_10"], d | {key: [[1.0, 2.0]]})
     for name, f in figures.items():
         assert f["max_abs_x255"] <= PRIOR_MAX_ABS * 255 and f["share_above_half_level"] <= PRIOR_SHARE_ABOVE_HALF_LEVEL, (name, f)
         assert f["py_max_abs_x255"] > 10, (name, f)  # the look paints something

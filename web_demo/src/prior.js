@@ -1,10 +1,14 @@
 // The look prior in JavaScript: makeup/lookprior.py LookPrior.paint(crop, labels) on the page's aligned crop and
 // its label map (gate.js landmarksToLabels), for a prior-input model (model_card.json io.prior_input: the
 // painted prior is the model's last 3 input channels). The parameters come from look_prior.json beside the
-// model (LookPrior.to_dict(): region_prior, region_colour, template_eyes, template_lips, template_cheeks, models,
-// gate, radius; template_cheeks is optional, as makeup.lookprior.OPTIONAL_ARRAYS: a file written before the
-// cheeks' frame has none and paints without it). The templates are laid in makeup.lookprior.TEMPLATE_FRAMES'
-// order, eyes, lips, cheeks, a later frame replacing an earlier one where both hold a pixel.
+// model (LookPrior.to_dict(): region_prior, region_colour, template_eyes, template_eyes_lid, template_lips,
+// template_lips_lab, template_cheeks, models, gate, radius; template_eyes_lid, template_lips_lab and
+// template_cheeks are optional, as makeup.lookprior.OPTIONAL_ARRAYS: a file written before those frames has none
+// and paints without them). The templates are laid in makeup.lookprior.TEMPLATE_FRAMES' order, eyes, eyes_lid,
+// lips, lips_lab, cheeks, a later frame replacing an earlier one where both hold a pixel. The eyes_lid frame
+// counts the height over the upper lash line in lid heights past EYE_LID_FROM eye widths (makeup.render.eye_frame
+// lid_from). A lab frame (lips_lab) is painted on the photo in CIELAB:
+// per cell and channel k + a (pixel - mean) + b (mean - LIP_TONE), the mean over the face's pixels in the frame.
 //
 // Every piece follows its Python twin with the same arithmetic: float32 where numpy is float32 (Math.fround
 // after each operation; numpy 1.x casting: a Python scalar meets a float32 array as float32, an np.float32
@@ -34,15 +38,21 @@ const MAKEUP_REGIONS = [EYES, LIPS, SKIN, BROWS];
 const TEMPLATE_CHANNELS = 11;
 /**
  * makeup.lookprior.TEMPLATE_FRAMES: u and v ranges, cell sizes, fade, additive (the template adds to the region
- * prior and models instead of replacing them where it has support); FRAME_ORDER: the order they are laid in.
+ * prior and models instead of replacing them where it has support), lab (painted in CIELAB on the photo);
+ * FRAME_ORDER: the order they are laid in.
  */
 const FRAMES = {
   eyes: {u: [-1.3, 1.9], v: [-0.8, 1.6], step: [0.025, 0.025], fade: 0.3},
+  eyes_lid: {u: [-1.3, 1.9], v: [-0.8, 1.6], step: [0.025, 0.025], fade: 0.3},
   lips: {u: [0.0, 0.7], v: [-0.8, 0.8], step: [0.05, 0.1], fade: 0},
+  lips_lab: {u: [0.0, 0.7], v: [-0.8, 0.8], step: [0.05, 0.1], fade: 0, lab: true},
   cheeks: {u: [-1.6, 1.6], v: [-1.2, 1.2], step: [0.1, 0.1], fade: 0.3, additive: true},
 };
-const FRAME_ORDER = ['eyes', 'lips', 'cheeks'];
-const OPTIONAL_TEMPLATES = ['cheeks']; // makeup.lookprior.OPTIONAL_ARRAYS: absent from older files (none)
+const FRAME_ORDER = ['eyes', 'eyes_lid', 'lips', 'lips_lab', 'cheeks'];
+const OPTIONAL_TEMPLATES = ['eyes_lid', 'lips_lab', 'cheeks']; // makeup.lookprior.OPTIONAL_ARRAYS: absent from older files
+const LID_REF = 0.45; // makeup.render.LID_REF: eye widths per lid height
+const EYE_LID_FROM = 0.1; // makeup.lookprior.EYE_LID_FROM
+const LIP_TONE = [50.0, 25.0, 10.0].map(f32); // makeup.lookprior.LIP_TONE: a lab frame's mean is measured from it
 /** makeup.metrics CHEEK_OUT, CHEEK_DROP, CHEEK_MIN_PIXELS: where cheek_centres puts each cheek. */
 const CHEEK_SHAPE = {outward: 0.3, drop: 0.5, min_pixels: 4};
 for (const fr of Object.values(FRAMES)) {
@@ -211,7 +221,7 @@ export function faceGeometry(labels, n) {
   return {n, skinInner, lipsBox, eyes: findEyes(labels, n, lipsBox)};
 }
 
-/** makeup.render._find_eyes (what eye_frame reads: columns, lash lines, centre, outer side). */
+/** makeup.render._find_eyes (what eye_frame reads: columns, lash lines, centre, outer side, lid height). */
 function findEyes(labels, n, lipsBox) {
   const mask = new Uint8Array(n * n);
   for (let i = 0; i < mask.length; i++) mask[i] = labels[i] === EYES ? 1 : 0;
@@ -234,8 +244,31 @@ function findEyes(labels, n, lipsBox) {
       cols.push(x); top.push(first); bottom.push(last + 1);
     }
     const [cx, cy] = centres[k];
-    return {cols, top, bottom, cx, cy, outward: cx >= faceCx ? 1 : -1, width: cols[cols.length - 1] - cols[0] + 1};
+    const width = c.x1 - c.x0 + 1;
+    return {cols, top, bottom, cx, cy, outward: cx >= faceCx ? 1 : -1, width: cols[cols.length - 1] - cols[0] + 1,
+            lid: lidHeight(labels, n, cols, top, width)};
   });
+}
+
+/**
+ * An eye's lid height (makeup.render._find_eyes): the median over its columns with a brow above of the gap between
+ * the lash line and the lowest brow pixel above it (minus one), clipped to 0.25..1.2 widths; 0.6 widths without one.
+ */
+function lidHeight(labels, n, cols, top, width) {
+  const rows = Math.min(...top);
+  const gaps = [];
+  cols.forEach((x, j) => {
+    for (let y = rows - 1; y >= 0; y--) {
+      if (labels[y * n + x] === BROWS) { gaps.push(top[j] - y - 1); break; }
+    }
+  });
+  let lid = 0.6 * width;
+  if (gaps.length) {
+    gaps.sort((a, b) => a - b);
+    const h = gaps.length >> 1;
+    lid = gaps.length % 2 ? gaps[h] : (gaps[h - 1] + gaps[h]) / 2;
+  }
+  return Math.min(Math.max(lid, 0.25 * width), 1.2 * width);
 }
 
 /** np.polyfit(x, y, deg): least squares on the Vandermonde matrix with unit-norm columns (Householder QR). */
@@ -290,8 +323,8 @@ function smoothCurve(eye, y) {
   };
 }
 
-/** makeup.render.eye_frame (reach 2): float32 u, v and valid per pixel. */
-function eyeFrame(labels, g) {
+/** makeup.render.eye_frame (reach 2, `lidFrom` its lid_from): float32 u, v and valid per pixel. */
+function eyeFrame(labels, g, lidFrom = null) {
   const n = g.n;
   const u = new Float32Array(n * n), v = new Float32Array(n * n), best = new Float32Array(n * n).fill(Infinity);
   for (const eye of g.eyes) {
@@ -302,6 +335,7 @@ function eyeFrame(labels, g) {
     const x1 = Math.min(Math.trunc(eye.cols[eye.cols.length - 1] + pad) + 2, n);
     const topAt = smoothCurve(eye, eye.top), bottomAt = smoothCurve(eye, eye.bottom);
     const cx = f32(eye.cx), cy = f32(eye.cy), ew32 = f32(ew);
+    const from = lidFrom === null ? null : f32(lidFrom), scale = f32(LID_REF * ew / eye.lid);
     const tops = new Float32Array(x1 - x0), bottoms = new Float32Array(x1 - x0), dxs = new Float32Array(x1 - x0);
     for (let x = x0; x < x1; x++) {
       const xx = x + 0.5;
@@ -317,7 +351,9 @@ function eyeFrame(labels, g) {
         best[i] = dist;
         u[i] = f32(f32(dx * eye.outward) / ew32);
         const top = tops[x - x0], bottom = bottoms[x - x0];
-        v[i] = yy < top ? f32(f32(top - yy) / ew32) : yy > bottom ? f32(f32(bottom - yy) / ew32) : 0;
+        let up = f32(f32(top - yy) / ew32);
+        if (from !== null && up > from) up = f32(from + f32(f32(up - from) * scale));
+        v[i] = yy < top ? up : yy > bottom ? f32(f32(bottom - yy) / ew32) : 0;
       }
     }
   }
@@ -422,7 +458,9 @@ function cheekCoords(labels, g, eyeCoords) {
  */
 function frameCells(name, labels, g, eyeCoords = () => eyeFrame(labels, g)) {
   const fr = FRAMES[name];
-  const coords = {eyes: eyeCoords, lips: () => lipFrame(labels, g), cheeks: () => cheekCoords(labels, g, eyeCoords)};
+  const coords = {eyes: eyeCoords, eyes_lid: () => eyeFrame(labels, g, EYE_LID_FROM),
+                  lips: () => lipFrame(labels, g), lips_lab: () => lipFrame(labels, g),
+                  cheeks: () => cheekCoords(labels, g, eyeCoords)};
   if (!coords[name]) throw new Error(`no template frame ${name}`);
   const {u, v, valid} = coords[name]();
   const u0 = f32(fr.u[0]), v0 = f32(fr.v[0]), su = f32(fr.step[0]), sv = f32(fr.step[1]);
@@ -437,10 +475,10 @@ function frameCells(name, labels, g, eyeCoords = () => eyeFrame(labels, g)) {
 
 /**
  * makeup.lookprior.template_field: (11, n*n) planes, or null without a template with support. The frames are
- * laid in FRAME_ORDER (eyes, lips, cheeks) whatever the order of `templates`' keys, a later one replacing an
- * earlier one where both hold a pixel.
+ * laid in FRAME_ORDER (eyes, lips, lips_lab, cheeks) whatever the order of `templates`' keys, a later one
+ * replacing an earlier one where both hold a pixel. A lab frame's cells are painted on `photo` (n*n*3 RGB in 0..1).
  */
-function templateField(labels, templates, g) {
+function templateField(labels, templates, g, photo) {
   const live = FRAME_ORDER.filter((name) => templates[name]).map((name) => [name, templates[name]]).filter(([, t]) => {
     for (let c = 4; c < t.length; c += TEMPLATE_CHANNELS) if (t[c] !== 0) return true;
     return false;
@@ -452,6 +490,10 @@ function templateField(labels, templates, g) {
   const eyeCoords = () => (eyes ??= eyeFrame(labels, g));
   for (const [name, t] of live) {
     const idx = frameCells(name, labels, g, eyeCoords);
+    if (FRAMES[name].lab) {
+      labFrameField(field, idx, t, photo);
+      continue;
+    }
     for (let i = 0; i < n2; i++) {
       if (idx[i] < 0) continue;
       const o = idx[i] * TEMPLATE_CHANNELS, s = t[o + 4];
@@ -461,6 +503,42 @@ function templateField(labels, templates, g) {
     }
   }
   return field;
+}
+
+/**
+ * A lab frame laid into `field` (makeup.lookprior.template_field): at each pixel in the frame, with d = the
+ * pixel's CIELAB less the frame's mean (taken in float64, cast once) and m = that mean less LIP_TONE, the RGB
+ * change of k + a d + b m times the support, the support, no photo term and no clamp.
+ */
+function labFrameField(field, idx, t, photo) {
+  const inside = [];
+  for (let i = 0; i < idx.length; i++) if (idx[i] >= 0) inside.push(i);
+  if (!inside.length) return;
+  const rgb = new Float32Array(inside.length * 3);
+  inside.forEach((i, j) => { for (let c = 0; c < 3; c++) rgb[j * 3 + c] = photo[i * 3 + c]; });
+  const x = rgbToLab(rgb);
+  const sums = [0, 0, 0];
+  for (let j = 0; j < inside.length; j++) for (let c = 0; c < 3; c++) sums[c] += x[j * 3 + c];
+  const mean = sums.map((s) => f32(s / inside.length));
+  const m = mean.map((v, c) => f32(v - LIP_TONE[c]));
+  const after = new Float32Array(x.length);
+  inside.forEach((i, j) => {
+    const o = idx[i] * TEMPLATE_CHANNELS;
+    for (let c = 0; c < 3; c++) {
+      const d = f32(x[j * 3 + c] - mean[c]);
+      const change = f32(f32(t[o + c] + f32(t[o + 5 + c] * d)) + f32(t[o + 8 + c] * m[c]));
+      after[j * 3 + c] = f32(x[j * 3 + c] + change);
+    }
+  });
+  const back = labToRgb(after);
+  inside.forEach((i, j) => {
+    const s = t[idx[i] * TEMPLATE_CHANNELS + 4];
+    for (let c = 0; c < 3; c++) field[c][i] = f32(f32(back[j * 3 + c] - rgb[j * 3 + c]) * s);
+    field[3][i] = 0;
+    field[4][i] = s;
+    for (let c = 5; c < 8; c++) field[c][i] = 0;
+    for (let c = 8; c < TEMPLATE_CHANNELS; c++) field[c][i] = 1;
+  });
 }
 
 // ---- CIELAB as cv2.cvtColor on float32 ----
@@ -783,7 +861,7 @@ export function paintPrior(prior, cropRgba, labels, n) {
   const hasTemplates = Object.keys(prior.templates).length > 0;
   if (hasTemplates || prior.models) {
     const g = faceGeometry(labels, n);
-    const tpl = hasTemplates ? templateField(labels, prior.templates, g) : null;
+    const tpl = hasTemplates ? templateField(labels, prior.templates, g, photo) : null;
     if (tpl || prior.models) {
       field = tpl || Array.from({length: TEMPLATE_CHANNELS}, (_, c) => new Float32Array(n2).fill(c >= 8 ? 1 : 0));
       base = prior.models ? regionModelChange(photo, labels, prior.models, g) : new Float32Array(n2 * 3);
