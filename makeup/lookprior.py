@@ -39,8 +39,8 @@ import numpy as np
 from makeup.errors import TinyBeautyError
 from makeup.regions import BROWS, EYES, LIPS, SKIN, feather
 
-from .region_models import fit_region_models, modelled, models_from_moments, region_model_change, \
-    region_model_moments
+from .region_models import fit_region_models, from_lab, modelled, models_from_moments, region_model_change, \
+    region_model_moments, to_lab
 
 
 MAKEUP_REGIONS = (EYES, LIPS, SKIN, BROWS)  # channel order of every region stack
@@ -202,18 +202,6 @@ def _cell_moments(cells: int, idx: np.ndarray, before, after, baseline=None, sub
     return np.stack([np.bincount(i, c, minlength=cells) for c in cols], axis=1)
 
 
-def _to_lab(rgb: np.ndarray) -> np.ndarray:
-    """RGB in 0..1 (..., 3) -> CIELAB (..., 3) float32, as cv2 converts float32 (the painter's and the web page's
-    arithmetic)."""
-    rgb = np.ascontiguousarray(rgb, dtype=np.float32)
-    return cv2.cvtColor(rgb.reshape(1, -1, 3), cv2.COLOR_RGB2Lab).reshape(rgb.shape)
-
-
-def _from_lab(lab: np.ndarray) -> np.ndarray:
-    lab = np.ascontiguousarray(lab, dtype=np.float32)
-    return cv2.cvtColor(lab.reshape(1, -1, 3), cv2.COLOR_Lab2RGB).reshape(lab.shape)
-
-
 def _lab_terms(x: np.ndarray):
     """A lab frame's per-pixel terms: the pixel less the frame's mean, and the mean less :data:`LIP_TONE` ((n, 3)
     CIELAB of the face's pixels in the frame; float32, the mean taken in float64)."""
@@ -232,8 +220,8 @@ def _lab_cell_moments(cells: int, idx: np.ndarray, before, after, baseline=None)
     keep = idx >= 0
     i = idx[keep]
     photo = before.reshape(-1, 3)[keep].astype(np.float32) / 255.0
-    x = _to_lab(photo)
-    y = (_to_lab(after.reshape(-1, 3)[keep].astype(np.float32) / 255.0) - x).astype(np.float64)
+    x = to_lab(photo)
+    y = (to_lab(after.reshape(-1, 3)[keep].astype(np.float32) / 255.0) - x).astype(np.float64)
     d, m = (t.astype(np.float64) for t in _lab_terms(x))
     cols = []
     for c in range(3):
@@ -242,7 +230,7 @@ def _lab_cell_moments(cells: int, idx: np.ndarray, before, after, baseline=None)
     if baseline is None:
         cols.append(np.zeros(len(i)))
     else:
-        pred = _to_lab(np.clip(photo + baseline.reshape(-1, 3)[keep], 0.0, 1.0)) - x
+        pred = to_lab(np.clip(photo + baseline.reshape(-1, 3)[keep], 0.0, 1.0)) - x
         cols.append(((y - pred) ** 2).sum(1))
     return np.stack([np.bincount(i, c, minlength=cells) for c in cols], axis=1)
 
@@ -492,9 +480,9 @@ def template_field(labels: np.ndarray, templates: dict | None, size: int | None 
             if photo is None:
                 raise TinyBeautyError(f"template {name!r} is painted on the photo: pass it")
             rgb = np.asarray(photo, np.float32)[inside]
-            x = _to_lab(rgb)
+            x = to_lab(rgb)
             d, m = _lab_terms(x)
-            change = _from_lab(x + (vals[:, 0:3] + vals[:, 5:8] * d + vals[:, 8:11] * m)) - rgb
+            change = from_lab(x + (vals[:, 0:3] + vals[:, 5:8] * d + vals[:, 8:11] * m)) - rgb
             field[inside] = 0.0
             field[inside, :3] = change * vals[:, 4:5]
             field[inside, 4] = vals[:, 4]
@@ -612,10 +600,10 @@ OPTIONAL_ARRAYS = ("template_eyes_lid", "template_lips_lab", "template_cheeks")
 class LookPrior:
     """A look's prior, ready to paint on any face: the region prior (``region_prior`` (4, 3) constants,
     ``region_colour`` (4, 3, 3) colour maps; the rows of modelled regions 0), the feature ``templates``
-    ({"eyes", "lips", "cheeks"}: :func:`fit_template`), the skin's and brows' ``models`` (:mod:`makeup.region_models`),
-    and ``gate`` (4,): each region's weight on its soft mask (the teacher's FGMM weights times its alpha; 1 for
-    a prior fit by :meth:`fit`). Regions are :data:`MAKEUP_REGIONS`, soft masks :func:`region_stack` at
-    ``radius``."""
+    (:data:`TEMPLATE_FRAMES` by name, :data:`DEFAULT_TEMPLATES` when fit: :func:`fit_template`), the skin's and
+    brows' ``models`` (:mod:`makeup.region_models`), and ``gate`` (4,): each region's weight on its soft mask (the
+    teacher's FGMM weights times its alpha; 1 for a prior fit by :meth:`fit`). Regions are
+    :data:`MAKEUP_REGIONS`, soft masks :func:`region_stack` at ``radius``."""
 
     region_prior: np.ndarray
     region_colour: np.ndarray | None = None

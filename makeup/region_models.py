@@ -52,8 +52,22 @@ OWN_CHANNELS = {SKIN: (1, 2), BROWS: (0, 1, 2)}  # the skin's lightness is shadi
 RIDGE = 1e-4  # shrinkage of every feature but the constant, relative to its spread
 
 
-def _lab(photo: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(np.ascontiguousarray(photo, dtype=np.float32), cv2.COLOR_RGB2Lab)
+def to_lab(rgb: np.ndarray) -> np.ndarray:
+    """RGB in 0..1 -> CIELAB float32 as cv2 converts float32 (the web page reproduces that arithmetic): an (H, W, 3)
+    image, or any (..., 3) array of pixels."""
+    return _convert(rgb, cv2.COLOR_RGB2Lab)
+
+
+def from_lab(lab: np.ndarray) -> np.ndarray:
+    """CIELAB -> RGB in 0..1, float32, as cv2 converts float32; shapes as :func:`to_lab`."""
+    return _convert(lab, cv2.COLOR_Lab2RGB)
+
+
+def _convert(x: np.ndarray, code: int) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim == 3:
+        return cv2.cvtColor(x, code)
+    return cv2.cvtColor(x.reshape(1, -1, 3), code).reshape(x.shape)
 
 
 def region_weight(labels: np.ndarray, region: int, geometry=None) -> np.ndarray:
@@ -73,7 +87,7 @@ def region_features(photo: np.ndarray, labels: np.ndarray, region: int, geometry
     """photo (H, W, 3) RGB in 0..1, labels (H, W) -> features (H, W, 3, 5) in CIELAB per channel (the order of
     :data:`FEATURES`) and the region's weight (H, W)."""
     w = region_weight(labels, region, geometry)
-    lab = _lab(photo) if lab is None else lab
+    lab = to_lab(photo) if lab is None else lab
     size = max(lab.shape[:2])
     total = float(w.sum())
     mean = (lab * w[..., None]).reshape(-1, 3).sum(0) / total if total > 0 else TONE_REF[region]
@@ -93,7 +107,7 @@ def region_model_change(photo: np.ndarray, labels: np.ndarray, models, geometry=
     """The modelled regions' change to one face (H, W, 3) RGB in 0..1 units; 0 where no model applies.
     ``models`` (len(MODELLED_REGIONS), 5, 3): a region's all-zero rows mean no model."""
     models = np.asarray(models, np.float32)
-    lab = _lab(photo)
+    lab = to_lab(photo)
     lab_change = np.zeros_like(lab)
     covered = np.zeros(lab.shape[:2], bool)
     for region, beta in zip(MODELLED_REGIONS, models):
@@ -104,7 +118,7 @@ def region_model_change(photo: np.ndarray, labels: np.ndarray, models, geometry=
         covered |= w > 0
     if not covered.any():
         return np.zeros_like(photo, dtype=np.float32)
-    after = cv2.cvtColor(np.ascontiguousarray(lab + lab_change, dtype=np.float32), cv2.COLOR_Lab2RGB)
+    after = from_lab(lab + lab_change)
     return (after - photo).astype(np.float32) * covered[..., None]
 
 
@@ -126,7 +140,7 @@ def _moments(befores, afters, labels, region: int):
         feats, w = region_features(photo, lab, region)
         m = _fit_pixels(lab, region) & (w > 0)
         X = feats[m] * w[m][:, None, None]  # (P, 3, 5)
-        y = (_lab(a.astype(np.float32) / 255.0) - _lab(photo))[m]  # (P, 3)
+        y = (to_lab(a.astype(np.float32) / 255.0) - to_lab(photo))[m]  # (P, 3)
         xtx.append(np.einsum("pck,pcj->ckj", X, X, dtype=np.float64))
         xty.append(np.einsum("pck,pc->ck", X, y, dtype=np.float64))
         yty.append((y.astype(np.float64) ** 2).sum(0))

@@ -112,7 +112,8 @@ def test_the_cheeks_template_adds_to_the_skin_model(glamorous):
     prior, new, _ = glamorous
     face, _, labels = new[1]
     without = LookPrior(prior.region_prior, prior.region_colour,
-                        {n: prior.templates[n] for n in ("eyes_lid", "lips_lab")}, prior.models, prior.gate, prior.radius)
+                        {n: prior.templates[n] for n in ("eyes_lid", "lips_lab")}, prior.models, prior.gate,
+                        prior.radius)
     photo = face / 255.0
     field = template_field(labels, {"cheeks": prior.templates["cheeks"]})
     term = field[:3] - field[3:4] * np.clip(photo.transpose(2, 0, 1), field[5:8], field[8:11])
@@ -135,6 +136,7 @@ def test_the_lab_lip_template_gives_each_lip_what_it_lacks():
     import cv2
 
     from makeup.lookprior import TEMPLATE_FRAMES
+    from makeup.region_models import to_lab
     from makeup.regions import LIPS
 
     faces = [generate_face(s, 128) for s in range(11)]
@@ -162,8 +164,7 @@ def test_the_lab_lip_template_gives_each_lip_what_it_lacks():
     assert np.array_equal(lab.paint(face, labels)[outside], without.paint(face, labels)[outside])
     # the painter's CIELAB is cv2's on float32 (what the web page reproduces)
     photo = face.astype(np.float32) / 255.0
-    assert np.array_equal(cv2.cvtColor(photo, cv2.COLOR_RGB2Lab)[lips],
-                          __import__("makeup.lookprior", fromlist=["_to_lab"])._to_lab(photo[lips]))
+    assert np.array_equal(cv2.cvtColor(photo, cv2.COLOR_RGB2Lab)[lips], to_lab(photo[lips]))
 
 
 def test_a_lab_template_needs_the_photo_it_is_painted_on(glamorous):
