@@ -39,8 +39,8 @@ import numpy as np
 from makeup.errors import TinyBeautyError
 from makeup.regions import BROWS, EYES, LIPS, SKIN, feather
 
-from .region_models import fit_region_models, from_lab, modelled, models_from_moments, region_model_change, \
-    region_model_moments, to_lab
+from .region_models import expand_models, fit_region_models, from_lab, modelled, models_from_moments, \
+    region_model_change, region_model_moments, to_lab
 
 
 MAKEUP_REGIONS = (EYES, LIPS, SKIN, BROWS)  # channel order of every region stack
@@ -658,7 +658,7 @@ class LookPrior:
                    for n in TEMPLATE_FRAMES if a[f"template_{n}"].size}
             return cls(a["region_prior"].reshape(len(MAKEUP_REGIONS), 3),
                        None if not a["region_colour"].size else a["region_colour"].reshape(len(MAKEUP_REGIONS), 3, 3),
-                       tpl or None, some(a["models"]), a["gate"].reshape(len(MAKEUP_REGIONS)), float(a["radius"][0]))
+                       tpl or None, expand_models(some(a["models"])), a["gate"].reshape(len(MAKEUP_REGIONS)), float(a["radius"][0]))
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise TinyBeautyError(f"not a look prior ({exc.__class__.__name__}: {exc})") from None
 

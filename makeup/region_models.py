@@ -16,11 +16,18 @@ Each is a feature of the photo, in CIELAB, per channel, referenced to the region
 * ``tone``: the region's mean minus a reference (:data:`TONE_REF`: how far this face is from a mid tone);
 * ``constant``.
 
-A region's change is ``weight * sum_k beta_k feature_k`` with ``weight`` its interior (the skin away from the
-face's outline, where a foundation is blended; the brows' soft interior), ``beta`` (5, 3) fit by least
-squares over the seeds' pixels of the region (the skin outside the eye zone, where liner and lid shadow lie).
-:func:`fit_region_models` keeps a region's model only where, with one seed left out, it predicts that seed
-better than the region's constant alone.
+A region's change is ``weight * sum_k beta_k(dark) feature_k`` with ``weight`` its interior (the skin away
+from the face's outline, where a foundation is blended; the brows' soft interior). A product need not act alike
+on every pixel: a brow tint lays its pigment on the hairs, the pixels darker than the brow's mean, and hardly on
+the skin between them. So each coefficient varies with the pixel's darkness ``dark`` = the region's mean
+lightness minus the pixel's, piecewise linearly between the knots :data:`DARK_KNOTS` (constant beyond them): the
+tents ``B_j(dark)`` are a partition of unity, and ``beta`` (5 x 5 knots, 3) = :data:`COEFFICIENTS` rows, feature
+major, is fit by least squares over the seeds' pixels of the region (the skin outside the eye zone, where liner
+and lid shadow lie). Equal rows across a feature's knots are the same coefficient on every pixel: a models array
+of 5 rows a region (written before the knots) is that (:func:`expand_models`).
+
+:func:`fit_region_models` keeps, per region, the form that predicts a left-out seed best (summed over the seeds):
+none (the region's constant alone), one coefficient per feature, or one per feature and knot.
 
 The prior alone (no diffusion) on 24 held-out faces vs the renderer, the region prior -> these models (stop
 22, seeds of `make seeds`):
@@ -31,6 +38,9 @@ The prior alone (no diffusion) on 24 held-out faces vs the renderer, the region 
   0.37 -> 0.71; on the astronaut 0.00..0.32 -> 0.45..0.69, but her light brows get darker than the renderer
   makes them at their upper edge: visible spill 0.68 -> 0.93 % (glamorous), 0.74 -> 0.98 % (smokey_eyes).
 * gain +2.1 to +3.1 dB on every look (natural +5.3 -> +7.4, smokey_eyes +9.7 -> +12.8).
+* Darkness knots (stop 28), brows vs the renderer on the 40 truth faces of each look's demo, fit on its 5
+  seeds (brows only, `/work/e28/brow2.py`): natural 0.52 -> 0.93, glamorous 0.66 -> 0.96; a coefficient linear
+  in the darkness: 0.73 / 0.77.
 * Tried: one bilateral at a single scale fit about as well (natural 0.53, glamorous 0.48); the two scales are
   the smoothing's basis, not one product's setting. Clamping the tone to the seeds' range (as the eye template
   clamps) made the 10 lightest of 60 faces worse (natural skin 0.16 -> -0.20): the tone is left linear.
@@ -49,7 +59,11 @@ SMOOTHING = ((7, 6.0, 0.006), (15, 12.0, 0.018))
 TONE_REF = {SKIN: np.array([65.0, 12.0, 16.0], np.float32),  # a mid skin tone and a mid brow, in CIELAB
             BROWS: np.array([40.0, 8.0, 12.0], np.float32)}
 OWN_CHANNELS = {SKIN: (1, 2), BROWS: (0, 1, 2)}  # the skin's lightness is shading, not colour to even out
-RIDGE = 1e-4  # shrinkage of every feature but the constant, relative to its spread
+RIDGE = 1e-4  # shrinkage of every coefficient but the constant's, relative to its spread
+# darkness (region mean L - pixel L, CIELAB) at which a coefficient's value is given; linear between, flat beyond
+DARK_KNOTS = np.array([-8.0, -2.0, 4.0, 10.0, 16.0], np.float32)
+COEFFICIENTS = len(FEATURES) * len(DARK_KNOTS)  # a region's rows: feature major, then knot
+FORMS = ("constant", "flat", "dark")  # a region's coefficients: the constant's alone; one a feature; a feature and knot
 
 
 def to_lab(rgb: np.ndarray) -> np.ndarray:
@@ -85,7 +99,8 @@ def region_weight(labels: np.ndarray, region: int, geometry=None) -> np.ndarray:
 
 def region_features(photo: np.ndarray, labels: np.ndarray, region: int, geometry=None, lab=None):
     """photo (H, W, 3) RGB in 0..1, labels (H, W) -> features (H, W, 3, 5) in CIELAB per channel (the order of
-    :data:`FEATURES`) and the region's weight (H, W)."""
+    :data:`FEATURES`), the region's weight (H, W) and the tents of each pixel's darkness (H, W, knots):
+    :func:`dark_tents` of the region's mean lightness minus the pixel's."""
     w = region_weight(labels, region, geometry)
     lab = to_lab(photo) if lab is None else lab
     size = max(lab.shape[:2])
@@ -100,21 +115,48 @@ def region_features(photo: np.ndarray, labels: np.ndarray, region: int, geometry
         own[..., c] = mean[c] - lab[..., c]
     feats.append(own)
     feats.append(np.broadcast_to(mean - TONE_REF[region], lab.shape))
-    return np.stack(feats, axis=-1).astype(np.float32), w
+    return np.stack(feats, axis=-1).astype(np.float32), w, dark_tents(mean[0] - lab[..., 0])
+
+
+def dark_tents(dark: np.ndarray) -> np.ndarray:
+    """(...) darkness -> (..., knots) float32: the hat functions of :data:`DARK_KNOTS` (a partition of unity;
+    the end knots' tents hold 1 beyond them)."""
+    k = DARK_KNOTS
+    x = np.clip(np.asarray(dark, np.float32), k[0], k[-1])
+    j = np.clip(np.searchsorted(k, x, side="right") - 1, 0, len(k) - 2)
+    t = (x - k[j]) / (k[j + 1] - k[j])
+    out = np.zeros(x.shape + (len(k),), np.float32)
+    np.put_along_axis(out, j[..., None], (1 - t)[..., None], -1)
+    np.put_along_axis(out, (j + 1)[..., None], t[..., None], -1)
+    return out
+
+
+def expand_models(models) -> np.ndarray | None:
+    """A models array as (len(MODELLED_REGIONS), COEFFICIENTS, 3) float32: one written with one coefficient a
+    feature (5 rows a region, before the darkness knots) has it repeated at every knot, which paints the same;
+    None stays None. Any other size is a ValueError."""
+    if models is None:
+        return None
+    m = np.asarray(models, np.float32)
+    if m.size == len(MODELLED_REGIONS) * len(FEATURES) * 3:
+        m = np.repeat(m.reshape(len(MODELLED_REGIONS), len(FEATURES), 1, 3), len(DARK_KNOTS), axis=2)
+    return m.reshape(len(MODELLED_REGIONS), COEFFICIENTS, 3)
 
 
 def region_model_change(photo: np.ndarray, labels: np.ndarray, models, geometry=None) -> np.ndarray:
     """The modelled regions' change to one face (H, W, 3) RGB in 0..1 units; 0 where no model applies.
-    ``models`` (len(MODELLED_REGIONS), 5, 3): a region's all-zero rows mean no model."""
-    models = np.asarray(models, np.float32)
+    ``models`` (len(MODELLED_REGIONS), COEFFICIENTS, 3) (or an older 5 rows a region, :func:`expand_models`): a
+    region's all-zero rows mean no model."""
+    models = expand_models(models)
     lab = to_lab(photo)
     lab_change = np.zeros_like(lab)
     covered = np.zeros(lab.shape[:2], bool)
     for region, beta in zip(MODELLED_REGIONS, models):
         if not beta.any():
             continue
-        feats, w = region_features(photo, labels, region, geometry, lab)
-        lab_change += np.einsum("hwck,kc->hwc", feats, beta) * w[..., None]
+        feats, w, tents = region_features(photo, labels, region, geometry, lab)
+        coef = np.einsum("hwj,kjc->hwkc", tents, beta.reshape(len(FEATURES), len(DARK_KNOTS), 3))
+        lab_change += np.einsum("hwck,hwkc->hwc", feats, coef) * w[..., None]
         covered |= w > 0
     if not covered.any():
         return np.zeros_like(photo, dtype=np.float32)
@@ -123,7 +165,12 @@ def region_model_change(photo: np.ndarray, labels: np.ndarray, models, geometry=
 
 
 def _fit_pixels(labels: np.ndarray, region: int) -> np.ndarray:
-    """The pixels a region's fit reads: its label; the skin outside the eye zone (``makeup.metrics``)."""
+    """The pixels a region's fit reads: its label; the skin outside the eye zone (``makeup.metrics``).
+
+    The cheeks stay in: the skin's constant then takes a share of a blush's redness onto the whole face
+    (glamorous, the inner skin's mean a* +0.6..0.9 over the renderer's on 40 faces), but left out (cheek_map <
+    0.05) the cheeks lost more than the skin gained on the astronaut (stop 28: glamorous skin 0.52 -> 0.60,
+    cheeks 0.68 -> 0.62; smokey_eyes 0.47 -> 0.42, 0.36 -> 0.29)."""
     if region != SKIN:
         return np.asarray(labels) == region
     from makeup.metrics import region_masks
@@ -132,14 +179,15 @@ def _fit_pixels(labels: np.ndarray, region: int) -> np.ndarray:
 
 
 def _moments(befores, afters, labels, region: int):
-    """Per seed and CIELAB channel the normal equations of ``change ~ weight * features @ beta``:
-    X^T X (seeds, 3, 5, 5), X^T y (seeds, 3, 5), y^T y (seeds, 3)."""
+    """Per seed and CIELAB channel the normal equations of ``change ~ weight * (features x tents) @ beta``:
+    X^T X (seeds, 3, C, C), X^T y (seeds, 3, C), y^T y (seeds, 3), C = :data:`COEFFICIENTS`."""
     xtx, xty, yty = [], [], []
     for b, a, lab in zip(befores, afters, labels):
         photo = b.astype(np.float32) / 255.0
-        feats, w = region_features(photo, lab, region)
+        feats, w, tents = region_features(photo, lab, region)
         m = _fit_pixels(lab, region) & (w > 0)
-        X = feats[m] * w[m][:, None, None]  # (P, 3, 5)
+        X = (feats[m][..., None] * tents[m][:, None, None, :] * w[m][:, None, None, None]).reshape(
+            int(m.sum()), 3, COEFFICIENTS)  # (P, 3, C)
         y = (to_lab(a.astype(np.float32) / 255.0) - to_lab(photo))[m]  # (P, 3)
         xtx.append(np.einsum("pck,pcj->ckj", X, X, dtype=np.float64))
         xty.append(np.einsum("pck,pc->ck", X, y, dtype=np.float64))
@@ -147,15 +195,30 @@ def _moments(befores, afters, labels, region: int):
     return np.stack(xtx), np.stack(xty), np.stack(yty)
 
 
-def _solve(xtx: np.ndarray, xty: np.ndarray, features: int) -> np.ndarray:
-    """(5, 3) beta from summed moments, using the first ``features`` features (the rest 0)."""
-    beta = np.zeros((len(FEATURES), 3))
-    k = features
+def _design(form: str) -> np.ndarray:
+    """(COEFFICIENTS, m): the coefficients of a form as a map of its m free ones, the constant's first:
+    "constant" (one, at every knot), "flat" (one a feature, at every knot) or "dark" (one a feature and knot)."""
+    knots = len(DARK_KNOTS)
+    if form == "dark":
+        return np.eye(COEFFICIENTS)
+    per_feature = np.kron(np.eye(len(FEATURES)), np.ones((knots, 1)))  # (C, 5)
+    return per_feature[:, :1] if form == "constant" else per_feature
+
+
+
+def _solve(xtx: np.ndarray, xty: np.ndarray, form: str) -> np.ndarray:
+    """(COEFFICIENTS, 3) beta from summed moments in one of :data:`FORMS`; the constant's coefficients are not
+    shrunk."""
+    P = _design(form)
+    free = 1 if form != "dark" else len(DARK_KNOTS)  # the constant's own coefficients
+    beta = np.zeros((COEFFICIENTS, 3))
     for c in range(3):
-        A = xtx[c, :k, :k].copy()
-        spread = np.diag(A)[1:].mean() if k > 1 else 0.0
-        A[1:, 1:] += RIDGE * max(spread, 1e-9) * np.eye(k - 1)
-        beta[:k, c] = np.linalg.lstsq(A + 1e-12 * np.eye(k), xty[c, :k], rcond=None)[0]
+        A, b = P.T @ xtx[c] @ P, P.T @ xty[c]
+        k = len(A)
+        if k > free:
+            spread = np.diag(A)[free:].mean()
+            A[free:, free:] += RIDGE * max(spread, 1e-9) * np.eye(k - free)
+        beta[:, c] = P @ np.linalg.lstsq(A + 1e-12 * np.eye(k), b, rcond=None)[0]
     return beta
 
 
@@ -169,43 +232,47 @@ def region_model_moments(befores, afters, labels) -> list[tuple[np.ndarray, np.n
     return [_moments(befores, afters, labels, r) for r in MODELLED_REGIONS]
 
 
-def _region_fit(xtx: np.ndarray, xty: np.ndarray, yty: np.ndarray) -> np.ndarray | None:
-    """One region's ``beta`` (5, 3) from its per-seed moments, or None where it does not predict a left-out
-    seed's pixels better than the region's constant alone (summed over the seeds; kept without that check below
-    3 seeds) or no seed has the region."""
+def _region_fit(xtx: np.ndarray, xty: np.ndarray, yty: np.ndarray, forms=FORMS) -> np.ndarray | None:
+    """One region's ``beta`` (COEFFICIENTS, 3) from its per-seed moments in the form of ``forms`` (of
+    :data:`FORMS`, "constant" always among them) that predicts a left-out seed's pixels best (summed over the
+    seeds), or None where that is the region's constant alone or no seed has the region. Below 3 seeds there is
+    no such check: one coefficient a feature."""
     if not len(xtx) or not np.trace(xtx.sum(0)[0]) > 0:
         return None
-    n, full = len(xtx), len(FEATURES)
+    n = len(xtx)
+    form = "flat"
     if n >= 3:
-        err = np.zeros(2)
+        forms = ("constant", *(f for f in forms if f != "constant"))
+        err = np.zeros(len(forms))
         for k in range(n):
             rest = np.arange(n) != k
-            for j, features in enumerate((1, full)):
-                err[j] += _error(xtx[k], xty[k], yty[k], _solve(xtx[rest].sum(0), xty[rest].sum(0), features))
-        if err[1] >= err[0]:
+            for j, f in enumerate(forms):
+                err[j] += _error(xtx[k], xty[k], yty[k], _solve(xtx[rest].sum(0), xty[rest].sum(0), f))
+        form = forms[int(np.argmin(err))]
+        if form == "constant":
             return None
-    return _solve(xtx.sum(0), xty.sum(0), full).astype(np.float32)
+    return _solve(xtx.sum(0), xty.sum(0), form).astype(np.float32)
 
 
-def models_from_moments(moments, seeds=None) -> np.ndarray | None:
-    """(len(MODELLED_REGIONS), 5, 3) float32 from :func:`region_model_moments` over the ``seeds`` (a boolean
+def models_from_moments(moments, seeds=None, forms=FORMS) -> np.ndarray | None:
+    """(len(MODELLED_REGIONS), COEFFICIENTS, 3) float32 from :func:`region_model_moments` over the ``seeds`` (a boolean
     mask; all when None), a region's rows zero where :func:`_region_fit` declines; None where every region
-    declines."""
-    fits = [_region_fit(*(m if seeds is None else m[seeds] for m in region)) for region in moments]
+    declines. ``forms``: those the fit may choose from."""
+    fits = [_region_fit(*(m if seeds is None else m[seeds] for m in region), forms=forms) for region in moments]
     if all(f is None for f in fits):
         return None
-    return np.stack([np.zeros((len(FEATURES), 3), np.float32) if f is None else f for f in fits])
+    return np.stack([np.zeros((COEFFICIENTS, 3), np.float32) if f is None else f for f in fits])
 
 
-def fit_region_models(befores, afters, labels) -> np.ndarray | None:
+def fit_region_models(befores, afters, labels, forms=FORMS) -> np.ndarray | None:
     """The region models from seed pairs (uint8 before/after, label maps): :func:`models_from_moments` of all."""
     if not len(befores):
         return None
-    return models_from_moments(region_model_moments(befores, afters, labels))
+    return models_from_moments(region_model_moments(befores, afters, labels), forms=forms)
 
 
 def modelled(models) -> list[int]:
     """The regions a models array paints."""
     if models is None:
         return []
-    return [r for r, beta in zip(MODELLED_REGIONS, np.asarray(models)) if beta.any()]
+    return [r for r, beta in zip(MODELLED_REGIONS, expand_models(models)) if beta.any()]

@@ -27,7 +27,7 @@ from makeup.lookprior import (COLOUR_REGIONS, EYE_CHANNEL, MAKEUP_REGIONS, PRIOR
                               TEMPLATE_CHANNELS, TEMPLATE_FRAMES, TemplateFrame, _resize_field, fit_region_prior,
                               fit_template, fit_templates, modelled_prior, prior_field, prior_image, region_stack,
                               template_field)
-from makeup.region_models import FEATURES as MODEL_FEATURES, MODELLED_REGIONS
+from makeup.region_models import COEFFICIENTS as MODEL_COEFFICIENTS, MODELLED_REGIONS, expand_models
 
 
 def resize_image(img: np.ndarray, size: int) -> np.ndarray:
@@ -79,13 +79,16 @@ class ResidualHead(nn.Module):
         for name, frame in TEMPLATE_FRAMES.items():
             self.register_buffer(f"template_{name}", torch.zeros(*frame.shape, TEMPLATE_CHANNELS))
         # the skin's and brows' models (makeup.region_models; image-space teachers): all zero = none
-        self.register_buffer("region_models", torch.zeros(len(MODELLED_REGIONS), len(MODEL_FEATURES), 3))
+        self.register_buffer("region_models", torch.zeros(len(MODELLED_REGIONS), MODEL_COEFFICIENTS, 3))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # A teacher saved before the colour part, the templates or the region models existed has none: they load
         # as zero.
         for key in ("region_colour", *(f"template_{n}" for n in TEMPLATE_FRAMES), "region_models"):
             state_dict.setdefault(prefix + key, torch.zeros_like(getattr(self, key)))
+        # models saved with one coefficient a feature (before the darkness knots) paint the same repeated
+        state_dict[prefix + "region_models"] = torch.from_numpy(
+            expand_models(state_dict[prefix + "region_models"].cpu().numpy()))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def set_statistics(self, residual_scale: float, region_prior, region_colour=None, templates=None,
@@ -101,7 +104,7 @@ class ResidualHead(nn.Module):
                 tpl = (templates or {}).get(name)
                 buf.copy_(torch.zeros_like(buf) if tpl is None else torch.as_tensor(tpl).float().reshape(buf.shape))
             self.region_models.copy_(torch.zeros_like(self.region_models) if models is None
-                                     else torch.as_tensor(np.asarray(models)).float().reshape(self.region_models.shape))
+                                     else torch.from_numpy(expand_models(models)))
 
     def templates(self) -> dict[str, np.ndarray] | None:
         """The feature templates with support, as numpy; None when this head has none."""
@@ -110,7 +113,7 @@ class ResidualHead(nn.Module):
         return out or None
 
     def models(self) -> np.ndarray | None:
-        """The region models (regions, 5, 3) as numpy; None when this head has none."""
+        """The region models (regions, COEFFICIENTS, 3) as numpy; None when this head has none."""
         beta = self.region_models.detach().float().cpu().numpy()
         return beta if beta.any() else None
 

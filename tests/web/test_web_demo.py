@@ -659,8 +659,9 @@ def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned):
 
     from makeup.lookprior import LookPrior
     from makeup.parsing import landmarks_to_labels
+    from makeup.region_models import DARK_KNOTS, fit_region_models
     from makeup.synth import generate_face
-    from webtools import fit_test_prior
+    from webtools import fit_test_prior, prior_seed_pairs
 
     d, prior = look_prior
     assert prior.templates and set(prior.templates) == {"eyes_lid", "lips_lab", "cheeks"} and prior.models is not None
@@ -678,15 +679,19 @@ def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned):
     def but(*names):  # the prior without some templates
         return dataclasses.replace(prior, templates={k: t for k, t in prior.templates.items() if k not in names})
 
-    older = fit_test_prior(templates=("eyes", "lips"))  # a look_prior.json from before the cheeks, lids, CIELAB lips
+    flat = fit_region_models(*prior_seed_pairs(), forms=("flat",))  # one coefficient a feature, at every knot
+    # a look_prior.json from before the cheeks, lids, CIELAB lips and darkness knots
+    older = fit_test_prior(templates=("eyes", "lips"))
     old = {k: v for k, v in json.loads(json.dumps(older.to_dict())).items()
            if k not in ("template_cheeks", "template_eyes_lid", "template_lips_lab")}
+    old["models"] = np.round(flat[:, ::len(DARK_KNOTS)].astype(np.float64), 5).tolist()  # (2, 5, 3)
     first, last = ("template_cheeks",), ("template_eyes_lid",)  # the cheeks' key first, the eyes' last
     reordered = {k: d[k] for k in first + tuple(k for k in d if k not in first + last) + last}
     variants = {"fitted": ((d, prior), {"templates": dataclasses.replace(prior, templates=None),
                                          "eye_template": but("eyes_lid"), "lip_template": but("lips_lab"),
                                          "cheek_template": but("cheeks"),
-                                         "region_models": dataclasses.replace(prior, models=None)}),
+                                         "region_models": dataclasses.replace(prior, models=None),
+                                         "darkness_knots": dataclasses.replace(prior, models=flat)}),
                 "colour_maps": (shipped(dataclasses.replace(prior, region_colour=colour)), {"colour_maps": prior}),
                 "region_prior_only": (shipped(dataclasses.replace(prior, templates=None, models=None)), {}),
                 "older_file": ((old, LookPrior.from_arrays(old)), {
@@ -705,6 +710,7 @@ def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned):
             f["without_x255"] = {k: float(np.abs(js - q.paint(img, labels)).max() * 255) for k, q in without.items()}
     _record("look_prior_js_vs_python", figures)
     assert set(LookPrior.from_arrays(old).templates) == {"eyes", "lips"} and list(reordered)[0] == "template_cheeks"
+    assert np.asarray(old["models"]).shape == (2, 5, 3) and np.asarray(d["models"]).shape == (2, 25, 3)
     # the page lays the eye template in lid heights over the lash line: in eye widths her short lids come out apart
     img, labels = cases["astronaut"]
     in_eye_widths = dataclasses.replace(prior, templates={"eyes" if k == "eyes_lid" else k: t

@@ -72,18 +72,23 @@ def _test_gate():
 
 TEST_GATE = _test_gate()
 
-def fit_test_prior(seeds: int = 4, style: str = "glamorous", templates=None):
-    """A look prior (``makeup.lookprior.LookPrior``) fit on ``seeds`` rendered synthetic faces (seeds 0..): region
-    colours, the eye, lip and cheek templates (``templates``: those frames; default DEFAULT_TEMPLATES) and the
-    region models, as a prior-input student's checkpoint carries it."""
-    from makeup.lookprior import DEFAULT_TEMPLATES, LookPrior
+def prior_seed_pairs(seeds: int = 4, style: str = "glamorous") -> tuple[list, list, list]:
+    """The befores, afters and label maps :func:`fit_test_prior` fits on: ``seeds`` synthetic faces (seeds 0..) at
+    256 px and the renderer's ``style`` on them."""
     from makeup.render import render_makeup
     from makeup.synth import generate_face
 
     faces = [generate_face(s, 256) for s in range(seeds)]
-    befores = [f.image for f in faces]
-    return LookPrior.fit(befores, [render_makeup(f.image, f.labels, style) for f in faces], [f.labels for f in faces],
-                         templates=templates or DEFAULT_TEMPLATES)
+    return [f.image for f in faces], [render_makeup(f.image, f.labels, style) for f in faces], [f.labels for f in faces]
+
+
+def fit_test_prior(seeds: int = 4, style: str = "glamorous", templates=None):
+    """A look prior (``makeup.lookprior.LookPrior``) fit on :func:`prior_seed_pairs`: region colours, the eye, lip
+    and cheek templates (``templates``: those frames; default DEFAULT_TEMPLATES) and the region models, as a
+    prior-input student's checkpoint carries it."""
+    from makeup.lookprior import DEFAULT_TEMPLATES, LookPrior
+
+    return LookPrior.fit(*prior_seed_pairs(seeds, style), templates=templates or DEFAULT_TEMPLATES)
 
 
 def export_student(root: Path, size: int = 256, region_input: bool = True, cheek_input: bool = True,

@@ -65,6 +65,9 @@ const TONE_REF = {[SKIN]: [65.0, 12.0, 16.0].map(f32), [BROWS]: [40.0, 8.0, 12.0
 const OWN_CHANNELS = {[SKIN]: [1, 2], [BROWS]: [0, 1, 2]};
 const MODELLED_REGIONS = [SKIN, BROWS];
 const FEATURES = 5;
+// makeup.region_models.DARK_KNOTS: each coefficient is given at these darknesses (region mean L - pixel L)
+const DARK_KNOTS = [-8.0, -2.0, 4.0, 10.0, 16.0].map(f32);
+const COEFFICIENTS = FEATURES * DARK_KNOTS.length; // a region's rows: feature major, then knot
 
 // ---- the look prior file ----
 
@@ -90,7 +93,10 @@ export function lookPriorFromJson(d, name = 'look_prior.json') {
   }
   if (p.regionPrior.length !== 12) bad.push('region_prior (4, 3)');
   if (p.regionColour.length && p.regionColour.length !== 36) bad.push('region_colour (4, 3, 3)');
-  if (p.models.length && p.models.length !== MODELLED_REGIONS.length * FEATURES * 3) bad.push('models (2, 5, 3)');
+  if (p.models.length === MODELLED_REGIONS.length * FEATURES * 3) p.models = expandModels(p.models);
+  else if (p.models.length && p.models.length !== MODELLED_REGIONS.length * COEFFICIENTS * 3) {
+    bad.push(`models (2, ${COEFFICIENTS}, 3)`);
+  }
   if (p.gate.length !== 4) bad.push('gate (4,)');
   if (!(p.radius >= 0)) bad.push('radius');
   for (const [n, t] of Object.entries(tpl)) {
@@ -102,6 +108,21 @@ export function lookPriorFromJson(d, name = 'look_prior.json') {
   if (!p.regionColour.length) p.regionColour = null;
   if (!p.models.length) p.models = null;
   return p;
+}
+
+/** makeup.region_models.expand_models: a file's models with one coefficient a feature (before the darkness
+ * knots) have it at every knot. */
+function expandModels(models) {
+  const knots = DARK_KNOTS.length;
+  const out = new Float32Array(MODELLED_REGIONS.length * COEFFICIENTS * 3);
+  for (let r = 0; r < MODELLED_REGIONS.length; r++) {
+    for (let k = 0; k < FEATURES; k++) {
+      for (let j = 0; j < knots; j++) {
+        for (let c = 0; c < 3; c++) out[((r * FEATURES + k) * knots + j) * 3 + c] = models[(r * FEATURES + k) * 3 + c];
+      }
+    }
+  }
+  return out;
 }
 
 // ---- blur, regions, geometry ----
@@ -801,7 +822,7 @@ function regionModelChange(photo, labels, models, g) {
   const change = new Float32Array(n2 * 3), covered = new Uint8Array(n2);
   const weights = [];
   MODELLED_REGIONS.forEach((region, r) => {
-    const beta = models.subarray(r * FEATURES * 3, (r + 1) * FEATURES * 3);
+    const beta = models.subarray(r * COEFFICIENTS * 3, (r + 1) * COEFFICIENTS * 3);
     if (beta.every((b) => b === 0)) return;
     weights.push({region, beta, w: regionWeight(labels, region, g)});
   });
@@ -821,15 +842,26 @@ function regionModelChange(photo, labels, models, g) {
       mean = sums.map((s) => f32(s / total));
     }
     const own = OWN_CHANNELS[region];
+    const knots = DARK_KNOTS.length;
     for (let i = 0; i < n2; i++) {
       if (!(w[i] > 0)) continue;
       covered[i] = 1;
+      // dark_tents: the pixel's darkness between two knots, each coefficient interpolated there
+      const dark = Math.min(Math.max(f32(mean[0] - lab[i * 3]), DARK_KNOTS[0]), DARK_KNOTS[knots - 1]);
+      let j = 0;
+      while (j < knots - 2 && dark >= DARK_KNOTS[j + 1]) j++;
+      const t = f32(f32(dark - DARK_KNOTS[j]) / f32(DARK_KNOTS[j + 1] - DARK_KNOTS[j]));
+      const lo = f32(1 - t);
       for (let c = 0; c < 3; c++) {
         const L = lab[i * 3 + c];
         const feats = [1, f32(smooth[0][i * 3 + c] - L), f32(smooth[1][i * 3 + c] - L),
                        own.includes(c) ? f32(mean[c] - L) : 0, f32(mean[c] - TONE_REF[region][c])];
         let s = 0;
-        for (let k = 0; k < FEATURES; k++) s = f32(s + f32(feats[k] * beta[k * 3 + c]));
+        for (let k = 0; k < FEATURES; k++) {
+          const row = (k * knots + j) * 3 + c;
+          const coef = f32(f32(lo * beta[row]) + f32(t * beta[row + 3]));
+          s = f32(s + f32(feats[k] * coef));
+        }
         change[i * 3 + c] = f32(change[i * 3 + c] + f32(s * w[i]));
       }
     }
