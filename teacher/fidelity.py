@@ -34,7 +34,8 @@ GOAL_RECOVERY = 0.8  # share of each region's change the teacher must reproduce
 
 def teacher_fidelity(teacher, style: str | None = None, count: int = 50, batch: int = 16, steps: int | None = None,
                      out_json: str | os.PathLike | None = None, grid: str | os.PathLike | None = None,
-                     progress: bool = True, samples: int = 1, agreement: bool = False) -> dict:
+                     progress: bool = True, samples: int = 1, agreement: bool = False,
+                     prior_only: bool = False) -> dict:
     from makeup.metrics import format_fidelity, look_fidelity, psnr_per_image, ssim_per_image
     from makeup.render import render_makeup
     from makeup.styles import load_style
@@ -42,6 +43,8 @@ def teacher_fidelity(teacher, style: str | None = None, count: int = 50, batch: 
 
     if count < 1:
         raise TinyBeautyError(f"--count must be >= 1, got {count}")
+    if prior_only and agreement:
+        raise TinyBeautyError("--agreement draws the teacher twice; its prior alone (--prior-only) draws nothing")
     look = load_style(style or teacher.style)
     size = int(teacher.config.get("size", 256))
     faces = [generate_face(FIDELITY_SEED + i, size) for i in range(count)]
@@ -58,15 +61,15 @@ def teacher_fidelity(teacher, style: str | None = None, count: int = 50, batch: 
             chunk = faces[k:k + batch]
             outs += teacher.translate([f.image for f in chunk], [f.labels for f in chunk],
                                       seeds=[FIDELITY_SEED + offset + k + j for j in range(len(chunk))],
-                                      steps=steps, samples=samples)
+                                      steps=steps, samples=samples, prior_only=prior_only)
         return np.stack(outs)
 
     t0 = time.perf_counter()
     pred = draw(0, "fidelity")
     elapsed = time.perf_counter() - t0
     gt, src = np.stack(truth), np.stack([f.image for f in faces])
-    report = {"style": look.name, "count": count, "samples": samples,
-              "refiner": getattr(teacher, "refiner", None) is not None,
+    report = {"style": look.name, "count": count, "samples": 0 if prior_only else samples, "prior_only": prior_only,
+              "refiner": not prior_only and getattr(teacher, "refiner", None) is not None,
               "psnr": float(np.mean(psnr_per_image(pred, gt))), "ssim": float(np.mean(ssim_per_image(pred, gt))),
               "psnr_identity": float(np.mean(psnr_per_image(src, gt))), "goal_psnr": GOAL_DB,
               "pairs_per_second": round(count / elapsed, 4)}
@@ -88,14 +91,15 @@ def teacher_fidelity(teacher, style: str | None = None, count: int = 50, batch: 
 
         rows = [[src[i], pred[i], gt[i], heatmap(pred[i].astype(np.float32) - gt[i], 40.0)]
                 for i in range(min(6, count))]
-        save_grid(Path(grid), rows, titles=["before", "teacher", "renderer", "|teacher-renderer|"], tile=128,
-                  caption=f"teacher vs renderer, {count} held-out faces: {format_fidelity(fid)}")
+        who = "teacher's prior" if prior_only else "teacher"
+        save_grid(Path(grid), rows, titles=["before", who, "renderer", f"|{who}-renderer|"], tile=128,
+                  caption=f"{who} vs renderer, {count} held-out faces: {format_fidelity(fid)}")
     return report
 
 
 def teacher_photo_fidelity(teacher, photo: np.ndarray, style: str | None = None, name: str = "photo",
                            steps: int | None = None, samples: int = 1, out_json: str | os.PathLike | None = None,
-                           grid: str | os.PathLike | None = None) -> dict:
+                           grid: str | os.PathLike | None = None, prior_only: bool = False) -> dict:
     """The teacher on a real photo vs the renderer's look on it (``makeup.render.photo_truth``): what the
     teacher can hand a student for a face like this one. Beside the student's figures on the same photo
     (`tinybeauty eval --photo`) it tells which of the two loses the look on real faces."""
@@ -105,16 +109,18 @@ def teacher_photo_fidelity(teacher, photo: np.ndarray, style: str | None = None,
 
     look = load_style(style or teacher.style)
     crop, labels, truth = photo_truth(photo, look, int(teacher.config.get("size", 256)), name)
-    after = teacher.translate([crop], [labels], seeds=[FIDELITY_SEED], steps=steps, samples=samples)[0]
+    after = teacher.translate([crop], [labels], seeds=[FIDELITY_SEED], steps=steps, samples=samples,
+                              prior_only=prior_only)[0]
     fid = look_fidelity(after, crop, truth, labels)
-    report = {"style": look.name, "photo": name, "samples": samples,
-              "refiner": getattr(teacher, "refiner", None) is not None,
+    report = {"style": look.name, "photo": name, "samples": 0 if prior_only else samples, "prior_only": prior_only,
+              "refiner": not prior_only and getattr(teacher, "refiner", None) is not None,
               **{k: fid[k] for k in ("recovery", "spill", "visible_spill", "psnr", "psnr_identity", "psnr_gain")}}
     if out_json:
         write_text_atomic(out_json, json.dumps(report, indent=2) + "\n")
     if grid:
         from makeup.grid import save_grid
 
-        save_grid(Path(grid), [[crop, truth, after]], titles=["photo (aligned)", "renderer (truth)", "teacher"],
+        save_grid(Path(grid), [[crop, truth, after]],
+                  titles=["photo (aligned)", "renderer (truth)", "teacher's prior" if prior_only else "teacher"],
                   caption=f"teacher vs renderer on {name}: {format_fidelity(fid)}")
     return report

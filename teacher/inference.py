@@ -42,10 +42,11 @@ class Teacher:
         return str(self.config.get("style", "unknown"))
 
     def translate(self, faces: list[np.ndarray], labels: list[np.ndarray], seeds: list[int],
-                  steps: int | None = None, samples: int = 1) -> list[np.ndarray]:
-        """After images (uint8, each its face's size) for aligned face crops and their label maps."""
+                  steps: int | None = None, samples: int = 1, prior_only: bool = False) -> list[np.ndarray]:
+        """After images (uint8, each its face's size) for aligned face crops and their label maps;
+        ``prior_only``: the teacher's look prior alone (nothing sampled, see :func:`translate`)."""
         return translate(self.backend, faces, labels, seeds, steps=steps, upscaler=self.upscaler, samples=samples,
-                         refiner=self.refiner)
+                         refiner=self.refiner, prior_only=prior_only)
 
 
 def sample_seeds(seed: int, samples: int) -> list[int]:
@@ -56,26 +57,33 @@ def sample_seeds(seed: int, samples: int) -> list[int]:
 
 
 def translate(backend, faces, labels, seeds, steps=None, upscaler=None, samples: int = 1,
-              refiner=None) -> list[np.ndarray]:
+              refiner=None, prior_only: bool = False) -> list[np.ndarray]:
     """Sample each face's residual ``samples`` times and paste the mean.
 
     The mean of several draws estimates what the look does to this face (the conditional mean); one draw adds
     the sampler's own scatter (liner drawn as dots, blotches), which no deterministic student can learn: on
     the demo red_lip teacher one draw reproduces only 0.35 of another draw's eye-zone change.
+
+    ``prior_only``: paste a zero residual with neither refiner nor upscaler: the look prior the teacher fit on
+    its seeds (region prior, templates, region models) alone, what the diffusion's residual is added to.
     """
     if samples < 1:
         raise TinyBeautyError(f"samples must be >= 1, got {samples}")
     res = int(backend.config["resolution"])
     radius = float(backend.config["feather_radius"])
     conds = [make_condition(f, lab, res, radius) for f, lab in zip(faces, labels)]
-    source = torch.stack([c.source for c in conds])
-    masks = torch.stack([c.masks for c in conds])
-    draws = [sample_seeds(s, samples) for s in seeds]
-    gens = [torch.Generator().manual_seed(d[k]) for k in range(samples) for d in draws]
-    rep = lambda t: t.repeat(samples, *([1] * (t.dim() - 1)))  # noqa: E731
-    out = backend.sample(rep(source), rep(masks), gens, steps=steps).float().cpu()
-    out = out.reshape(samples, len(conds), *out.shape[1:]).mean(dim=0)
-    residual = out.numpy().transpose(0, 2, 3, 1)
+    if prior_only:
+        residual = np.zeros((len(conds), res, res, conds[0].source.shape[0]), np.float32) if conds else []
+        upscaler = refiner = None
+    else:
+        source = torch.stack([c.source for c in conds])
+        masks = torch.stack([c.masks for c in conds])
+        draws = [sample_seeds(s, samples) for s in seeds]
+        gens = [torch.Generator().manual_seed(d[k]) for k in range(samples) for d in draws]
+        rep = lambda t: t.repeat(samples, *([1] * (t.dim() - 1)))  # noqa: E731
+        out = backend.sample(rep(source), rep(masks), gens, steps=steps).float().cpu()
+        out = out.reshape(samples, len(conds), *out.shape[1:]).mean(dim=0)
+        residual = out.numpy().transpose(0, 2, 3, 1)
     terms = backend.paste_terms()
     outs = []
     for i, (f, lab) in enumerate(zip(faces, labels)):

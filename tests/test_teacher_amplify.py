@@ -277,3 +277,35 @@ def test_fidelity_on_a_real_photo(tiny_teacher, tmp_path, capsys):
     assert again["recovery"] == report["recovery"]  # one fixed noise seed: the same figures every run
     assert cli_main(["teacher", "fidelity", "--teacher", str(tiny_teacher), "--photo", str(tmp_path / "nope.png"),
                      "--device", "cpu"]) != 0
+
+
+def test_fidelity_of_the_teacher_prior_alone(tiny_teacher, tmp_path):
+    """`--prior-only`: the look prior the teacher fit on its seeds, pasted with nothing sampled (no residual, no
+    refiner), on the same faces: the same figures whatever the draws, and what the diffusion adds is the
+    teacher's figures minus these. On the photo too. It draws nothing, so --agreement with it is refused."""
+    from makeup.errors import TinyBeautyError
+    from makeup.io import load_photo
+    from teacher.fidelity import teacher_fidelity, teacher_photo_fidelity
+    from teacher.inference import load_teacher
+
+    out_json = tmp_path / "prior.json"
+    assert cli_main(["teacher", "fidelity", "--teacher", str(tiny_teacher), "--count", "2", "--device", "cpu",
+                     "--prior-only", "--json", str(out_json), "--grid", str(tmp_path / "prior.png")]) == 0
+    report = json.loads(out_json.read_text())
+    assert report["prior_only"] is True and report["samples"] == 0 and report["refiner"] is False
+    assert all(v is not None for v in report["recovery"].values()) and (tmp_path / "prior.png").is_file()
+    teacher = load_teacher(tiny_teacher, "cpu")
+    again = teacher_fidelity(teacher, count=2, samples=4, steps=1, progress=False, prior_only=True)
+    assert again["recovery"] == report["recovery"] and again["psnr"] == report["psnr"]  # nothing was drawn
+    drawn = teacher_fidelity(teacher, count=2, samples=1, progress=False)
+    assert drawn["prior_only"] is False and drawn["psnr"] != report["psnr"]
+    # the paste with a zero residual is the prior: it moves the look's regions and nothing else
+    from makeup.render import photo_truth
+
+    crop, labels, _ = photo_truth(load_photo("astronaut"), "glamorous")
+    after = teacher.translate([crop], [labels], seeds=[0], prior_only=True)[0]
+    assert np.array_equal(after[labels == 0], crop[labels == 0]) and np.abs(after.astype(int) - crop).max() > 10
+    photo = teacher_photo_fidelity(teacher, load_photo("astronaut"), samples=1, prior_only=True)
+    assert photo["prior_only"] is True and photo["recovery"]["lips"] is not None
+    with pytest.raises(TinyBeautyError, match="--prior-only"):
+        teacher_fidelity(teacher, count=1, progress=False, prior_only=True, agreement=True)

@@ -47,6 +47,9 @@ def register(sub) -> None:
                          "per region, and the most a student can score against this teacher's pairs")
     fi.add_argument("--no-refiner", action="store_true",
                     help="paste the teacher's residual with bicubic upsampling, not its detail refiner")
+    fi.add_argument("--prior-only", action="store_true",
+                    help="score the look prior the teacher fit on its seeds alone (nothing sampled): what the "
+                         "diffusion adds is the teacher's figures minus these")
     fi.set_defaults(func=run_fidelity)
 
     am = sub.add_parser("amplify", help="paint the teacher's look onto many faces -> pair dataset",
@@ -112,11 +115,12 @@ def run_fidelity(args) -> int:
         from teacher.fidelity import teacher_photo_fidelity
 
         report = teacher_photo_fidelity(teacher, load_photo(args.photo), args.style, args.photo, args.steps,
-                                        samples, args.json, args.grid)
-        print(f"teacher on {args.photo} vs renderer: {format_fidelity(report)}")
+                                        samples, args.json, args.grid, prior_only=args.prior_only)
+        who = "teacher's prior" if args.prior_only else "teacher"
+        print(f"{who} on {args.photo} vs renderer: {format_fidelity(report)}")
         return 0
     report = teacher_fidelity(teacher, args.style, args.count, args.batch, args.steps, args.json, args.grid,
-                              samples=samples, agreement=args.agreement)
+                              samples=samples, agreement=args.agreement, prior_only=args.prior_only)
     print(json.dumps(report, indent=2))
     return 0
 
