@@ -102,8 +102,8 @@ def region_weight(labels: np.ndarray, region: int, geometry=None) -> np.ndarray:
 
 def region_features(photo: np.ndarray, labels: np.ndarray, region: int, geometry=None, lab=None):
     """photo (H, W, 3) RGB in 0..1, labels (H, W) -> features (H, W, 3, 5) in CIELAB per channel (the order of
-    :data:`FEATURES`), the region's weight (H, W) and the tents of each pixel's darkness (H, W, knots):
-    :func:`dark_tents` of the region's mean lightness minus the pixel's."""
+    :data:`FEATURES`), the region's weight (H, W) and each pixel's darkness (H, W): the region's mean lightness
+    minus the pixel's (:func:`dark_tents` lays it on the knots)."""
     w = region_weight(labels, region, geometry)
     lab = to_lab(photo) if lab is None else lab
     size = max(lab.shape[:2])
@@ -118,7 +118,7 @@ def region_features(photo: np.ndarray, labels: np.ndarray, region: int, geometry
         own[..., c] = mean[c] - lab[..., c]
     feats.append(own)
     feats.append(np.broadcast_to(mean - TONE_REF[region], lab.shape))
-    return np.stack(feats, axis=-1).astype(np.float32), w, dark_tents(mean[0] - lab[..., 0])
+    return np.stack(feats, axis=-1).astype(np.float32), w, (mean[0] - lab[..., 0]).astype(np.float32)
 
 
 def dark_tents(dark: np.ndarray) -> np.ndarray:
@@ -157,10 +157,12 @@ def region_model_change(photo: np.ndarray, labels: np.ndarray, models, geometry=
     for region, beta in zip(MODELLED_REGIONS, models):
         if not beta.any():
             continue
-        feats, w, tents = region_features(photo, labels, region, geometry, lab)
-        coef = np.einsum("hwj,kjc->hwkc", tents, beta.reshape(len(FEATURES), len(DARK_KNOTS), 3))
-        lab_change += np.einsum("hwck,hwkc->hwc", feats, coef) * w[..., None]
-        covered |= w > 0
+        feats, w, dark = region_features(photo, labels, region, geometry, lab)
+        m = w > 0  # the region's pixels only: each one's coefficients at its darkness, (P, 3, 5)
+        by_knot = beta.reshape(len(FEATURES), len(DARK_KNOTS), 3).transpose(1, 2, 0).reshape(len(DARK_KNOTS), -1)
+        coef = (dark_tents(dark[m]) @ by_knot).reshape(-1, 3, len(FEATURES))
+        lab_change[m] += (feats[m] * coef).sum(-1) * w[m][:, None]
+        covered |= m
     if not covered.any():
         return np.zeros_like(photo, dtype=np.float32)
     after = from_lab(lab + lab_change)
@@ -187,9 +189,9 @@ def _moments(befores, afters, labels, region: int):
     xtx, xty, yty = [], [], []
     for b, a, lab in zip(befores, afters, labels):
         photo = b.astype(np.float32) / 255.0
-        feats, w, tents = region_features(photo, lab, region)
+        feats, w, dark = region_features(photo, lab, region)
         m = _fit_pixels(lab, region) & (w > 0)
-        X = (feats[m][..., None] * tents[m][:, None, None, :] * w[m][:, None, None, None]).reshape(
+        X = (feats[m][..., None] * dark_tents(dark[m])[:, None, None, :] * w[m][:, None, None, None]).reshape(
             int(m.sum()), 3, COEFFICIENTS)  # (P, 3, C)
         y = (to_lab(a.astype(np.float32) / 255.0) - to_lab(photo))[m]  # (P, 3)
         xtx.append(np.einsum("pck,pcj->ckj", X, X, dtype=np.float64))
