@@ -41,6 +41,8 @@ def test_skin_model_carries_a_foundation_onto_new_faces():
     B, A, L = (list(x) for x in zip(*seeds))
     beta = fit_region_models(B, A, L)
     assert beta is not None and beta.shape == (2, 25, 3) and modelled(beta) == [SKIN]  # the brows are unchanged
+    # the skin's darkness is shading: one coefficient a feature, the same at every knot (REGION_FORMS)
+    assert not np.diff(beta[0].reshape(5, 5, 3), axis=1).any()
     const, colour, _ = fit_region_prior(B, A, L)
     src, truth, labels = (np.stack(x) for x in zip(*new))
     with_model = look_fidelity(_prior_alone(new, const, colour, beta), src, truth, labels)
