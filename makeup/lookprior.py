@@ -667,7 +667,8 @@ class LookPrior:
                    for n in TEMPLATE_FRAMES if a[f"template_{n}"].size}
             return cls(a["region_prior"].reshape(len(MAKEUP_REGIONS), 3),
                        None if not a["region_colour"].size else a["region_colour"].reshape(len(MAKEUP_REGIONS), 3, 3),
-                       tpl or None, expand_models(some(a["models"])), a["gate"].reshape(len(MAKEUP_REGIONS)), float(a["radius"][0]))
+                       tpl or None, expand_models(some(a["models"])), a["gate"].reshape(len(MAKEUP_REGIONS)),
+                       float(a["radius"][0]))
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise TinyBeautyError(f"not a look prior ({exc.__class__.__name__}: {exc})") from None
 

@@ -120,7 +120,7 @@ def teacher_photo_fidelity(teacher, photo: np.ndarray, style: str | None = None,
     if grid:
         from makeup.grid import save_grid
 
-        save_grid(Path(grid), [[crop, truth, after]],
-                  titles=["photo (aligned)", "renderer (truth)", "teacher's prior" if prior_only else "teacher"],
-                  caption=f"teacher vs renderer on {name}: {format_fidelity(fid)}")
+        who = "teacher's prior" if prior_only else "teacher"
+        save_grid(Path(grid), [[crop, truth, after]], titles=["photo (aligned)", "renderer (truth)", who],
+                  caption=f"{who} vs renderer on {name}: {format_fidelity(fid)}")
     return report
