@@ -81,6 +81,17 @@ class ResidualHead(nn.Module):
         # the skin's and brows' models (makeup.region_models; image-space teachers): all zero = none
         self.register_buffer("region_models", torch.zeros(len(MODELLED_REGIONS), MODEL_COEFFICIENTS, 3))
 
+    def learn_scale(self, learn: bool) -> None:
+        """Whether training moves ``alpha`` and the FGMM weights (the seed documents' RDM and FGMM learn them).
+
+        Off by default (the backends' ``learn_prior_scale``): the prior they scale is a least-squares fit on the
+        same seeds, so its in-sample scale is already 1; what the reconstruction loss teaches them instead is the
+        x0 estimate's shrinkage at high noise. Learned, natural's demo teacher took alpha 1.22 and its brows' weight
+        0.91, and its prior overshot on new faces (stop 29, the prior alone on the 40 truth faces vs the renderer,
+        scale 1 -> 1.22: lips 0.91 -> 0.79, skin 0.66 -> 0.57, brows 0.93 -> 0.73)."""
+        self.alpha.requires_grad_(learn)
+        self.fgmm.region_weights.requires_grad_(learn)
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # A teacher saved before the colour part, the templates or the region models existed has none: they load
         # as zero.

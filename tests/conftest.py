@@ -20,3 +20,15 @@ def astronaut():
     from skimage import data
 
     return data.astronaut()
+
+
+@pytest.fixture
+def one_thread():
+    """Amplify here on one thread like each sharded process (float sums are ordered by the thread count: a conv
+    on two threads can round a pixel one level apart from one on one thread)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -165,6 +165,28 @@ def test_few_training_steps_reduce_loss():
     assert eval_loss() < 0.8 * before
 
 
+@pytest.mark.parametrize("learn", [False, True])
+def test_alpha_and_the_fgmm_weights_learn_only_when_asked(learn):
+    """The prior is a least-squares fit on the seeds: by default training leaves its scale (alpha, the FGMM
+    weights) at 1; ``learn_prior_scale`` trains them as the seed documents do."""
+    torch.manual_seed(0)
+    backend = get_backend("tiny-ddpm").from_config({**TINY, "dropout": 0.0, "learn_prior_scale": learn})
+    prior = np.zeros((4, 3), np.float32)
+    prior[1] = [-0.1, 0.05, -0.03]  # half the lips' change of _pairs_batch
+    backend.head.set_statistics(4.0, prior)
+    batch = _pairs_batch()
+    opt = torch.optim.Adam(backend.trainable(), lr=3e-3)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(6):
+        loss, _ = backend.training_loss(batch, gen)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    terms = backend.paste_terms()
+    moved = abs(terms["alpha"] - 1.0) + float(np.abs(terms["fgmm_weights"] - 1.0).max())
+    assert (moved > 1e-3) if learn else (moved == 0.0)
+
+
 def test_sampling_is_per_pair_and_batch_independent():
     backend = get_backend("tiny-ddpm").from_config(TINY)
     batch = _pairs_batch(3)
@@ -442,15 +464,17 @@ def test_lip_template_paints_a_pale_lip_more_than_a_red_one():
 
 
 def test_the_tiny_teacher_paints_the_blush_where_the_cheeks_are():
-    """tiny-ddpm's default templates include the cheeks (blush lies below the eye grid): its prepared head's
-    paste, with no sampled residual, paints the blush on new faces, where the teacher fit with eyes and lips only
-    paints the skin's mean change there. Measured (5 glamorous faces at 128 px, laid on 6 others): cheeks 0.35 ->
+    """tiny-ddpm's default templates are the look prior's (makeup.lookprior.DEFAULT_TEMPLATES; until stop 29 the
+    teacher still fit the older "eyes" frame) and include the cheeks (blush lies below the eye grid): its prepared
+    head's paste, with no sampled residual, paints the blush on new faces, where the teacher fit with eyes and
+    lips only paints the skin's mean change there. Measured (5 glamorous faces at 128 px, laid on 6 others): cheeks 0.35 ->
     0.84, skin 0.62 -> 0.72."""
     from makeup.metrics import LookFidelity
     from teacher.backends.tiny_ddpm import DEFAULTS
+    from makeup.lookprior import DEFAULT_TEMPLATES
     from teacher.train import SeedPair
 
-    assert DEFAULTS["templates"] == ["eyes", "lips_lab", "cheeks"]
+    assert DEFAULTS["templates"] == list(DEFAULT_TEMPLATES)
     seeds = [SeedPair(str(i), b, a, lab) for i, (b, a, lab) in enumerate(_eye_pairs(range(5), 128, "glamorous"))]
     held = _eye_pairs(range(20, 26), 128, "glamorous")
     cheeks = {}

@@ -135,15 +135,6 @@ def _amplify(teacher, out: Path, *extra) -> int:
                      "--device", "cpu", *extra])
 
 
-@pytest.fixture
-def one_thread():
-    """Amplify here on one thread like each sharded process (float sums are ordered by the thread count)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def fresh_pairs(work, sd_teacher, profile) -> Path:
     out = work / "pairs"

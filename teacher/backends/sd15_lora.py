@@ -64,7 +64,8 @@ DEFAULTS: dict = {
     "sampler": "dpmsolver++",
     "sample_steps": 20,
     "ema_decay": 0.9999,
-    "lambda_rec": 1.0,            # latent x0-estimate reconstruction (trains alpha and FGMM)
+    "lambda_rec": 1.0,            # latent x0-estimate reconstruction
+    "learn_prior_scale": False,   # train alpha and the FGMM weights (ResidualHead.learn_scale; 1 when off)
     "lambda_eyeliner": 0.5,
     "eyeliner_max_t": 0.2,        # eyeliner loss only where t < this fraction of T (the x0 estimate is sharp)
     "eyeliner_pad": 1,            # latent pixels of context around the eye-zone crop before decoding
@@ -204,6 +205,7 @@ class SD15LoRABackend(TeacherBackend):
         # Random start (std 1, like the layer-normed text encoder states); prepare() may replace it with text.
         self.style_embedding = nn.Parameter(torch.randn(1, int(cfg["style_tokens"]), width))
         self._head = ResidualHead(cfg["residual_scale"] or 1.0, cfg["region_prior"], channels=self.latent_channels)
+        self._head.learn_scale(bool(cfg["learn_prior_scale"]))
         self.device = torch.device("cpu")
         self.base_dtype = torch.float32
 

@@ -19,6 +19,7 @@ from makeup.metrics import eyeliner_loss
 from ..formulation import (EYE_CHANNEL, MAKEUP_REGIONS, ResidualHead, estimate_residual_scale,  # noqa: F401
                            fit_region_prior, fit_templates, make_condition, modelled_prior,
                            prior_image)
+from makeup.lookprior import DEFAULT_TEMPLATES
 from makeup.region_models import fit_region_models
 from . import TeacherBackend, register_backend
 
@@ -38,13 +39,14 @@ DEFAULTS: dict = {
     "guidance_scale": 1.0,
     "cond_dropout": 0.0,          # > 0 trains the unconditional branch for classifier-free guidance
     "ema_decay": 0.9999,
-    "lambda_rec": 1.0,            # x0-estimate reconstruction of the after image (trains alpha and FGMM)
+    "lambda_rec": 1.0,            # x0-estimate reconstruction of the after image
+    "learn_prior_scale": False,   # train alpha and the FGMM weights (ResidualHead.learn_scale; 1 when off)
     "lambda_eyeliner": 0.5,
     "feather_radius": 2.0,
     "residual_scale": 8.0,        # set from the seed pairs by `teacher train`
     "region_prior": None,         # (4, 3) constant part of the region prior, set by `teacher train`
     "region_colour": None,        # (4, 3, 3) its colour part (formulation.fit_region_prior), set with it
-    "templates": ["eyes", "lips_lab", "cheeks"],  # the prior's feature templates (makeup.lookprior.DEFAULT_TEMPLATES)
+    "templates": list(DEFAULT_TEMPLATES),  # the prior's feature templates (makeup.lookprior.TEMPLATE_FRAMES)
     "region_models": True,        # skin and brows: models of foundation and tint fit on the seeds (makeup.region_models)
 }
 COND_CHANNELS = 3 + len(MAKEUP_REGIONS)
@@ -102,6 +104,7 @@ class TinyDDPMBackend(TeacherBackend):
         if cfg["sampler"] not in ("ddim", "dpmsolver++"):
             raise TinyBeautyError(f"tiny-ddpm: sampler must be ddim or dpmsolver++, got {cfg['sampler']!r}")
         self.model = DDAModel(cfg)
+        self.model.head.learn_scale(bool(cfg["learn_prior_scale"]))
         T = int(cfg["num_train_timesteps"])
         betas = (sigmoid_betas(T) if cfg["schedule"] == "sigmoid"
                  else DDPMScheduler(num_train_timesteps=T, beta_schedule="squaredcos_cap_v2").betas.numpy())
