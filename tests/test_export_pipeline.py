@@ -178,7 +178,8 @@ def test_onnx_is_self_contained_stripped_and_int8(exported):
     onnx.checker.check_model(model, full_check=True)
     assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
     assert not any(n.metadata_props for n in model.graph.node) and not model.graph.value_info
-    assert any(t.data_type == onnx.TensorProto.INT8 for t in model.graph.initializer)
+    weights = [t for t in model.graph.initializer if len(t.dims) == 4]
+    assert weights and all(t.data_type == onnx.TensorProto.UINT8 for t in weights)  # int8 values + 128 (uint8_weights)
     assert "DequantizeLinear" in {n.op_type for n in model.graph.node}
 
 
@@ -215,8 +216,10 @@ def test_coreml_falls_back_to_smaller_modes_when_over_budget(quantized, tmp_path
 
 
 def _bit_rot(weight: np.ndarray) -> np.ndarray:
-    """Random int8 values in place of a trained weight: what a damaged download or a bad copy looks like."""
-    return np.random.default_rng(7).integers(-127, 128, weight.shape).astype(np.int8)
+    """Random int8 values in place of a trained weight: what a damaged download or a bad copy looks like (in the
+    weight's own storage: the ONNX file keeps its int8 values as uint8 + 128)."""
+    rot = np.random.default_rng(7).integers(-127, 128, weight.shape)
+    return (rot + 128).astype(np.uint8) if weight.dtype == np.uint8 else rot.astype(np.int8)
 
 
 def _corrupt_tflite_weight(path: Path) -> None:
@@ -260,7 +263,7 @@ def _corrupting_onnx_exporter(real):
         details = real(qs, path, cfg, staged)
         model = onnx.load(str(path))
         heads = [t for t in model.graph.initializer
-                 if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4 and t.dims[0] == 3]
+                 if t.data_type == onnx.TensorProto.UINT8 and len(t.dims) == 4 and t.dims[0] == 3]
         assert len(heads) == 1  # the output conv
         w = heads[0]
         w.CopyFrom(numpy_helper.from_array(_bit_rot(numpy_helper.to_array(w)), w.name))
