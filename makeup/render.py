@@ -169,8 +169,18 @@ def _smooth_curve(eye: EyeGeometry, y: np.ndarray, xx: np.ndarray) -> np.ndarray
 LID_REF = 0.45  # eye widths per lid height: the synthetic faces' median lid (lash line to brow) / eye width
 
 
+def liner_line(eye: EyeGeometry, xx: np.ndarray) -> np.ndarray:
+    """The upper lash line the liner is drawn on (:func:`_eyeliner_alpha`: the label map's line under a short
+    moving average, never below it), linear between column centres and level beyond the corners; float32 of
+    the float32 ``xx``, computed in float64 (the web demo's prior.js computes it so too)."""
+    y = np.asarray(eye.top, np.float64)
+    if len(y) >= 5:  # whole-pixel rows: the weighted sums are exact, one division rounds
+        y = np.minimum(np.convolve(np.pad(y, 2, mode="edge"), np.array([1.0, 2, 3, 2, 1]), mode="valid") / 9, y)
+    return np.interp(np.asarray(xx, np.float64), eye.cols.astype(np.float64) + 0.5, y).astype(np.float32)
+
+
 def eye_frame(labels: np.ndarray, geometry: FaceGeometry | None = None, reach: float = 2.0,
-              lid_from: float | None = None):
+              lid_from: float | None = None, liner: bool = False):
     """Every skin pixel's place relative to its nearer eye, in units of that eye's width (how eye makeup is laid:
     along the lash lines, out toward the temple). Returns float32 (H, W) ``u``, ``v`` and bool ``valid``:
 
@@ -185,6 +195,11 @@ def eye_frame(labels: np.ndarray, geometry: FaceGeometry | None = None, reach: f
     ``lid``, lash line to brow) times :data:`LID_REF` instead: a liner is as thick on every eye of one width, a
     lid colour reaches the same share of the lid on a short lid and a tall one (so a prior fit on the synthetic
     faces' lids does not paint past a real face's shorter lid into the brow).
+
+    ``liner``: the frame of the liner as it is drawn: the upper lash line is :func:`liner_line` (not the
+    degree-4 curve, which lies up to a pixel off it), and ``u`` is the place between the eye's corner columns
+    (-0.5 at the inner, 0.5 at the outer, in eye widths beyond them), where the liner's thickness is set; not
+    the offset from the eye's centroid.
     """
     lab = np.asarray(labels)
     g = geometry or FaceGeometry.from_labels(lab)
@@ -196,11 +211,17 @@ def eye_frame(labels: np.ndarray, geometry: FaceGeometry | None = None, reach: f
         ew = eye.width
         pad = reach * ew
         win, xx, yy = _eye_window(g, eye, pad, pad, pad)
-        top, bottom = _smooth_curve(eye, eye.top, xx), _smooth_curve(eye, eye.bottom, xx)
+        top = liner_line(eye, xx) if liner else _smooth_curve(eye, eye.top, xx)
+        bottom = _smooth_curve(eye, eye.bottom, xx)
         dist = np.hypot(xx - eye.cx - 0.5, yy - eye.cy - 0.5)
         near = dist < best[win]
         best[win] = np.where(near, dist, best[win])
-        u[win] = np.where(near, (xx - eye.cx - 0.5) * eye.outward / ew, u[win])
+        if liner:  # in float64, cast once
+            inner, span = (eye.cols[0], eye.cols[-1]) if eye.outward > 0 else (eye.cols[-1], eye.cols[0])
+            place = ((xx.astype(np.float64) - inner - 0.5) * eye.outward / max(abs(span - inner), 1) - 0.5)
+            u[win] = np.where(near, place.astype(np.float32), u[win])
+        else:
+            u[win] = np.where(near, (xx - eye.cx - 0.5) * eye.outward / ew, u[win])
         below = np.where(yy > bottom, (bottom - yy) / ew, 0.0)
         up = (top - yy) / ew
         if lid_from is not None:

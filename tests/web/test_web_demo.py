@@ -644,18 +644,21 @@ def _paint_js(browser, crop: np.ndarray, labels: np.ndarray, prior_dict=None) ->
     return b64_array(r["prior"], np.float32, (n, n, 3)), r["ms"]
 
 
-def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned):
+def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned, monkeypatch):
     """prior.js paintPrior against LookPrior.paint on synthetic faces the prior was not fit on and on the
     astronaut's aligned crop and face-mesh labels, to a small fraction of a level: the fitted prior (region
     constants, the lid-height eye, CIELAB lip and cheek templates, the skin and brow models; no region took a
     colour map there), the same with colour maps on every region, the region prior alone, a look_prior.json
     written before the cheeks', lid-height eyes' and CIELAB lips' templates (the eye-width eye and RGB lip
     templates only: painted as Python's LookPrior.from_arrays of it paints it) and one with its template keys in
-    another order (the frames are laid eyes, eyes_lid, lips, lips_lab, cheeks all the same). The comparison would
+    another order (the frames are laid eyes, eyes_lid, eyes_liner, lips, lips_lab, cheeks all the same). The comparison would
     see any part dropped: Python's prior without the templates, the eye or lip template (either form), the cheek
-    template, the region models or the colour maps is levels away from the page's. A template_cheeks,
-    template_eyes_lid or template_lips_lab of the wrong size is refused."""
+    template, the region models or the colour maps is levels away from the page's, and so is the eye template laid
+    in another frame. A template of the wrong size is refused."""
     import dataclasses
+
+    from makeup.lookprior import EYE_LID_FROM, TEMPLATE_FRAMES
+    from makeup.render import eye_frame
 
     from makeup.lookprior import LookPrior
     from makeup.parsing import landmarks_to_labels
@@ -664,7 +667,7 @@ def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned):
     from webtools import fit_test_prior, prior_seed_pairs
 
     d, prior = look_prior
-    assert prior.templates and set(prior.templates) == {"eyes_lid", "lips_lab", "cheeks"} and prior.models is not None
+    assert prior.templates and set(prior.templates) == {"eyes_liner", "lips_lab", "cheeks"} and prior.models is not None
     assert np.asarray(d["template_cheeks"]).shape == (24, 32, 11) and prior.templates["cheeks"][..., 4].any()
     cases = {f"synthetic_{s}": (f.image, f.labels.astype(np.uint8)) for s in (10, 11, 12)
              for f in [generate_face(s, 256)]}
@@ -683,12 +686,12 @@ def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned):
     # a look_prior.json from before the cheeks, lids, CIELAB lips and darkness knots
     older = fit_test_prior(templates=("eyes", "lips"))
     old = {k: v for k, v in json.loads(json.dumps(older.to_dict())).items()
-           if k not in ("template_cheeks", "template_eyes_lid", "template_lips_lab")}
+           if k not in ("template_cheeks", "template_eyes_lid", "template_eyes_liner", "template_lips_lab")}
     old["models"] = np.round(flat[:, ::len(DARK_KNOTS)].astype(np.float64), 5).tolist()  # (2, 5, 3)
-    first, last = ("template_cheeks",), ("template_eyes_lid",)  # the cheeks' key first, the eyes' last
+    first, last = ("template_cheeks",), ("template_eyes_liner",)  # the cheeks' key first, the eyes' last
     reordered = {k: d[k] for k in first + tuple(k for k in d if k not in first + last) + last}
     variants = {"fitted": ((d, prior), {"templates": dataclasses.replace(prior, templates=None),
-                                         "eye_template": but("eyes_lid"), "lip_template": but("lips_lab"),
+                                         "eye_template": but("eyes_liner"), "lip_template": but("lips_lab"),
                                          "cheek_template": but("cheeks"),
                                          "region_models": dataclasses.replace(prior, models=None),
                                          "darkness_knots": dataclasses.replace(prior, models=flat)}),
@@ -711,14 +714,18 @@ def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned):
     _record("look_prior_js_vs_python", figures)
     assert set(LookPrior.from_arrays(old).templates) == {"eyes", "lips"} and list(reordered)[0] == "template_cheeks"
     assert np.asarray(old["models"]).shape == (2, 5, 3) and np.asarray(d["models"]).shape == (2, 25, 3)
-    # the page lays the eye template in lid heights over the lash line: in eye widths her short lids come out apart
+    # the page lays the eye template in lid heights over the liner's lash line, placed between the corners: in eye
+    # widths her short lids come out apart, and on the degree-4 lash line and the centroid's offset the liner does
     img, labels = cases["astronaut"]
-    in_eye_widths = dataclasses.replace(prior, templates={"eyes" if k == "eyes_lid" else k: t
-                                                          for k, t in prior.templates.items()})
     js, _ = _paint_js(browser, img, labels, d)
-    eye_widths_x255 = float(np.abs(js - in_eye_widths.paint(img, labels)).max() * 255)
-    assert eye_widths_x255 > 4.0, eye_widths_x255
-    for key in ("template_cheeks", "template_eyes_lid", "template_lips_lab"):  # a template of the wrong size
+    frame = TEMPLATE_FRAMES["eyes_liner"]
+    for other in (lambda lab, g=None: eye_frame(lab, g, liner=True),
+                  lambda lab, g=None: eye_frame(lab, g, lid_from=EYE_LID_FROM)):
+        monkeypatch.setitem(TEMPLATE_FRAMES, "eyes_liner", dataclasses.replace(frame, coords=other))
+        apart_x255 = float(np.abs(js - prior.paint(img, labels)).max() * 255)
+        assert apart_x255 > 4.0, apart_x255
+    monkeypatch.setitem(TEMPLATE_FRAMES, "eyes_liner", frame)
+    for key in ("template_cheeks", "template_eyes_lid", "template_eyes_liner", "template_lips_lab"):  # wrong size
         with pytest.raises(RuntimeError, match=key):
             _paint_js(browser, *cases["synthetic_10"], d | {key: [[1.0, 2.0]]})
     for name, f in figures.items():

@@ -1,13 +1,14 @@
 // The look prior in JavaScript: makeup/lookprior.py LookPrior.paint(crop, labels) on the page's aligned crop and
 // its label map (gate.js landmarksToLabels), for a prior-input model (model_card.json io.prior_input: the
 // painted prior is the model's last 3 input channels). The parameters come from look_prior.json beside the
-// model (LookPrior.to_dict(): region_prior, region_colour, template_eyes, template_eyes_lid, template_lips,
-// template_lips_lab, template_cheeks, models, gate, radius; template_eyes_lid, template_lips_lab and
-// template_cheeks are optional, as makeup.lookprior.OPTIONAL_ARRAYS: a file written before those frames has none
-// and paints without them). The templates are laid in makeup.lookprior.TEMPLATE_FRAMES' order, eyes, eyes_lid,
-// lips, lips_lab, cheeks, a later frame replacing an earlier one where both hold a pixel. The eyes_lid frame
-// counts the height over the upper lash line in lid heights past EYE_LID_FROM eye widths (makeup.render.eye_frame
-// lid_from). A lab frame (lips_lab) is painted on the photo in CIELAB:
+// model (LookPrior.to_dict(): region_prior, region_colour, template_eyes, template_eyes_lid, template_eyes_liner,
+// template_lips, template_lips_lab, template_cheeks, models, gate, radius; template_eyes_lid, template_eyes_liner,
+// template_lips_lab and template_cheeks are optional, as makeup.lookprior.OPTIONAL_ARRAYS: a file written before
+// those frames has none and paints without them). The templates are laid in makeup.lookprior.TEMPLATE_FRAMES'
+// order, eyes, eyes_lid, eyes_liner, lips, lips_lab, cheeks, a later frame replacing an earlier one where both hold
+// a pixel. The eyes_lid frame counts the height over the upper lash line in lid heights past EYE_LID_FROM eye widths
+// (makeup.render.eye_frame lid_from); eyes_liner does too, from the lash line the liner is drawn on, with u the
+// place between the eye's corner columns (eye_frame liner). A lab frame (lips_lab) is painted on the photo in CIELAB:
 // per cell and channel k + a (pixel - mean) + b (mean - LIP_TONE), the mean over the face's pixels in the frame.
 //
 // Every piece follows its Python twin with the same arithmetic: float32 where numpy is float32 (Math.fround
@@ -44,12 +45,13 @@ const TEMPLATE_CHANNELS = 11;
 const FRAMES = {
   eyes: {u: [-1.3, 1.9], v: [-0.8, 1.6], step: [0.025, 0.025], fade: 0.3},
   eyes_lid: {u: [-1.3, 1.9], v: [-0.8, 1.6], step: [0.025, 0.025], fade: 0.3},
+  eyes_liner: {u: [-1.3, 1.9], v: [-0.8, 1.6], step: [0.025, 0.0125], fade: 0.3},
   lips: {u: [0.0, 0.7], v: [-0.8, 0.8], step: [0.05, 0.1], fade: 0},
   lips_lab: {u: [0.0, 0.7], v: [-0.8, 0.8], step: [0.05, 0.1], fade: 0, lab: true},
   cheeks: {u: [-1.6, 1.6], v: [-1.2, 1.2], step: [0.1, 0.1], fade: 0.3, additive: true},
 };
-const FRAME_ORDER = ['eyes', 'eyes_lid', 'lips', 'lips_lab', 'cheeks'];
-const OPTIONAL_TEMPLATES = ['eyes_lid', 'lips_lab', 'cheeks']; // makeup.lookprior.OPTIONAL_ARRAYS: absent from older files
+const FRAME_ORDER = ['eyes', 'eyes_lid', 'eyes_liner', 'lips', 'lips_lab', 'cheeks'];
+const OPTIONAL_TEMPLATES = ['eyes_lid', 'eyes_liner', 'lips_lab', 'cheeks']; // makeup.lookprior.OPTIONAL_ARRAYS: absent from older files
 const LID_REF = 0.45; // makeup.render.LID_REF: eye widths per lid height
 const EYE_LID_FROM = 0.1; // makeup.lookprior.EYE_LID_FROM
 const LIP_TONE = [50.0, 25.0, 10.0].map(f32); // makeup.lookprior.LIP_TONE: a lab frame's mean is measured from it
@@ -344,8 +346,34 @@ function smoothCurve(eye, y) {
   };
 }
 
-/** makeup.render.eye_frame (reach 2, `lidFrom` its lid_from): float32 u, v and valid per pixel. */
-function eyeFrame(labels, g, lidFrom = null) {
+/**
+ * makeup.render.liner_line as a function of one float32 column centre xx -> float32: the label map's upper lash line
+ * under the 1-2-3-2-1 moving average (exact sums of whole rows, one division), never below it, linear between column
+ * centres (np.interp) and level beyond the corners.
+ */
+function linerLine(eye) {
+  const t = eye.top, m = t.length;
+  const y = t.map((v, i) => {
+    if (m < 5) return v;
+    const at = (j) => t[Math.min(Math.max(j, 0), m - 1)];
+    return Math.min((at(i - 2) + 2 * at(i - 1) + 3 * at(i) + 2 * at(i + 1) + at(i + 2)) / 9, v);
+  });
+  const xp = eye.cols.map((c) => c + 0.5);
+  return (xx) => {
+    if (xx <= xp[0]) return f32(y[0]);
+    if (xx >= xp[m - 1]) return f32(y[m - 1]);
+    let j = 0;
+    while (xp[j + 1] <= xx) j++;
+    if (xx === xp[j]) return f32(y[j]);
+    return f32((y[j + 1] - y[j]) / (xp[j + 1] - xp[j]) * (xx - xp[j]) + y[j]);
+  };
+}
+
+/**
+ * makeup.render.eye_frame (reach 2, `lidFrom` its lid_from, `liner` its liner: the lash line of linerLine and u
+ * the place between the corner columns): float32 u, v and valid per pixel.
+ */
+function eyeFrame(labels, g, lidFrom = null, liner = false) {
   const n = g.n;
   const u = new Float32Array(n * n), v = new Float32Array(n * n), best = new Float32Array(n * n).fill(Infinity);
   for (const eye of g.eyes) {
@@ -354,7 +382,10 @@ function eyeFrame(labels, g, lidFrom = null) {
     const y0 = Math.max(Math.trunc(topMin - pad) - 1, 0), y1 = Math.min(Math.trunc(bottomMax + pad) + 2, n);
     const x0 = Math.max(Math.trunc(eye.cols[0] - pad) - 1, 0);
     const x1 = Math.min(Math.trunc(eye.cols[eye.cols.length - 1] + pad) + 2, n);
-    const topAt = smoothCurve(eye, eye.top), bottomAt = smoothCurve(eye, eye.bottom);
+    const topAt = liner ? linerLine(eye) : smoothCurve(eye, eye.top), bottomAt = smoothCurve(eye, eye.bottom);
+    const last = eye.cols.length - 1;
+    const inner = eye.outward > 0 ? eye.cols[0] : eye.cols[last], outer = eye.outward > 0 ? eye.cols[last] : eye.cols[0];
+    const span = Math.max(Math.abs(outer - inner), 1);
     const cx = f32(eye.cx), cy = f32(eye.cy), ew32 = f32(ew);
     const from = lidFrom === null ? null : f32(lidFrom), scale = f32(LID_REF * ew / eye.lid);
     const tops = new Float32Array(x1 - x0), bottoms = new Float32Array(x1 - x0), dxs = new Float32Array(x1 - x0);
@@ -370,7 +401,7 @@ function eyeFrame(labels, g, lidFrom = null) {
         const dist = f32(Math.hypot(dx, dy));
         if (!(dist < best[i])) continue;
         best[i] = dist;
-        u[i] = f32(f32(dx * eye.outward) / ew32);
+        u[i] = liner ? f32((x + 0.5 - inner - 0.5) * eye.outward / span - 0.5) : f32(f32(dx * eye.outward) / ew32);
         const top = tops[x - x0], bottom = bottoms[x - x0];
         let up = f32(f32(top - yy) / ew32);
         if (from !== null && up > from) up = f32(from + f32(f32(up - from) * scale));
@@ -480,6 +511,7 @@ function cheekCoords(labels, g, eyeCoords) {
 function frameCells(name, labels, g, eyeCoords = () => eyeFrame(labels, g)) {
   const fr = FRAMES[name];
   const coords = {eyes: eyeCoords, eyes_lid: () => eyeFrame(labels, g, EYE_LID_FROM),
+                  eyes_liner: () => eyeFrame(labels, g, EYE_LID_FROM, true),
                   lips: () => lipFrame(labels, g), lips_lab: () => lipFrame(labels, g),
                   cheeks: () => cheekCoords(labels, g, eyeCoords)};
   if (!coords[name]) throw new Error(`no template frame ${name}`);
