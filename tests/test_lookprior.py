@@ -233,11 +233,11 @@ def test_the_prior_leaves_the_eyeballs_alone():
 
 def test_the_liner_is_fit_in_its_own_frame(monkeypatch):
     """natural's liner alone, 5 seeds, 8 new faces at 256 px. The eyes_lid frame put the liner's edge up to a pixel
-    off (the degree-4 lash line, the place from the eye's centroid) in rows of 0.025 eye widths: its prior found
-    0.50 of the liner on 40 new faces (measured, stop 29). eyes_liner lays the lash line the liner is drawn on,
-    the place between the corners and rows of 0.0125: 0.76. Its liner's band keeps every cell it saw; with the
-    held-out check there the finer cells left each held-out seed's liner in cells the other four barely reach,
-    and the check dropped most of it (0.46). Here: 0.49 -> 0.75, 0.55 with the check."""
+    off (the degree-4 lash line, the place from the eye's centroid) in rows of 0.025 eye widths; eyes_liner lays
+    the lash line the liner is drawn on, the place between the corners and rows of 0.0125 (measured: 0.49 ->
+    0.75). Its liner's band keeps the cells where the template beats the region prior by far; with the held-out
+    check there, the finer cells left each held-out seed's liner in cells the other four barely reach, and the
+    check dropped most of it (0.55)."""
     import dataclasses
 
     from makeup.lookprior import TEMPLATE_FRAMES
