@@ -359,9 +359,10 @@ def fit_template(frame: TemplateFrame | str, befores, afters, labels, smooth: fl
     ``baselines`` (one (H, W, 3) change per seed: what the region prior fit WITHOUT that seed predicts on it,
     see :func:`fit_templates`): a cell keeps its support only where the template fit without a seed predicts
     that seed better than the baseline does, summed over the seeds (leave one seed out); in a frame's
-    ``trusted`` rows every cell with pixels keeps it (the liner's band: a liner a few cells thick, cut into cells
-    of 0.0125 eye widths, left the held-out seed's pixels in cells the other four barely reach, and the check
-    dropped most of it). Where the seeds'
+    ``trusted`` rows a cell also keeps it where the template's error over all the seeds is under
+    :data:`TRUSTED_ERROR` of the baseline's (the liner's band: a liner a few cells thick, cut into cells of
+    0.0125 eye widths, left the held-out seed's pixels in cells the other four barely reach, and the check
+    dropped most of it; keeping every cell there painted the seeds' foundation on darker faces). Where the seeds'
     change there is only what the region prior already says (foundation on the skin around the eyes), the
     photo slope fit on a few skin tones extrapolates: on a darker face than the seeds it painted a lighter
     box around the eyes (glamorous, the amplified faces of stop 21's first run); such cells now fall back to

@@ -217,8 +217,8 @@ def eye_frame(labels: np.ndarray, geometry: FaceGeometry | None = None, reach: f
         near = dist < best[win]
         best[win] = np.where(near, dist, best[win])
         if liner:  # in float64, cast once
-            inner, span = (eye.cols[0], eye.cols[-1]) if eye.outward > 0 else (eye.cols[-1], eye.cols[0])
-            place = ((xx.astype(np.float64) - inner - 0.5) * eye.outward / max(abs(span - inner), 1) - 0.5)
+            inner, outer = (eye.cols[0], eye.cols[-1]) if eye.outward > 0 else (eye.cols[-1], eye.cols[0])
+            place = ((xx.astype(np.float64) - inner - 0.5) * eye.outward / max(abs(outer - inner), 1) - 0.5)
             u[win] = np.where(near, place.astype(np.float32), u[win])
         else:
             u[win] = np.where(near, (xx - eye.cx - 0.5) * eye.outward / ew, u[win])

@@ -161,7 +161,8 @@ def _reencode_int8(model) -> int:
     count = 0
     for node in model.graph.node:
         if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) == 3 \
-                and node.input[0] not in inits and node.input[2] in inits and numpy_helper.to_array(inits[node.input[2]]).dtype == np.uint8:
+                and node.input[0] not in inits and node.input[2] in inits \
+                and numpy_helper.to_array(inits[node.input[2]]).dtype == np.uint8:
             zp = int(numpy_helper.to_array(inits[node.input[2]]))
             name = f"{node.input[2]}_back"
             if name not in inits:
@@ -229,7 +230,8 @@ def _run_at(model, level) -> np.ndarray:
     so.graph_optimization_level = level
     so.log_severity_level = 3
     x = np.ones((1, 16, 8, 8), np.float32)  # every activation at the top of its range
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    session = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return session.run(None, {"x": x})[0]
 
 
 def test_uint8_weights_keep_the_fused_conv_exact():

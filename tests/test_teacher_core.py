@@ -309,8 +309,9 @@ def test_templates_head_matches_numpy_and_old_heads_have_none():
     head = ResidualHead(1.0, const)
     assert head.templates() is None and template_field(lab, None) is None
     old = head.state_dict()  # a head saved before the templates existed: no template entries
-    assert {k for k in old if k.startswith("template_")} == {"template_eyes", "template_eyes_lid", "template_eyes_liner",
-                                                              "template_lips", "template_lips_lab", "template_cheeks"}
+    assert {k for k in old if k.startswith("template_")} == {"template_eyes", "template_eyes_lid",
+                                                              "template_eyes_liner", "template_lips",
+                                                              "template_lips_lab", "template_cheeks"}
     old = {k: v for k, v in old.items() if not k.startswith("template_")}
     head.set_statistics(1.0, const, None, tpl)
     assert set(head.templates()) == {"eyes", "lips"}

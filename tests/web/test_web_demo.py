@@ -647,22 +647,20 @@ def _paint_js(browser, crop: np.ndarray, labels: np.ndarray, prior_dict=None) ->
 def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned, monkeypatch):
     """prior.js paintPrior against LookPrior.paint on synthetic faces the prior was not fit on and on the
     astronaut's aligned crop and face-mesh labels, to a small fraction of a level: the fitted prior (region
-    constants, the lid-height eye, CIELAB lip and cheek templates, the skin and brow models; no region took a
+    constants, the liner-frame eye, CIELAB lip and cheek templates, the skin and brow models; no region took a
     colour map there), the same with colour maps on every region, the region prior alone, a look_prior.json
     written before the cheeks', lid-height eyes' and CIELAB lips' templates (the eye-width eye and RGB lip
     templates only: painted as Python's LookPrior.from_arrays of it paints it) and one with its template keys in
-    another order (the frames are laid eyes, eyes_lid, eyes_liner, lips, lips_lab, cheeks all the same). The comparison would
-    see any part dropped: Python's prior without the templates, the eye or lip template (either form), the cheek
-    template, the region models or the colour maps is levels away from the page's, and so is the eye template laid
-    in another frame. A template of the wrong size is refused."""
+    another order (the frames are laid eyes, eyes_lid, eyes_liner, lips, lips_lab, cheeks all the same). The
+    comparison would see any part dropped: Python's prior without the templates, the eye or lip template (either
+    form), the cheek template, the region models or the colour maps is levels away from the page's, and so is the
+    eye template laid in another frame. A template of the wrong size is refused."""
     import dataclasses
 
-    from makeup.lookprior import EYE_LID_FROM, TEMPLATE_FRAMES
-    from makeup.render import eye_frame
-
-    from makeup.lookprior import LookPrior
+    from makeup.lookprior import EYE_LID_FROM, TEMPLATE_FRAMES, LookPrior
     from makeup.parsing import landmarks_to_labels
     from makeup.region_models import DARK_KNOTS, fit_region_models
+    from makeup.render import eye_frame
     from makeup.synth import generate_face
     from webtools import fit_test_prior, prior_seed_pairs
 

@@ -51,7 +51,8 @@ const FRAMES = {
   cheeks: {u: [-1.6, 1.6], v: [-1.2, 1.2], step: [0.1, 0.1], fade: 0.3, additive: true},
 };
 const FRAME_ORDER = ['eyes', 'eyes_lid', 'eyes_liner', 'lips', 'lips_lab', 'cheeks'];
-const OPTIONAL_TEMPLATES = ['eyes_lid', 'eyes_liner', 'lips_lab', 'cheeks']; // makeup.lookprior.OPTIONAL_ARRAYS: absent from older files
+// makeup.lookprior.OPTIONAL_ARRAYS: absent from older files
+const OPTIONAL_TEMPLATES = ['eyes_lid', 'eyes_liner', 'lips_lab', 'cheeks'];
 const LID_REF = 0.45; // makeup.render.LID_REF: eye widths per lid height
 const EYE_LID_FROM = 0.1; // makeup.lookprior.EYE_LID_FROM
 const LIP_TONE = [50.0, 25.0, 10.0].map(f32); // makeup.lookprior.LIP_TONE: a lab frame's mean is measured from it
@@ -384,7 +385,7 @@ function eyeFrame(labels, g, lidFrom = null, liner = false) {
     const x1 = Math.min(Math.trunc(eye.cols[eye.cols.length - 1] + pad) + 2, n);
     const topAt = liner ? linerLine(eye) : smoothCurve(eye, eye.top), bottomAt = smoothCurve(eye, eye.bottom);
     const last = eye.cols.length - 1;
-    const inner = eye.outward > 0 ? eye.cols[0] : eye.cols[last], outer = eye.outward > 0 ? eye.cols[last] : eye.cols[0];
+    const [inner, outer] = eye.outward > 0 ? [eye.cols[0], eye.cols[last]] : [eye.cols[last], eye.cols[0]];
     const span = Math.max(Math.abs(outer - inner), 1);
     const cx = f32(eye.cx), cy = f32(eye.cy), ew32 = f32(ew);
     const from = lidFrom === null ? null : f32(lidFrom), scale = f32(LID_REF * ew / eye.lid);
