@@ -32,6 +32,36 @@ GOAL_DB = 33.0
 GOAL_RECOVERY = 0.8  # share of each region's change the teacher must reproduce
 
 
+class SeedPrior:
+    """The look prior a tiny-ddpm teacher fits on a folder of seed pairs, scored alone (`teacher fidelity
+    --seeds`): what the teacher's diffusion starts from, in seconds and with no teacher trained. Its figures
+    are those of `teacher fidelity --prior-only` of a teacher trained on the same seeds with the same model
+    settings (``model``: the profile's tiny-ddpm ``teacher: model:`` keys over the backend's defaults), so a
+    look's seeds and a change to the prior can be judged before the minutes a teacher takes."""
+
+    refiner = None
+
+    def __init__(self, seeds, model: dict | None = None):
+        from makeup.lookprior import LookPrior
+        from teacher.backends import get_backend
+        from teacher.train import load_seed_pairs
+
+        pairs, self.style = load_seed_pairs(seeds)
+        cfg = {**get_backend("tiny-ddpm").defaults, **(model or {})}
+        self.prior = LookPrior.fit([p.before for p in pairs], [p.after for p in pairs], [p.labels for p in pairs],
+                                   radius=float(cfg["feather_radius"]), templates=tuple(cfg["templates"] or ()),
+                                   region_models=bool(cfg.get("region_models")))
+        self.config = {"size": int(pairs[0].before.shape[0])}
+
+    def translate(self, faces, labels, seeds=None, steps=None, samples: int = 1,
+                  prior_only: bool = True) -> list[np.ndarray]:
+        """Each face with the prior painted on it, as a teacher pastes a zero residual (uint8)."""
+        if not prior_only:
+            raise TinyBeautyError("a look prior fit on seeds draws nothing: it is scored alone (--prior-only)")
+        return [np.clip(np.round((np.asarray(f, np.float32) / 255.0 + self.prior.paint(f, lab)) * 255.0), 0,
+                        255).astype(np.uint8) for f, lab in zip(faces, labels)]
+
+
 def teacher_fidelity(teacher, style: str | None = None, count: int = 50, batch: int = 16, steps: int | None = None,
                      out_json: str | os.PathLike | None = None, grid: str | os.PathLike | None = None,
                      progress: bool = True, samples: int = 1, agreement: bool = False,

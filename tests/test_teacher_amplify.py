@@ -310,3 +310,41 @@ def test_fidelity_of_the_teacher_prior_alone(tiny_teacher, tmp_path):
     assert photo["prior_only"] is True and photo["recovery"]["lips"] is not None
     with pytest.raises(TinyBeautyError, match="--prior-only"):
         teacher_fidelity(teacher, count=1, progress=False, prior_only=True, agreement=True)
+
+
+def test_fidelity_of_the_prior_fit_on_seeds_without_a_teacher(tiny_teacher, tmp_path, capsys):
+    """`teacher fidelity --seeds DIR`: the look prior a tiny-ddpm teacher fits on those seeds, fit here in
+    seconds and scored alone, paints what `--prior-only` of the teacher trained on them paints (its region prior
+    is kept to 6 decimals: a level apart at most, on a handful of pixels), and reports the same figures. A
+    folder that is not a pair dataset, --agreement, or both --seeds and --teacher are refused."""
+    from makeup.errors import TinyBeautyError
+    from makeup.synth import generate_face
+    from teacher.fidelity import FIDELITY_SEED, SeedPrior, teacher_fidelity
+    from teacher.inference import load_teacher
+
+    seeds = tiny_teacher.parent / "seeds"
+    out_json = tmp_path / "seeds.json"
+    assert cli_main(["teacher", "fidelity", "--seeds", str(seeds), "--count", "3", "--json", str(out_json)]) == 0
+    report = json.loads(out_json.read_text())
+    assert report["prior_only"] is True and report["samples"] == 0 and report["style"] == "glamorous"
+    teacher = load_teacher(tiny_teacher, "cpu")
+    alone = teacher_fidelity(teacher, count=3, progress=False, prior_only=True)
+    for k, v in alone["recovery"].items():
+        assert v is not None and abs(report["recovery"][k] - v) < 0.01, (k, report["recovery"], alone["recovery"])
+    assert abs(report["psnr_gain"] - alone["psnr_gain"]) < 0.05
+    faces = [generate_face(FIDELITY_SEED + i, 64) for i in range(3)]
+    fitted = SeedPrior(seeds)
+    ours = np.stack(fitted.translate([f.image for f in faces], [f.labels for f in faces]))
+    theirs = np.stack(teacher.translate([f.image for f in faces], [f.labels for f in faces], seeds=[0, 1, 2],
+                                        prior_only=True))
+    src = np.stack([f.image for f in faces])
+    diff = np.abs(ours.astype(int) - theirs)
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3 and np.abs(ours.astype(int) - src).max() > 10
+    with pytest.raises(TinyBeautyError, match="draws nothing"):
+        fitted.translate([faces[0].image], [faces[0].labels], prior_only=False)
+    capsys.readouterr()
+    assert cli_main(["teacher", "fidelity", "--seeds", str(tmp_path), "--count", "1"]) != 0
+    assert "no manifest.jsonl" in capsys.readouterr().err
+    assert cli_main(["teacher", "fidelity", "--seeds", str(seeds), "--count", "1", "--agreement"]) != 0
+    with pytest.raises(SystemExit):
+        cli_main(["teacher", "fidelity", "--seeds", str(seeds), "--teacher", str(tiny_teacher)])

@@ -26,7 +26,11 @@ def register(sub) -> None:
     tr.set_defaults(func=run_train)
 
     fi = tsub.add_parser("fidelity", help="the teacher vs the renderer on held-out synthetic faces (or a photo)")
-    fi.add_argument("--teacher", required=True)
+    scored = fi.add_mutually_exclusive_group(required=True)
+    scored.add_argument("--teacher", help="teacher folder (tinybeauty teacher train --out)")
+    scored.add_argument("--seeds", help="a seed pair folder instead: fit the look prior a tiny-ddpm teacher would fit "
+                     "on it (the profile's teacher model keys) and score it alone, in seconds (as --prior-only of "
+                     "a teacher trained on these seeds)")
     fi.add_argument("--photo", default=None, help="IMG | astronaut: score the teacher on this real photo instead "
                     "(aligned, regions from its face mesh, the renderer's look on it as truth)")
     fi.add_argument("--style", default=None, help="look the renderer draws (default: the teacher's style)")
@@ -102,12 +106,20 @@ def run_fidelity(args) -> int:
     from teacher.fidelity import teacher_fidelity
     from teacher.inference import load_teacher
 
-    teacher = load_teacher(args.teacher, args.device, overrides={"sd_path": _sd_path(args)},
-                           refiner=not args.no_refiner)
     from makeup.config import load_profile, section
     from teacher.amplify import amplify_settings
 
-    samples = args.samples or amplify_settings(section(load_profile(args.profile), "amplify"),
+    profile = load_profile(args.profile)
+    if args.seeds:
+        from teacher.fidelity import SeedPrior
+        from teacher.train import teacher_settings
+
+        teacher = SeedPrior(args.seeds, teacher_settings(section(profile, "teacher"), "tiny-ddpm").model)
+        args.prior_only = True
+    else:
+        teacher = load_teacher(args.teacher, args.device, overrides={"sd_path": _sd_path(args)},
+                               refiner=not args.no_refiner)
+    samples = args.samples or amplify_settings(section(profile, "amplify"),
                                                teacher.config.get("backend", "tiny-ddpm")).samples
     if args.photo:
         from makeup.io import load_photo
