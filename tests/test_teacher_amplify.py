@@ -316,7 +316,8 @@ def test_fidelity_of_the_prior_fit_on_seeds_without_a_teacher(tiny_teacher, tmp_
     """`teacher fidelity --seeds DIR`: the look prior a tiny-ddpm teacher fits on those seeds, fit here in
     seconds and scored alone, paints what `--prior-only` of the teacher trained on them paints (its region prior
     is kept to 6 decimals: a level apart at most, on a handful of pixels), and reports the same figures. A
-    folder that is not a pair dataset, --agreement, or both --seeds and --teacher are refused."""
+    folder that is not a pair dataset, --agreement, a flag that loads or samples a teacher, or both --seeds
+    and --teacher are refused."""
     from makeup.errors import TinyBeautyError
     from makeup.synth import generate_face
     from teacher.fidelity import FIDELITY_SEED, SeedPrior, teacher_fidelity
@@ -346,5 +347,10 @@ def test_fidelity_of_the_prior_fit_on_seeds_without_a_teacher(tiny_teacher, tmp_
     assert cli_main(["teacher", "fidelity", "--seeds", str(tmp_path), "--count", "1"]) != 0
     assert "no manifest.jsonl" in capsys.readouterr().err
     assert cli_main(["teacher", "fidelity", "--seeds", str(seeds), "--count", "1", "--agreement"]) != 0
+    for flags in (["--steps", "3"], ["--samples", "2"], ["--no-refiner"], ["--device", "cpu"],
+                  ["--sd-path", str(tmp_path)]):
+        assert cli_main(["teacher", "fidelity", "--seeds", str(seeds), "--count", "1", *flags]) != 0
+        err = capsys.readouterr().err
+        assert f"{flags[0]}: --seeds scores the look prior alone" in err and "Traceback" not in err
     with pytest.raises(SystemExit):
         cli_main(["teacher", "fidelity", "--seeds", str(seeds), "--teacher", str(tiny_teacher)])

@@ -111,9 +111,17 @@ def run_fidelity(args) -> int:
 
     profile = load_profile(args.profile)
     if args.seeds:
+        from makeup.errors import TinyBeautyError
         from teacher.fidelity import SeedPrior
         from teacher.train import teacher_settings
 
+        # the prior alone is painted, not drawn: a flag that sets how a teacher loads or samples would be ignored
+        drawn = [flag for flag, given in (("--steps", args.steps is not None), ("--samples", args.samples is not None),
+                                          ("--sd-path", args.sd_path is not None), ("--no-refiner", args.no_refiner),
+                                          ("--device", args.device != "auto")) if given]
+        if drawn:
+            raise TinyBeautyError(f"{', '.join(drawn)}: --seeds scores the look prior alone (nothing is loaded or "
+                                  "sampled); drop it, or score a trained teacher with --teacher")
         teacher = SeedPrior(args.seeds, teacher_settings(section(profile, "teacher"), "tiny-ddpm").model)
         args.prior_only = True
     else:
