@@ -5,7 +5,8 @@ a nose, under glasses). The look itself says what it does per region: red_lip mo
 the skin a little toward the foundation tone, and nothing outside the face. :class:`LookGate` records, per
 region (``makeup.metrics.FIDELITY_REGIONS``), the range of per-channel change ``T - S`` the look's pairs show
 (low and high percentiles), and at run time clips a prediction's change to the range of the region each pixel
-is in, with feathered region edges; pixels outside every region the look changes keep the photo's values. The
+is in, feathered outward (a region's whole range up to its edge, fading over the band outside the regions);
+pixels outside every region the look changes, beyond that band, keep the photo's values. The
 regions come from the photo itself (face-mesh polygons, ``makeup.parsing.landmarks_to_labels``), so the gate
 follows the face the user holds up, not the synthetic faces the model learned on.
 
@@ -92,10 +93,19 @@ class LookGate:
         return cls(bounds, float(data.get("feather", 0.02)), data.get("basis", IDENTITY))
 
     def limits(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-pixel (H, W, 3) low and high change limits for a (H, W) label map, feathered across edges."""
+        """Per-pixel (H, W, 3) low and high change limits for a (H, W) label map, feathered outward: each
+        region's weight is its soft mask (:func:`soft_region_masks`) raised to 1 on the region's own pixels, so a
+        region keeps its whole range up to its edge and the limits fade over the band outside it.
+
+        The soft mask alone is 0.5 on a region's edge and under 1 across all of a thin one: it cut the lips a look
+        paints. glamorous' .tflite on the astronaut (stop 31), lips recovery vs the renderer: 0.79 ungated, 0.56
+        with the soft masks, 0.78 raised to 1 inside; outside every region the limits are the same."""
         lab = np.asarray(labels)
         h, w = lab.shape
-        masks = soft_region_masks(lab, self.feather)
+        soft, hard = soft_region_masks(lab, self.feather), soft_region_masks(lab, 0.0)
+        bounded = [FIDELITY_REGIONS.index(r) for r in self.regions]
+        inside = hard[bounded].max(0) if bounded else np.zeros((h, w), np.float32)
+        masks = np.maximum(hard, soft * (1.0 - inside))
         lo = np.zeros((h, w, 3), np.float32)
         hi = np.zeros((h, w, 3), np.float32)
         weight = np.zeros((h, w), np.float32)

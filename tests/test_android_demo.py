@@ -382,6 +382,11 @@ def test_look_gate_reads_the_cards_gate_and_regions(regions_kt):
         assert own not in gate_kt, f"LookGate.kt has {own}: the masks belong to RegionMasks.kt"
     assert re.search(r"fun apply\(crop: IntArray, processed: IntArray, regions: RegionMasks, out: IntArray\)", gate_kt)
     assert re.search(r"regions\.feather\s*==\s*feather", gate_kt)
+    # makeup.gate.LookGate.limits: a region's weight is 1 on its own (unblurred) pixels, 0 on another bounded
+    # region's, its soft mask elsewhere; RegionMasks keeps the masks from before the blur for it.
+    assert re.search(r"limits\(regions\.masks,\s*regions\.hard\)", gate_kt)
+    assert re.search(r"if \(own\[i\] > 0f\) 1f else if \(inside\[i\]\) 0f else region\[i\]", gate_kt)
+    assert re.search(r"m\.copyInto\(hard\[r\]\)\s*if\s*\(feather\s*>\s*0\)\s*blur\(m\)", regions_kt)
 
 
 def test_region_masks_follow_soft_region_masks(regions_kt):

@@ -62,6 +62,38 @@ def test_the_target_passes_the_gate_of_its_own_look(basis):
     np.testing.assert_array_equal(out[inner], tgts[0][inner])
 
 
+@pytest.mark.parametrize("basis", [IDENTITY, OPPONENT])
+def test_a_region_keeps_its_whole_range_up_to_its_edge(basis):
+    """The gate's limits are feathered outward: on a region's own pixels its range holds whole, up to the edge
+    and on a thin one, not averaged with a neighbour's narrower range; outside the regions they fade. With the
+    soft masks alone (0.5 on an edge, under 1 across thin lips, the skin's range mixed in) the astronaut's lips
+    were cut (glamorous: 0.79 ungated, 0.56 gated)."""
+    rng = np.random.default_rng(3)
+    lab = np.zeros((128, 128), np.uint8)
+    lab[16:112, 16:112] = SKIN
+    lab[88:91, 48:80] = LIPS  # 3 px thin: its soft mask is under 1 everywhere
+    skin = lab == SKIN
+    srcs, tgts = [rng.integers(60, 200, (128, 128, 3)).astype(np.uint8) for _ in range(3)], []
+    for s in srcs:
+        t = s.astype(np.int16)
+        t[lab == LIPS] += np.array([60, -35, -25], np.int16)
+        t[skin] += 2  # a faint foundation: a narrow range next to the lips' wide one
+        tgts.append(np.clip(t, 0, 255).astype(np.uint8))
+    gate = LookGate.from_pairs(srcs, tgts, [lab] * len(srcs), basis=basis)
+    assert gate.regions == ["lips", "skin"]
+    out = gate.apply(srcs[0], tgts[0], lab)
+    lips = lab == LIPS
+    assert np.abs(out[lips].astype(int) - tgts[0][lips]).max() <= 1
+    lo, hi = gate.limits(lab)
+    np.testing.assert_allclose(hi[lips], np.broadcast_to(np.asarray(gate.bounds["lips"][1], np.float32),
+                                                         hi[lips].shape), atol=1e-6)
+    # Outside every region the limits fade from the edge (the soft skin mask, under 1 there) to 0 beyond its reach.
+    edge = np.abs(hi[15, 20:108]).max(-1)
+    skin_hi = np.abs(np.asarray(gate.bounds["skin"][1], np.float32)).max()
+    assert (edge > 0.2 * skin_hi).all() and (edge < 0.8 * skin_hi).all()
+    assert not hi[:10].any() and not lo[:10].any()
+
+
 def _liner_pairs(n=3, size=64, seed=1):
     """A look that only darkens the eye zone (a liner: towards black), on skin-coloured faces."""
     rng = np.random.default_rng(seed)

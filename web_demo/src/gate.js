@@ -359,8 +359,8 @@ export function cheekMap(labels, regions, size, shape) {
  * outside the zone, brows), each cv2.GaussianBlur(m, (0, 0), sigma, BORDER_CONSTANT) with
  * sigma = max(feather * size / 2, 1e-3) (feather 0: the hard masks, as float). Returns
  * {masks: {eyes, lips, skin, brows} (Float32Array size*size each), boxes: the same keys, the rows and
- * columns a mask can be non-zero in (null: all zero), feather}. What the look gate fades its limits with and
- * what a region-input model reads. With `cheeks` (the card's io.region_input.cheeks shape) also
+ * columns a mask can be non-zero in (null: all zero), hard: the unblurred 0/1 masks (Uint8Array), feather}. What
+ * the look gate fades its limits with and what a region-input model reads. With `cheeks` (the card's io.region_input.cheeks shape) also
  * masks.cheeks = cheekMap times the soft skin (makeup/gate.py input_masks).
  */
 export function softRegionMasks(labels, regions, size, feather, cheeks = null) {
@@ -379,25 +379,33 @@ export function softRegionMasks(labels, regions, size, feather, cheeks = null) {
     masks.cheeks = c;
     boxes.cheeks = boxes.skin;
   }
-  return {masks, boxes, feather};
+  return {masks, boxes, hard, feather};
 }
 
 /**
- * LookGate.limits: per-pixel low and high change limits (Float32Array n*n*3 each), feathered. ``soft`` is
- * softRegionMasks of the crop's labels at the gate's feather.
+ * LookGate.limits: per-pixel low and high change limits (Float32Array n*n*3 each), feathered outward: a region's
+ * weight is 1 on its own pixels, and where no region the gate bounds holds the pixel, its soft mask (the
+ * weighted average fades the limits over the band outside the regions). ``soft`` is softRegionMasks of the
+ * crop's labels at the gate's feather.
  */
 export function gateLimits(gate, soft, size) {
   if (soft.feather !== gate.feather) throw new Error(`gateLimits: masks at feather ${soft.feather}, the gate's is ${gate.feather}`);
   const n = size * size;
   const lo = new Float32Array(n * 3), hi = new Float32Array(n * 3), weight = new Float32Array(n);
+  const inside = new Uint8Array(n); // a pixel of a region the gate bounds: only those regions' own limits hold
+  for (const region of GATE_REGIONS) {
+    if (!gate.bounds[region]) continue;
+    const h = soft.hard[region];
+    for (let i = 0; i < n; i++) inside[i] |= h[i];
+  }
   for (const region of GATE_REGIONS) {
     const b = gate.bounds[region];
-    const m = soft.masks[region], box = soft.boxes[region];
+    const m = soft.masks[region], h = soft.hard[region], box = soft.boxes[region];
     if (!b || !box) continue;
     const low = b.low.map(Math.fround), high = b.high.map(Math.fround);
     for (let y = box.y0; y <= box.y1; y++) {
       for (let i = y * size + box.x0; i <= y * size + box.x1; i++) {
-        const w = m[i];
+        const w = h[i] ? 1 : inside[i] ? 0 : m[i];
         if (w === 0) continue;
         for (let c = 0; c < 3; c++) {
           lo[i * 3 + c] = Math.fround(lo[i * 3 + c] + Math.fround(w * low[c]));

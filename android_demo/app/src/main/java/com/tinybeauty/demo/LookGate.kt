@@ -11,7 +11,8 @@ import kotlin.math.min
 /**
  * The look gate (`makeup/gate.py` `LookGate.apply`, as `student/apply.py` `gated_crop` uses it): the model's
  * change on the crop is clipped, per pixel, to the range the look shows in the region the pixel is in
- * (feathered across region edges); where the look changes nothing the crop keeps the photo's values.
+ * (feathered outward: each region's own range up to its edge, fading over the band outside the regions); where
+ * the look changes nothing the crop keeps the photo's values.
  * The ranges are the card's `"look_gate"`, taken along its `"basis"` rows (lightness and two colour axes: a
  * liner's range stops a red stroke on the eye rim), the change mapped back with `"basis_inverse"`; the regions
  * are the crop's soft region masks ([RegionMasks], `makeup/gate.py` `soft_region_masks`: from the crop's own
@@ -36,6 +37,7 @@ class LookGate private constructor(
     private val lo = FloatArray(3 * n * n)
     private val hi = FloatArray(3 * n * n)
     private val weight = FloatArray(n * n)
+    private val inside = BooleanArray(n * n)
     private val s = FloatArray(3)   // one pixel's source, change, and change along the basis
     private val d = FloatArray(3)
     private val e = FloatArray(3)
@@ -48,7 +50,7 @@ class LookGate private constructor(
         require(regions.size == size && regions.feather == feather) {
             "region masks at ${regions.size} px, feather ${regions.feather}; the gate's: $size px, feather $feather"
         }
-        limits(regions.masks)
+        limits(regions.masks, regions.hard)
         for (i in 0 until n * n) {
             val c = crop[i]
             val p = processed[i]
@@ -75,15 +77,24 @@ class LookGate private constructor(
         for (k in 0 until 3) y[k] = (m[k][0] * x[0] + m[k][1] * x[1]) + m[k][2] * x[2]
     }
 
-    /** `LookGate.limits`: weighted average of the region limits over the soft region [masks] ([REGIONS] order). */
-    private fun limits(masks: Array<FloatArray>) {
-        Arrays.fill(lo, 0f); Arrays.fill(hi, 0f); Arrays.fill(weight, 0f)
+    /**
+     * `LookGate.limits`: weighted average of the region limits ([REGIONS] order), each region's weight 1 on its
+     * own pixels ([hard]) and, where no region the gate bounds holds the pixel, its soft mask ([masks]).
+     */
+    private fun limits(masks: Array<FloatArray>, hard: Array<FloatArray>) {
+        Arrays.fill(lo, 0f); Arrays.fill(hi, 0f); Arrays.fill(weight, 0f); Arrays.fill(inside, false)
+        for (r in REGIONS.indices) {
+            if (low[r] == null || high[r] == null) continue
+            val own = hard[r]
+            for (i in 0 until n * n) if (own[i] > 0f) inside[i] = true
+        }
         for (r in REGIONS.indices) {
             val lower = low[r] ?: continue
             val upper = high[r] ?: continue
             val region = masks[r]
+            val own = hard[r]
             for (i in 0 until n * n) {
-                val w = region[i]
+                val w = if (own[i] > 0f) 1f else if (inside[i]) 0f else region[i]
                 if (w == 0f) continue
                 for (ch in 0 until 3) {
                     lo[3 * i + ch] += w * lower[ch]

@@ -46,6 +46,9 @@ class RegionMasks private constructor(
     /** One `size * size` mask in [0, 1] per [INPUT_MASKS] entry ([REGIONS] first), as of the last [compute]. */
     val masks: Array<FloatArray> = Array(INPUT_MASKS.size) { FloatArray(n * n) }
 
+    /** The [REGIONS] masks before the blur (0 or 1): the look gate holds a region's whole range on its own pixels. */
+    val hard: Array<FloatArray> = Array(REGIONS.size) { FloatArray(n * n) }
+
     private val labelBitmap = Bitmap.createBitmap(n, n, Bitmap.Config.ARGB_8888)
     private val canvas = Canvas(labelBitmap)
     private val paint = Paint().apply { isAntiAlias = false; style = Paint.Style.FILL }
@@ -78,6 +81,7 @@ class RegionMasks private constructor(
                     for (i in m.indices) m[i] = if (labels[i] == v) 1f else 0f
                 }
             }
+            m.copyInto(hard[r])
             if (feather > 0) blur(m)
         }
         val shape = cheekShape
