@@ -359,9 +359,9 @@ export function cheekMap(labels, regions, size, shape) {
  * outside the zone, brows), each cv2.GaussianBlur(m, (0, 0), sigma, BORDER_CONSTANT) with
  * sigma = max(feather * size / 2, 1e-3) (feather 0: the hard masks, as float). Returns
  * {masks: {eyes, lips, skin, brows} (Float32Array size*size each), boxes: the same keys, the rows and
- * columns a mask can be non-zero in (null: all zero), hard: the unblurred 0/1 masks (Uint8Array), feather}. What
- * the look gate fades its limits with and what a region-input model reads. With `cheeks` (the card's io.region_input.cheeks shape) also
- * masks.cheeks = cheekMap times the soft skin (makeup/gate.py input_masks).
+ * columns a mask can be non-zero in (null: all zero), hard: the unblurred 0/1 masks (Uint8Array), feather}.
+ * What the look gate fades its limits with and what a region-input model reads. With `cheeks` (the card's
+ * io.region_input.cheeks shape) also masks.cheeks = cheekMap times the soft skin (makeup/gate.py input_masks).
  */
 export function softRegionMasks(labels, regions, size, feather, cheeks = null) {
   const hard = regionMasks(labels, regions, size);
