@@ -104,6 +104,18 @@ def region_weight(labels: np.ndarray, region: int, geometry=None) -> np.ndarray:
     return (mask * t * t * (3 - 2 * t)).astype(np.float32)
 
 
+def skin_lightness(photo: np.ndarray, labels: np.ndarray) -> float | None:
+    """A face's skin tone as the skin's model sees it: the mean CIELAB L over the skin's interior
+    (:func:`region_weight`), photo (H, W, 3) uint8 or RGB in 0..1; None for a face without skin. A foundation
+    moves a face's lightness by how far this is from its shade, so seeds whose skins do not span the faces' leave
+    the model guessing there (`teacher fidelity --seeds` reports both)."""
+    img = np.asarray(photo)
+    rgb = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img.astype(np.float32)
+    w = region_weight(labels, SKIN).astype(np.float64)
+    total = float(w.sum())
+    return None if total <= 0 else float((to_lab(rgb)[..., 0] * w).sum() / total)
+
+
 def region_features(photo: np.ndarray, labels: np.ndarray, region: int, geometry=None, lab=None):
     """photo (H, W, 3) RGB in 0..1, labels (H, W) -> features (H, W, 3, 5) in CIELAB per channel (the order of
     :data:`FEATURES`), the region's weight (H, W) and each pixel's darkness (H, W): the region's mean lightness

@@ -312,6 +312,38 @@ def test_fidelity_of_the_teacher_prior_alone(tiny_teacher, tmp_path):
         teacher_fidelity(teacher, count=1, progress=False, prior_only=True, agreement=True)
 
 
+def test_seed_tones_split_the_faces_by_the_seeds_skin_lightness():
+    """teacher.fidelity.seed_tones on three faces and a seed span around the middle one's skin lightness: one
+    face inside, one darker, one lighter; the skin's recovery inside is that face's alone (1 for the truth
+    itself, 0 for the unchanged face)."""
+    from makeup.metrics import look_fidelity
+    from makeup.region_models import skin_lightness
+    from makeup.render import render_makeup
+    from makeup.synth import generate_face
+    from teacher.fidelity import FIDELITY_SEED, seed_tones
+
+    faces = [generate_face(FIDELITY_SEED + i, 64) for i in range(6)]
+    tone = np.array([skin_lightness(f.image, f.labels) for f in faces])
+    order = np.argsort(tone)
+    pick = [faces[order[0]], faces[order[3]], faces[order[5]]]  # darkest, middle, lightest
+    src = np.stack([f.image for f in pick])
+    labels = np.stack([f.labels for f in pick])
+    truth = np.stack([render_makeup(f.image, f.labels, "glamorous") for f in pick])
+    mid = tone[order[3]]
+    out = seed_tones([mid - 0.5, mid + 0.5], truth, src, truth, labels)
+    assert out["seeds"] == [round(mid - 0.5, 1), round(mid + 0.5, 1)]
+    assert out["darker_than_every_seed"] == pytest.approx(1 / 3)
+    assert out["lighter_than_every_seed"] == pytest.approx(1 / 3)
+    assert out["faces"]["median"] == round(mid, 1)
+    assert out["skin_recovery_inside"] == pytest.approx(1.0) and out["skin_recovery_outside"] == pytest.approx(1.0)
+    half = src.copy()
+    half[1] = truth[1]  # only the face inside the span gets the look
+    out = seed_tones([mid - 0.5, mid + 0.5], half, src, truth, labels)
+    assert out["skin_recovery_inside"] == pytest.approx(1.0) and out["skin_recovery_outside"] == pytest.approx(0.0)
+    assert out["skin_recovery_inside"] == pytest.approx(look_fidelity(truth[1:2], src[1:2], truth[1:2],
+                                                                      labels[1:2])["recovery"]["skin"])
+
+
 def test_fidelity_of_the_prior_fit_on_seeds_without_a_teacher(tiny_teacher, tmp_path, capsys):
     """`teacher fidelity --seeds DIR`: the look prior a tiny-ddpm teacher fits on those seeds, fit here in
     seconds and scored alone, paints what `--prior-only` of the teacher trained on them paints (its region prior
@@ -328,6 +360,17 @@ def test_fidelity_of_the_prior_fit_on_seeds_without_a_teacher(tiny_teacher, tmp_
     assert cli_main(["teacher", "fidelity", "--seeds", str(seeds), "--count", "3", "--json", str(out_json)]) == 0
     report = json.loads(out_json.read_text())
     assert report["prior_only"] is True and report["samples"] == 0 and report["style"] == "glamorous"
+    from makeup.region_models import skin_lightness
+    from teacher.train import load_seed_pairs
+
+    seed_tone = sorted(round(skin_lightness(p.before, p.labels), 1) for p in load_seed_pairs(seeds)[0])
+    tones = report["seed_tones"]  # how the seeds' skins cover the faces scored
+    assert tones["seeds"] == seed_tone and 0 <= tones["darker_than_every_seed"] + tones["lighter_than_every_seed"] <= 1
+    capsys.readouterr()
+    assert cli_main(["teacher", "fidelity", "--seeds", str(seeds), "--photo", "astronaut"]) == 0
+    printed = capsys.readouterr().out
+    assert "teacher's prior on astronaut vs renderer" in printed
+    assert f"skin lightness (CIELAB L): the seeds' {seed_tone[0]}-{seed_tone[-1]}, the photo's" in printed
     teacher = load_teacher(tiny_teacher, "cpu")
     alone = teacher_fidelity(teacher, count=3, progress=False, prior_only=True)
     for k, v in alone["recovery"].items():

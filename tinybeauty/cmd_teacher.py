@@ -138,6 +138,10 @@ def run_fidelity(args) -> int:
                                         samples, args.json, args.grid, prior_only=args.prior_only)
         who = "teacher's prior" if args.prior_only else "teacher"
         print(f"{who} on {args.photo} vs renderer: {format_fidelity(report)}")
+        tones = report.get("seed_tones")
+        if tones and tones["photo"] is not None:
+            print(f"skin lightness (CIELAB L): the seeds' {tones['seeds'][0]}-{tones['seeds'][-1]}, the photo's "
+                  f"{tones['photo']} ({'within' if tones['within_seeds'] else 'outside'} them)")
         return 0
     report = teacher_fidelity(teacher, args.style, args.count, args.batch, args.steps, args.json, args.grid,
                               samples=samples, agreement=args.agreement, prior_only=args.prior_only)
