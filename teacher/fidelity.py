@@ -65,6 +65,12 @@ class SeedPrior:
                         255).astype(np.uint8) for f, lab in zip(faces, labels)]
 
 
+def _seed_lightness(teacher) -> list | None:
+    """The seeds' skin lightness a teacher knows: a seed folder's prior (`--seeds`), or a trained teacher's
+    ``config.yaml`` (written since stop 31; None for an older teacher)."""
+    return getattr(teacher, "seed_lightness", None) or (getattr(teacher, "config", None) or {}).get("seed_lightness")
+
+
 def seed_tones(seed_lightness, pred: np.ndarray, src: np.ndarray, truth: np.ndarray, labels: np.ndarray) -> dict:
     """How the seeds' skin tones cover the faces scored (``makeup.region_models.skin_lightness``, CIELAB L):
     the seeds' own, the faces' spread, the shares of faces darker and lighter than every seed, and the skin's
@@ -141,8 +147,8 @@ def teacher_fidelity(teacher, style: str | None = None, count: int = 50, batch: 
                    "visible_spill": fid["visible_spill"], "goal_recovery": GOAL_RECOVERY})
     changed = [v for v in fid["recovery"].values() if v is not None]
     report["meets_goal"] = report["psnr"] >= GOAL_DB and all(v >= GOAL_RECOVERY for v in changed)
-    if getattr(teacher, "seed_lightness", None):
-        report["seed_tones"] = seed_tones(teacher.seed_lightness, pred, src, gt, labels)
+    if _seed_lightness(teacher):
+        report["seed_tones"] = seed_tones(_seed_lightness(teacher), pred, src, gt, labels)
     if agreement:
         again = look_fidelity(draw(AGREEMENT_SEED_OFFSET, "agreement"), src, pred, labels)
         report["agreement"] = {"recovery": again["recovery"], "psnr_gain": again["psnr_gain"],
@@ -179,11 +185,11 @@ def teacher_photo_fidelity(teacher, photo: np.ndarray, style: str | None = None,
     report = {"style": look.name, "photo": name, "samples": 0 if prior_only else samples, "prior_only": prior_only,
               "refiner": not prior_only and getattr(teacher, "refiner", None) is not None,
               **{k: fid[k] for k in ("recovery", "spill", "visible_spill", "psnr", "psnr_identity", "psnr_gain")}}
-    if getattr(teacher, "seed_lightness", None):
+    if _seed_lightness(teacher):
         from makeup.region_models import skin_lightness
 
         tone = skin_lightness(crop, labels)
-        seeds = teacher.seed_lightness
+        seeds = _seed_lightness(teacher)
         report["seed_tones"] = {"seeds": [round(v, 1) for v in sorted(seeds)],
                                 "photo": None if tone is None else round(tone, 1),
                                 "within_seeds": None if tone is None else bool(min(seeds) <= tone <= max(seeds))}

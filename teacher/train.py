@@ -27,6 +27,7 @@ from makeup.config import StageSettings, check_keys, read_settings
 from makeup.errors import TinyBeautyError
 from makeup.io import atomic_path, write_text_atomic
 from makeup.pairs import PairDataset
+from makeup.region_models import skin_lightness
 from makeup.runlog import MetricsLog
 
 from .backends import DEFAULT_BACKEND, get_backend
@@ -336,6 +337,9 @@ def train_teacher(seeds: str | os.PathLike, out: str | os.PathLike, config: Teac
         log.info("resuming from %s", latest[1])
     teacher_cfg = {"backend": backend.name, "style": style, "seeds": str(seeds), "seed_count": len(pairs),
                    "size": int(pairs[0].before.shape[0]), "energy_ref": region_energy(pairs),
+                   # the seeds' skin tones: `teacher fidelity` reports how they cover the faces it scores
+                   "seed_lightness": [round(v, 2) for v in (skin_lightness(p.before, p.labels) for p in pairs)
+                                      if v is not None],
                    "train": {k: v for k, v in cfg.to_dict().items() if k != "model"}, "model": backend.config}
     if backend.base_info() is not None:
         teacher_cfg["base"] = backend.base_info()

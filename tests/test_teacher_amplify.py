@@ -269,7 +269,12 @@ def test_fidelity_on_a_real_photo(tiny_teacher, tmp_path, capsys):
     report = json.loads(out_json.read_text())
     assert report["style"] == "red_lip" and report["photo"] == "astronaut" and (tmp_path / "astro.png").is_file()
     assert set(report["recovery"]) == {"eyes", "lips", "skin", "brows", "cheeks"} and report["recovery"]["lips"] is not None
-    assert "teacher on astronaut vs renderer: recovery" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "teacher on astronaut vs renderer: recovery" in printed
+    # a trained teacher keeps its seeds' skin tones (config.yaml) and says whether they span the photo's
+    tones = yaml.safe_load((tiny_teacher / "config.yaml").read_text())["seed_lightness"]
+    assert len(tones) >= 3 and report["seed_tones"]["seeds"] == [round(v, 1) for v in sorted(tones)]
+    assert "skin lightness (CIELAB L): the seeds'" in printed and isinstance(report["seed_tones"]["within_seeds"], bool)
     crop, labels, truth = photo_truth(load_photo("astronaut"), "red_lip")
     teacher = load_teacher(tiny_teacher, "cpu")
     after = teacher.translate([crop], [labels], seeds=[0])[0]
