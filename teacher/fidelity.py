@@ -44,12 +44,10 @@ class SeedPrior:
     def __init__(self, seeds, model: dict | None = None):
         from makeup.lookprior import LookPrior
         from teacher.backends import get_backend
-        from teacher.train import load_seed_pairs
-
-        from makeup.region_models import skin_lightness
+        from teacher.train import load_seed_pairs, seed_lightness
 
         pairs, self.style = load_seed_pairs(seeds)
-        self.seed_lightness = [v for v in (skin_lightness(p.before, p.labels) for p in pairs) if v is not None]
+        self.seed_lightness = seed_lightness(pairs)
         cfg = {**get_backend("tiny-ddpm").defaults, **(model or {})}
         self.prior = LookPrior.fit([p.before for p in pairs], [p.after for p in pairs], [p.labels for p in pairs],
                                    radius=float(cfg["feather_radius"]), templates=tuple(cfg["templates"] or ()),
@@ -147,8 +145,8 @@ def teacher_fidelity(teacher, style: str | None = None, count: int = 50, batch: 
                    "visible_spill": fid["visible_spill"], "goal_recovery": GOAL_RECOVERY})
     changed = [v for v in fid["recovery"].values() if v is not None]
     report["meets_goal"] = report["psnr"] >= GOAL_DB and all(v >= GOAL_RECOVERY for v in changed)
-    if _seed_lightness(teacher):
-        report["seed_tones"] = seed_tones(_seed_lightness(teacher), pred, src, gt, labels)
+    if seeds := _seed_lightness(teacher):
+        report["seed_tones"] = seed_tones(seeds, pred, src, gt, labels)
     if agreement:
         again = look_fidelity(draw(AGREEMENT_SEED_OFFSET, "agreement"), src, pred, labels)
         report["agreement"] = {"recovery": again["recovery"], "psnr_gain": again["psnr_gain"],
@@ -185,11 +183,10 @@ def teacher_photo_fidelity(teacher, photo: np.ndarray, style: str | None = None,
     report = {"style": look.name, "photo": name, "samples": 0 if prior_only else samples, "prior_only": prior_only,
               "refiner": not prior_only and getattr(teacher, "refiner", None) is not None,
               **{k: fid[k] for k in ("recovery", "spill", "visible_spill", "psnr", "psnr_identity", "psnr_gain")}}
-    if _seed_lightness(teacher):
+    if seeds := _seed_lightness(teacher):
         from makeup.region_models import skin_lightness
 
         tone = skin_lightness(crop, labels)
-        seeds = _seed_lightness(teacher)
         report["seed_tones"] = {"seeds": [round(v, 1) for v in sorted(seeds)],
                                 "photo": None if tone is None else round(tone, 1),
                                 "within_seeds": None if tone is None else bool(min(seeds) <= tone <= max(seeds))}

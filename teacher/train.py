@@ -85,6 +85,13 @@ class SeedPair:
     labels: np.ndarray
 
 
+def seed_lightness(pairs) -> list[float]:
+    """The seeds' skin tones (``makeup.region_models.skin_lightness`` of each before photo; seeds without skin
+    left out): a trained teacher keeps them in its config and `teacher fidelity` reports how they cover the faces
+    it scores."""
+    return [v for v in (skin_lightness(p.before, p.labels) for p in pairs) if v is not None]
+
+
 def load_seed_pairs(root: str | os.PathLike) -> tuple[list[SeedPair], str]:
     """All pairs of a seed dataset and its (most common) style name; clear errors for bad folders."""
     ds = PairDataset(root)
@@ -337,9 +344,7 @@ def train_teacher(seeds: str | os.PathLike, out: str | os.PathLike, config: Teac
         log.info("resuming from %s", latest[1])
     teacher_cfg = {"backend": backend.name, "style": style, "seeds": str(seeds), "seed_count": len(pairs),
                    "size": int(pairs[0].before.shape[0]), "energy_ref": region_energy(pairs),
-                   # the seeds' skin tones: `teacher fidelity` reports how they cover the faces it scores
-                   "seed_lightness": [round(v, 2) for v in (skin_lightness(p.before, p.labels) for p in pairs)
-                                      if v is not None],
+                   "seed_lightness": [round(v, 2) for v in seed_lightness(pairs)],
                    "train": {k: v for k, v in cfg.to_dict().items() if k != "model"}, "model": backend.config}
     if backend.base_info() is not None:
         teacher_cfg["base"] = backend.base_info()
