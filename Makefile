@@ -45,7 +45,7 @@ bench: setup
 
 seeds: setup
 	$(TB) synth-faces --out $(WORK)/faces --count 24 --seed 0 --size 256
-	$(TB) render --faces $(WORK)/faces --style $(STYLE) --out $(OUT)/seeds --count 5
+	$(TB) render --faces $(WORK)/faces --style $(STYLE) --out $(OUT)/seeds --count 5 --pick tones
 
 demo: setup
 	$(TB) demo --work $(WORK) --style $(STYLE) --profile $(PROFILE)

@@ -27,7 +27,23 @@ and lid shadow lie). Equal rows across a feature's knots are the same coefficien
 of 5 rows a region (written before the knots) is that (:func:`expand_models`).
 
 :func:`fit_region_models` keeps, per region, the form that predicts a left-out seed best (summed over the seeds):
-none (the region's constant alone), one coefficient per feature, or one per feature and knot.
+none (the region's constant alone), one coefficient per feature, one per feature and knot (the brows), or one per
+feature with the lightness's constant a curve in the face's skin tone (the skin: :func:`fit_tone_curve`, judged on
+the seeds whose tone lies between the others' and on the lightness alone). A models array holds, per region, its
+coefficients and then its tone curve's rows (:data:`MODEL_ROWS`).
+
+The tone curve (stop 33), the prior alone fit on 5 seeds and scored on the 40 truth faces of `teacher fidelity`
+and on skimage's astronaut (one-off scripts, the skin's recovery natural / glamorous / smokey_eyes / red_lip /
+korean):
+* seeds picked across the skin tones (:func:`spread_tones`, `render --pick tones`; the demo's: L 18.5-84.8),
+  the curve: faces 0.77 / 0.70 / 0.72 / 0.80 / 0.77, the astronaut 0.74 / 0.61 / 0.70 / 0.79 / 0.76; the line
+  ("flat") from the same seeds: 0.48 / 0.50 / 0.47 / 0.38 / 0.63, 0.08 / 0.25 / 0.02 / 0.02 / 0.53;
+* the first five faces (L 28.6-72.7, the demo's seeds until stop 32) and the line: faces 0.62 / 0.53 / 0.58 /
+  0.64 / 0.77, the astronaut 0.60 / 0.52 / 0.47 / 0.76 / 0.77; the same seeds with the curve allowed (it takes
+  four looks): faces 0.66 / 0.65 / 0.66 / 0.66 / 0.77, the astronaut 0.59 / 0.48 / 0.46 / 0.77 / 0.77;
+* six more face sets (`synth-faces --seed 1..6`), seeds picked across their tones, the curve forced: painted
+  linearly between its knots (tents) the astronaut's skin 0.30-0.80, as the PCHIP 0.44-0.83; the faces'
+  0.61-0.82 either way; the line from those seeds: faces 0.44-0.78, the astronaut -0.04-0.72.
 
 The prior alone (no diffusion) on 24 held-out faces vs the renderer, the region prior -> these models (stop
 22, seeds of `make seeds`):
@@ -47,6 +63,8 @@ The prior alone (no diffusion) on 24 held-out faces vs the renderer, the region 
 """
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -63,14 +81,28 @@ RIDGE = 1e-4  # shrinkage of every coefficient but the constant's, relative to i
 # darkness (region mean L - pixel L, CIELAB) at which a coefficient's value is given; linear between, flat beyond
 DARK_KNOTS = np.array([-8.0, -2.0, 4.0, 10.0, 16.0], np.float32)
 COEFFICIENTS = len(FEATURES) * len(DARK_KNOTS)  # a region's rows: feature major, then knot
-FORMS = ("constant", "flat", "dark")  # a region's coefficients: the constant's alone; one a feature; a feature and knot
+# a region's coefficients: the constant's alone; one a feature; a feature and knot; one a feature with the lightness's
+# constant a curve in the face's skin tone (the skin: :func:`fit_tone_curve`)
+FORMS = ("constant", "flat", "dark", "curve")
 # a richer form is kept only where it cuts the held-out error by this share: korean's skin took the knots for 0.5 %
 # less error on its seeds and lost 0.15 of its recovery on the astronaut (stop 28); the brows' knots cut it ~10x
 FORM_MARGIN = 0.05
 # The skin's darkness is its shading (the light on the face), not where a product lies: students' priors fit on
 # 300 synthetic pairs took the knots on glamorous and korean and lost 0.08 / 0.10 of the skin on the astronaut,
 # whose shadows are not the synthetic faces' (stop 28). The skin keeps one coefficient a feature.
-REGION_FORMS = {SKIN: ("constant", "flat"), BROWS: FORMS}
+REGION_FORMS = {SKIN: ("constant", "flat", "curve"), BROWS: ("constant", "flat", "dark")}
+# The skin's lightness moves by how far the face's skin tone is from the foundation's shade, and by a bounded amount: a
+# face far darker than the shade is lightened by the same most a foundation does, a face near it hardly, a lighter one
+# darkened (the renderer: 0.4 x coverage x clip(shade L - skin L, -6, 6)). A line in the tone ("flat": the tone
+# feature) cannot bend: fit on seeds spread over the skin tones it missed both ends (stop 32). The "curve" form gives
+# the lightness's constant as a curve in the face's skin tone (the skin's mean CIELAB L, ``skin_lightness``): its
+# values at knots, the seeds' own tones (the quantiles of more pairs' tones, TONE_KNOTS at most), fit with the other
+# coefficients as tents (linear between the knots), painted as the monotone cubic through them (PCHIP: flat where
+# the seeds level off, no overshoot), flat beyond the outer knots. The other channels and coefficients are "flat"'s.
+TONE_KNOTS = 7  # most knots of a tone curve
+TONE_KNOT_GAP = 1.0  # tones closer than this (CIELAB L) share a knot
+MODEL_ROWS = COEFFICIENTS + TONE_KNOTS  # a region's rows in a models array: coefficients, then the tone curve's knots
+# (knot L, value, slope) each, unused rows zero (a knot is a skin tone, L > 0)
 
 
 def to_lab(rgb: np.ndarray) -> np.ndarray:
@@ -116,6 +148,23 @@ def skin_lightness(photo: np.ndarray, labels: np.ndarray) -> float | None:
     return None if total <= 0 else float((to_lab(rgb)[..., 0] * w).sum() / total)
 
 
+def spread_tones(tones, count: int) -> list[int]:
+    """Indices of ``count`` faces whose skin tones (:func:`skin_lightness`; None: no skin) spread evenly over the
+    tones' range: for each of ``count`` evenly spaced tones from the darkest to the lightest, the nearest face not
+    yet taken, in that order (ties: the first). Seeds picked so teach a look's tone curve across the skins it
+    will meet: five demo seeds taken as the first five faces spanned L 29-73 of the 40 truth faces' 23-85, and
+    the skin's model could not know what its foundation does to the lightest faces (stop 32)."""
+    known = [i for i, t in enumerate(tones) if t is not None]
+    if count >= len(known):
+        return known
+    x = np.asarray([tones[i] for i in known], np.float64)
+    picked: list[int] = []
+    for target in np.linspace(x.min(), x.max(), count):
+        order = [j for j in np.argsort(np.abs(x - target), kind="stable") if j not in picked]
+        picked.append(int(order[0]))
+    return [known[j] for j in picked]
+
+
 def region_features(photo: np.ndarray, labels: np.ndarray, region: int, geometry=None, lab=None):
     """photo (H, W, 3) RGB in 0..1, labels (H, W) -> features (H, W, 3, 5) in CIELAB per channel (the order of
     :data:`FEATURES`), the region's weight (H, W) and each pixel's darkness (H, W): the region's mean lightness
@@ -123,8 +172,7 @@ def region_features(photo: np.ndarray, labels: np.ndarray, region: int, geometry
     w = region_weight(labels, region, geometry)
     lab = to_lab(photo) if lab is None else lab
     size = max(lab.shape[:2])
-    total = float(w.sum())
-    mean = (lab * w[..., None]).reshape(-1, 3).sum(0) / total if total > 0 else TONE_REF[region]
+    mean = region_mean(lab, w, region)
     feats = [np.ones_like(lab)]
     for diameter, sigma_colour, share in SMOOTHING:
         d = max(3, int(round(diameter * size / 256)) | 1)
@@ -137,11 +185,26 @@ def region_features(photo: np.ndarray, labels: np.ndarray, region: int, geometry
     return np.stack(feats, axis=-1).astype(np.float32), w, (mean[0] - lab[..., 0]).astype(np.float32)
 
 
+def region_mean(lab: np.ndarray, w: np.ndarray, region: int) -> np.ndarray:
+    """The region's mean colour (3,) in CIELAB, weighted by ``w`` (float32 sums, as the models paint; the region's
+    tone reference where it has no weight)."""
+    total = float(w.sum())
+    return (lab * w[..., None]).reshape(-1, 3).sum(0) / total if total > 0 else TONE_REF[region]
+
+
 def dark_tents(dark: np.ndarray) -> np.ndarray:
     """(...) darkness -> (..., knots) float32: the hat functions of :data:`DARK_KNOTS` (a partition of unity;
     the end knots' tents hold 1 beyond them)."""
-    k = DARK_KNOTS
-    x = np.clip(np.asarray(dark, np.float32), k[0], k[-1])
+    return tents(dark, DARK_KNOTS)
+
+
+def tents(x: np.ndarray, knots: np.ndarray) -> np.ndarray:
+    """(...) values -> (..., len(knots)) float32 hat functions of ascending ``knots`` (a partition of unity, the end
+    knots' tents hold 1 beyond them; one knot: 1 everywhere)."""
+    k = np.asarray(knots, np.float32)
+    if len(k) == 1:
+        return np.ones(np.shape(x) + (1,), np.float32)
+    x = np.clip(np.asarray(x, np.float32), k[0], k[-1])
     j = np.clip(np.searchsorted(k, x, side="right") - 1, 0, len(k) - 2)
     t = (x - k[j]) / (k[j + 1] - k[j])
     out = np.zeros(x.shape + (len(k),), np.float32)
@@ -151,15 +214,85 @@ def dark_tents(dark: np.ndarray) -> np.ndarray:
 
 
 def expand_models(models) -> np.ndarray | None:
-    """A models array as (len(MODELLED_REGIONS), COEFFICIENTS, 3) float32: one written with one coefficient a
-    feature (5 rows a region, before the darkness knots) has it repeated at every knot, which paints the same;
-    None stays None. Any other size is a ValueError."""
+    """A models array as (len(MODELLED_REGIONS), MODEL_ROWS, 3) float32: one written with one coefficient a
+    feature (5 rows a region, before the darkness knots) has it repeated at every knot, which paints the same; one
+    written before the tone curve (COEFFICIENTS rows a region) has no curve (zero rows). None stays None. Any other
+    size is a ValueError."""
     if models is None:
         return None
     m = np.asarray(models, np.float32)
-    if m.size == len(MODELLED_REGIONS) * len(FEATURES) * 3:
-        m = np.repeat(m.reshape(len(MODELLED_REGIONS), len(FEATURES), 1, 3), len(DARK_KNOTS), axis=2)
-    return m.reshape(len(MODELLED_REGIONS), COEFFICIENTS, 3)
+    regions = len(MODELLED_REGIONS)
+    if m.size == regions * len(FEATURES) * 3:
+        m = np.repeat(m.reshape(regions, len(FEATURES), 1, 3), len(DARK_KNOTS), axis=2)
+    if m.size == regions * COEFFICIENTS * 3:
+        m = np.concatenate([m.reshape(regions, COEFFICIENTS, 3), np.zeros((regions, TONE_KNOTS, 3), np.float32)], 1)
+    return m.reshape(regions, MODEL_ROWS, 3)
+
+
+def tone_curve(rows: np.ndarray) -> np.ndarray | None:
+    """A region's tone curve from its models rows ((MODEL_ROWS, 3)): (knots, 3) = knot L, value, slope; None
+    without one."""
+    curve = np.asarray(rows)[COEFFICIENTS:]
+    curve = curve[curve[:, 0] > 0]
+    return curve if len(curve) else None
+
+
+def tone_curve_value(tone: float, curve: np.ndarray) -> float:
+    """The curve at a skin tone (float64 cubic Hermite on the knots' values and slopes; flat beyond the outer
+    knots)."""
+    x, y, d = (np.asarray(curve[:, j], np.float64) for j in range(3))
+    if len(x) == 1:
+        return float(y[0])
+    t = min(max(float(tone), x[0]), x[-1])
+    j = min(int(np.searchsorted(x, t, side="right")) - 1, len(x) - 2)
+    h = x[j + 1] - x[j]
+    s = (t - x[j]) / h
+    return float((2 * s ** 3 - 3 * s ** 2 + 1) * y[j] + (s ** 3 - 2 * s ** 2 + s) * h * d[j]
+                 + (-2 * s ** 3 + 3 * s ** 2) * y[j + 1] + (s ** 3 - s ** 2) * h * d[j + 1])
+
+
+def tone_knots(tones) -> np.ndarray:
+    """The knots of a tone curve over pairs' skin tones: the tones themselves (TONE_KNOTS at most: their
+    quantiles), ascending, a knot within TONE_KNOT_GAP of the one before dropped."""
+    x = np.sort(np.asarray(tones, np.float64))
+    if len(x) > TONE_KNOTS:
+        x = np.quantile(x, np.linspace(0.0, 1.0, TONE_KNOTS))
+    keep = [x[0]]
+    for v in x[1:]:
+        if v - keep[-1] >= TONE_KNOT_GAP:
+            keep.append(v)
+    return np.asarray(keep, np.float64)
+
+
+def _pchip_slopes(knots: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The slopes at the knots of the monotone cubic through them, as scipy's PchipInterpolator sets them
+    (Fritsch-Butland: a weighted harmonic mean of the neighbouring secants inside, 0 where they differ in sign;
+    the three-point formula at the ends, kept monotone): 0 for one knot, the secant for two. Written out because
+    a fit runs it thousands of times (the held-out checks), where building scipy's interpolator cost seconds."""
+    x, y = np.asarray(knots, np.float64), np.asarray(values, np.float64)
+    if len(x) < 2:
+        return np.zeros(len(x))
+    h = np.diff(x)
+    m = np.diff(y) / h
+    if len(x) == 2:
+        return np.array([m[0], m[0]])
+    d = np.zeros(len(x))
+    w1, w2 = 2 * h[1:] + h[:-1], h[1:] + 2 * h[:-1]
+    flat = (np.sign(m[1:]) != np.sign(m[:-1])) | (m[1:] == 0) | (m[:-1] == 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        harmonic = (w1 / m[:-1] + w2 / m[1:]) / (w1 + w2)
+    d[1:-1] = np.where(flat, 0.0, 1.0 / np.where(flat, 1.0, harmonic))
+
+    def end(h0, h1, m0, m1):
+        v = ((2 * h0 + h1) * m0 - h0 * m1) / (h0 + h1)
+        if np.sign(v) != np.sign(m0):
+            return 0.0
+        if np.sign(m0) != np.sign(m1) and abs(v) > abs(3 * m0):
+            return 3 * m0
+        return v
+
+    d[0], d[-1] = end(h[0], h[1], m[0], m[1]), end(h[-1], h[-2], m[-1], m[-2])
+    return d
 
 
 def region_model_change(photo: np.ndarray, labels: np.ndarray, models, geometry=None) -> np.ndarray:
@@ -170,14 +303,17 @@ def region_model_change(photo: np.ndarray, labels: np.ndarray, models, geometry=
     lab = to_lab(photo)
     lab_change = np.zeros_like(lab)
     covered = np.zeros(lab.shape[:2], bool)
-    for region, beta in zip(MODELLED_REGIONS, models):
-        if not beta.any():
+    for region, rows in zip(MODELLED_REGIONS, models):
+        if not rows.any():
             continue
+        beta, curve = rows[:COEFFICIENTS], tone_curve(rows)
         feats, w, dark = region_features(photo, labels, region, geometry, lab)
         m = w > 0  # the region's pixels only: each one's coefficients at its darkness, (P, 3, 5)
         by_knot = beta.reshape(len(FEATURES), len(DARK_KNOTS), 3).transpose(1, 2, 0).reshape(len(DARK_KNOTS), -1)
         coef = (dark_tents(dark[m]) @ by_knot).reshape(-1, 3, len(FEATURES))
         lab_change[m] += (feats[m] * coef).sum(-1) * w[m][:, None]
+        if curve is not None:  # the lightness's constant at this face's tone
+            lab_change[m, 0] += w[m] * tone_curve_value(region_mean(lab, w, region)[0], curve)
         covered |= m
     if not covered.any():
         return np.zeros_like(photo, dtype=np.float32)
@@ -201,17 +337,19 @@ def _fit_pixels(labels: np.ndarray, region: int) -> np.ndarray:
 
 def _moments(befores, afters, labels, region: int):
     """Per seed and CIELAB channel the normal equations of ``change ~ weight * (features x tents) @ beta``:
-    X^T X (seeds, 3, C, C), X^T y (seeds, 3, C), y^T y (seeds, 3), C = :data:`COEFFICIENTS`.
+    X^T X (seeds, 3, C, C), X^T y (seeds, 3, C), y^T y (seeds, 3), C = :data:`COEFFICIENTS`, and each seed's
+    tone (seeds,): the region's mean CIELAB L (the skin's tone curve is a function of it).
 
     A region whose :data:`REGION_FORMS` hold no "dark" form is fit with one coefficient a feature only: its
     moments are taken over the 5 features (5x fewer columns, 25x fewer products) and laid into the C
     coordinates as ``E m E^T`` with ``E`` = the "flat" design / knots, which every form of :func:`_design` up to
     "flat" reads back exactly (``P^T E`` is the identity there: the tents sum to 1)."""
     knots = "dark" in REGION_FORMS[region]
-    xtx, xty, yty = [], [], []
+    xtx, xty, yty, tones = [], [], [], []
     for b, a, lab in zip(befores, afters, labels):
         photo = b.astype(np.float32) / 255.0
         feats, w, dark = region_features(photo, lab, region)
+        tones.append(float(region_mean(to_lab(photo), w, region)[0]))
         m = _fit_pixels(lab, region) & (w > 0)
         X = feats[m] * w[m][:, None, None]  # (P, 3, 5)
         if knots:
@@ -224,17 +362,21 @@ def _moments(befores, afters, labels, region: int):
     if not knots:
         E = _design("flat") / len(DARK_KNOTS)  # (C, 5)
         xtx, xty = E @ xtx @ E.T, xty @ E.T
-    return xtx, xty, np.stack(yty)
+    return xtx, xty, np.stack(yty), np.asarray(tones)
 
 
+@functools.lru_cache(maxsize=None)
 def _design(form: str) -> np.ndarray:
     """(COEFFICIENTS, m): the coefficients of a form as a map of its m free ones, the constant's first:
     "constant" (one, at every knot), "flat" (one a feature, at every knot) or "dark" (one a feature and knot)."""
     knots = len(DARK_KNOTS)
     if form == "dark":
-        return np.eye(COEFFICIENTS)
-    per_feature = np.kron(np.eye(len(FEATURES)), np.ones((knots, 1)))  # (C, 5)
-    return per_feature[:, :1] if form == "constant" else per_feature
+        out = np.eye(COEFFICIENTS)
+    else:
+        per_feature = np.kron(np.eye(len(FEATURES)), np.ones((knots, 1)))  # (C, 5)
+        out = per_feature[:, :1] if form == "constant" else per_feature
+    out.flags.writeable = False  # cached: shared by every fit
+    return out
 
 
 def _solve(xtx: np.ndarray, xty: np.ndarray, form: str) -> np.ndarray:
@@ -253,46 +395,119 @@ def _solve(xtx: np.ndarray, xty: np.ndarray, form: str) -> np.ndarray:
     return beta
 
 
-def _error(xtx: np.ndarray, xty: np.ndarray, yty: np.ndarray, beta: np.ndarray) -> float:
-    return float(np.einsum("ckj,kc,jc->", xtx, beta, beta) - 2 * np.einsum("ck,kc->", xty, beta) + yty.sum())
+def _error(xtx: np.ndarray, xty: np.ndarray, yty: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """(3,) squared error per CIELAB channel of ``beta`` on one seed's moments."""
+    return np.einsum("ckj,kc,jc->c", xtx, beta, beta) - 2 * np.einsum("ck,kc->c", xty, beta) + yty
 
 
-def region_model_moments(befores, afters, labels) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per modelled region, the per-seed normal equations of :func:`_moments`: computed once, every fit with
-    or without a seed (:func:`models_from_moments`) is a sum of them."""
+CONSTANT, TONE = FEATURES.index("constant"), FEATURES.index("tone")
+
+
+def _lightness_moments(xtx: np.ndarray, xty: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per seed the lightness's moments in the 5 features ("flat"): (seeds, 5, 5), (seeds, 5)."""
+    P = _design("flat")
+    return np.einsum("ki,nkl,lj->nij", P, xtx[:, 0], P), xty[:, 0] @ P
+
+
+def fit_tone_curve(beta: np.ndarray, A: np.ndarray, b: np.ndarray, tones: np.ndarray):
+    """The "curve" form from "flat"'s ``beta`` (COEFFICIENTS, 3), the seeds' lightness moments (A (seeds, 5, 5), b
+    (seeds, 5): :func:`_lightness_moments`) and tones (seeds,): (COEFFICIENTS, 3) beta, "flat"'s but for the
+    lightness's constant and tone coefficients (0), and the curve (knots, 3): knot L, value, PCHIP slope. The
+    values are the lightness's constant at each knot, fit with its other coefficients by least squares, the
+    seeds' constant column spread over the knots by their tents (:func:`tents` of the seed's tone): X_tents =
+    t (x) X_constant, so every product is a seed's moments times its tents."""
+    beta = beta.copy()
+    knots = tone_knots(tones)
+    t = tents(tones, knots).astype(np.float64)  # (seeds, K)
+    rest = [j for j in range(len(FEATURES)) if j not in (CONSTANT, TONE)]
+    K = len(knots)
+    M = np.zeros((K + len(rest),) * 2)
+    M[:K, :K] = np.einsum("ni,nj,n->ij", t, t, A[:, CONSTANT, CONSTANT])
+    M[:K, K:] = np.einsum("ni,nj->ij", t, A[:, CONSTANT][:, rest])
+    M[K:, :K] = M[:K, K:].T
+    M[K:, K:] = A[:, rest][:, :, rest].sum(0)
+    r = np.concatenate([t.T @ b[:, CONSTANT], b[:, rest].sum(0)])
+    spread = np.diag(M)[K:].mean() if len(rest) else 0.0
+    M[K:, K:] += RIDGE * max(spread, 1e-9) * np.eye(len(rest))
+    sol = np.linalg.lstsq(M + 1e-12 * np.eye(len(M)), r, rcond=None)[0]
+    coef = np.zeros(len(FEATURES))
+    coef[rest] = sol[K:]
+    beta[:, 0] = _design("flat") @ coef
+    values = sol[:K]
+    return beta, np.stack([knots, values, _pchip_slopes(knots, values)], axis=1)
+
+
+def _with_curve(beta: np.ndarray, curve: np.ndarray | None) -> np.ndarray:
+    """(MODEL_ROWS, 3): a region's coefficients and its tone curve's rows (zero without one)."""
+    out = np.zeros((MODEL_ROWS, 3))
+    out[:COEFFICIENTS] = beta
+    if curve is not None:
+        out[COEFFICIENTS:COEFFICIENTS + len(curve)] = curve
+    return out
+
+
+def _fit_form(xtx_sum: np.ndarray, xty_sum: np.ndarray, form: str, lightness=None, solved=None) -> np.ndarray:
+    """(MODEL_ROWS, 3) of one form fit on summed moments; a curve also reads the seeds' ``lightness`` (A, b,
+    tones: :func:`_lightness_moments` and the tones of the seeds summed). ``solved``: a dict of the solves
+    already made on these sums, by form (read and filled)."""
+    base = "flat" if form == "curve" else form
+    solved = {} if solved is None else solved
+    if base not in solved:
+        solved[base] = _solve(xtx_sum, xty_sum, base)
+    beta = solved[base]
+    return _with_curve(*fit_tone_curve(beta, *lightness)) if form == "curve" else _with_curve(beta, None)
+
+
+def region_model_moments(befores, afters, labels) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Per modelled region, the per-seed normal equations and tones of :func:`_moments`: computed once, every fit
+    with or without a seed (:func:`models_from_moments`) is made of them."""
     return [_moments(befores, afters, labels, r) for r in MODELLED_REGIONS]
 
 
-def _region_fit(xtx: np.ndarray, xty: np.ndarray, yty: np.ndarray, forms=FORMS) -> np.ndarray | None:
-    """One region's ``beta`` (COEFFICIENTS, 3) from its per-seed moments in the form of ``forms`` (of
+def _region_fit(xtx: np.ndarray, xty: np.ndarray, yty: np.ndarray, tones: np.ndarray,
+                forms=FORMS) -> np.ndarray | None:
+    """One region's rows (MODEL_ROWS, 3) from its per-seed moments and tones in the form of ``forms`` (of
     :data:`FORMS`) that predicts a left-out seed's pixels best (summed over the seeds; a richer form by
-    :data:`FORM_MARGIN` at least), or None where that is the region's constant alone, no seed has the region or
-    no form but the constant is allowed. Below 3 seeds there is no such check: one coefficient a feature where
-    that is allowed, else the richest form allowed."""
+    :data:`FORM_MARGIN` at least, in the order of FORMS), or None where that is the region's constant alone, no
+    seed has the region or no form but the constant is allowed. Below 3 seeds there is no such check: one
+    coefficient a feature where that is allowed, else the richest form allowed."""
     rich = [f for f in FORMS if f in forms and f != "constant"]
     if not rich or not len(xtx) or not np.trace(xtx.sum(0)[0]) > 0:
         return None
     n = len(xtx)
     form = "flat" if "flat" in rich else rich[-1]
+    total_xtx, total_xty = xtx.sum(0), xty.sum(0)
+    lightness = (*_lightness_moments(xtx, xty), tones) if "curve" in rich else None
     if n >= 3:
         forms = ("constant", *rich)
-        err = np.zeros(len(forms))
-        for k in range(n):
-            rest = np.arange(n) != k
+        held = range(n)
+        if "curve" in forms:  # a curve is flat beyond its outer knots: it is judged where it interpolates
+            held = [k for k in range(n) if np.delete(tones, k).min() < tones[k] < np.delete(tones, k).max()] or held
+        err = np.zeros((len(forms), 3))
+        for k in held:  # each form fit without seed k, its error on seed k per CIELAB channel
+            keep = np.arange(n) != k
+            solved: dict = {}  # a curve starts from "flat"'s solve
             for j, f in enumerate(forms):
-                err[j] += _error(xtx[k], xty[k], yty[k], _solve(xtx[rest].sum(0), xty[rest].sum(0), f))
+                rows = _fit_form(total_xtx - xtx[k], total_xty - xty[k], f,
+                                 None if lightness is None else tuple(v[keep] for v in lightness), solved)
+                beta, curve = rows[:COEFFICIENTS], tone_curve(rows)
+                if curve is not None:  # painted at the seed's tone, as it paints
+                    beta[:, 0] += _design("flat")[:, CONSTANT] * tone_curve_value(tones[k], curve)
+                err[j] += _error(xtx[k], xty[k], yty[k], beta)
         best = 0
         for j in range(1, len(forms)):  # forms run from the plainest; each must beat the best so far clearly
-            if err[j] < (1 - FORM_MARGIN) * err[best]:
+            # a curve differs from "flat" in the lightness alone: judged there (its gain would vanish in the sum)
+            ch = [0] if (forms[j], forms[best]) == ("curve", "flat") else [0, 1, 2]
+            if err[j, ch].sum() < (1 - FORM_MARGIN) * err[best, ch].sum():
                 best = j
         form = forms[best]
         if form == "constant":
             return None
-    return _solve(xtx.sum(0), xty.sum(0), form).astype(np.float32)
+    return _fit_form(total_xtx, total_xty, form, lightness).astype(np.float32)
 
 
 def models_from_moments(moments, seeds=None, forms=FORMS) -> np.ndarray | None:
-    """(len(MODELLED_REGIONS), COEFFICIENTS, 3) float32 from :func:`region_model_moments` over the ``seeds`` (a
+    """(len(MODELLED_REGIONS), MODEL_ROWS, 3) float32 from :func:`region_model_moments` over the ``seeds`` (a
     boolean mask; all when None), a region's rows zero where :func:`_region_fit` declines; None where every region
     declines. ``forms``: those the fit may choose from (each region within its :data:`REGION_FORMS`)."""
     fits = [_region_fit(*(m if seeds is None else m[seeds] for m in region),
@@ -300,7 +515,7 @@ def models_from_moments(moments, seeds=None, forms=FORMS) -> np.ndarray | None:
             for r, region in zip(MODELLED_REGIONS, moments)]
     if all(f is None for f in fits):
         return None
-    return np.stack([np.zeros((COEFFICIENTS, 3), np.float32) if f is None else f for f in fits])
+    return np.stack([np.zeros((MODEL_ROWS, 3), np.float32) if f is None else f for f in fits])
 
 
 def fit_region_models(befores, afters, labels, forms=FORMS) -> np.ndarray | None:

@@ -27,7 +27,7 @@ from makeup.lookprior import (COLOUR_REGIONS, EYE_CHANNEL, MAKEUP_REGIONS, PRIOR
                               TEMPLATE_CHANNELS, TEMPLATE_FRAMES, TemplateFrame, _resize_field, fit_region_prior,
                               fit_template, fit_templates, modelled_prior, prior_field, prior_image, region_stack,
                               template_field)
-from makeup.region_models import COEFFICIENTS as MODEL_COEFFICIENTS, MODELLED_REGIONS, expand_models
+from makeup.region_models import MODEL_ROWS, MODELLED_REGIONS, expand_models
 
 
 def resize_image(img: np.ndarray, size: int) -> np.ndarray:
@@ -79,7 +79,7 @@ class ResidualHead(nn.Module):
         for name, frame in TEMPLATE_FRAMES.items():
             self.register_buffer(f"template_{name}", torch.zeros(*frame.shape, TEMPLATE_CHANNELS))
         # the skin's and brows' models (makeup.region_models; image-space teachers): all zero = none
-        self.register_buffer("region_models", torch.zeros(len(MODELLED_REGIONS), MODEL_COEFFICIENTS, 3))
+        self.register_buffer("region_models", torch.zeros(len(MODELLED_REGIONS), MODEL_ROWS, 3))
 
     def learn_scale(self, learn: bool) -> None:
         """Whether training moves ``alpha`` and the FGMM weights (the seed documents' RDM and FGMM learn them).
@@ -124,7 +124,7 @@ class ResidualHead(nn.Module):
         return out or None
 
     def models(self) -> np.ndarray | None:
-        """The region models (regions, COEFFICIENTS, 3) as numpy; None when this head has none."""
+        """The region models (regions, MODEL_ROWS, 3) as numpy; None when this head has none."""
         beta = self.region_models.detach().float().cpu().numpy()
         return beta if beta.any() else None
 

@@ -148,3 +148,26 @@ def test_killed_render_leaves_valid_dataset_and_rerun_completes(tmp_path):
     assert check_pairs(pairs).count == 40
     ids = [json.loads(line)["id"] for line in manifest.read_text().splitlines() if line.strip()]
     assert sorted(ids) == [f"face_{i:05d}" for i in range(40)]
+
+
+def test_render_pick_tones_takes_seeds_across_the_skin_tones(tmp_path, capsys):
+    """`render --pick tones --count 3`: of 8 faces, the darkest, the lightest and the one nearest the middle tone
+    (makeup.region_models.spread_tones), written in the folder's order, and a resumed run keeps that choice."""
+    from makeup.region_models import skin_lightness, spread_tones
+
+    faces = tmp_path / "faces"
+    assert main(["synth-faces", "--out", str(faces), "--count", "8", "--seed", "0", "--size", "96"]) == 0
+    tones = [skin_lightness(generate_face(face_seed(0, i), 96).image, generate_face(face_seed(0, i), 96).labels)
+             for i in range(8)]
+    pairs = tmp_path / "pairs"
+    rc, out, err = run_cli(capsys, "render", "--faces", faces, "--style", "natural", "--out", pairs, "--count", "3",
+                           "--size", "96", "--pick", "tones")
+    assert rc == 0, err
+    picked = PairDataset(pairs).ids
+    want = sorted(spread_tones(tones, 3))
+    assert picked == [f"face_{i:05d}" for i in want] and picked != [f"face_{i:05d}" for i in range(3)]
+    assert int(np.argmin(tones)) in want and int(np.argmax(tones)) in want
+    assert "seed skin tones" in out
+    rc, out, err = run_cli(capsys, "render", "--faces", faces, "--style", "natural", "--out", pairs, "--count", "3",
+                           "--size", "96", "--pick", "tones")  # resumed: nothing new, the same three
+    assert rc == 0 and PairDataset(pairs).ids == picked

@@ -34,15 +34,15 @@ def _prior_alone(pairs, region_prior, colour, models):
 
 
 def test_skin_model_carries_a_foundation_onto_new_faces():
-    from makeup.region_models import fit_region_models, modelled
+    from makeup.region_models import COEFFICIENTS, MODEL_ROWS, fit_region_models, modelled
 
     seeds = _pairs(range(5), FOUNDATION_ONLY)
     new = _pairs(range(100, 106), FOUNDATION_ONLY)
     B, A, L = (list(x) for x in zip(*seeds))
     beta = fit_region_models(B, A, L)
-    assert beta is not None and beta.shape == (2, 25, 3) and modelled(beta) == [SKIN]  # the brows are unchanged
+    assert beta is not None and beta.shape == (2, MODEL_ROWS, 3) and modelled(beta) == [SKIN]  # brows unchanged
     # the skin's darkness is shading: one coefficient a feature, the same at every knot (REGION_FORMS)
-    assert not np.diff(beta[0].reshape(5, 5, 3), axis=1).any()
+    assert not np.diff(beta[0, :COEFFICIENTS].reshape(5, 5, 3), axis=1).any()
     const, colour, _ = fit_region_prior(B, A, L)
     src, truth, labels = (np.stack(x) for x in zip(*new))
     with_model = look_fidelity(_prior_alone(new, const, colour, beta), src, truth, labels)
@@ -188,16 +188,17 @@ def test_a_brow_tint_lies_on_the_hairs_and_the_model_learns_where():
     the skin between them. One coefficient a feature cannot say that; one a feature and darkness knot can: on new
     faces the brows' recovery rises, and the fit chooses that form by its held-out seeds."""
     from makeup.regions import BROWS
-    from makeup.region_models import COEFFICIENTS, DARK_KNOTS, fit_region_models
+    from makeup.region_models import COEFFICIENTS, DARK_KNOTS, MODEL_ROWS, fit_region_models
 
     seeds = _pairs(range(5), BROWS_ONLY)
     new = _pairs(range(100, 108), BROWS_ONLY)
     B, A, L = (list(x) for x in zip(*seeds))
     dark = fit_region_models(B, A, L)
     flat = fit_region_models(B, A, L, forms=("flat",))
-    rows = dark[1].reshape(5, len(DARK_KNOTS), 3)
-    assert dark.shape == (2, COEFFICIENTS, 3) and np.abs(np.diff(rows, axis=1)).max() > 0.05  # varies with darkness
-    assert np.abs(np.diff(flat[1].reshape(5, len(DARK_KNOTS), 3), axis=1)).max() == 0
+    rows = dark[1, :COEFFICIENTS].reshape(5, len(DARK_KNOTS), 3)
+    assert dark.shape == (2, MODEL_ROWS, 3) and np.abs(np.diff(rows, axis=1)).max() > 0.05  # varies with darkness
+    assert np.abs(np.diff(flat[1, :COEFFICIENTS].reshape(5, len(DARK_KNOTS), 3), axis=1)).max() == 0
+    assert not dark[1, COEFFICIENTS:].any()  # no tone curve: the brows have none
     const, colour, _ = fit_region_prior(B, A, L)
     src, truth, labels = (np.stack(x) for x in zip(*new))
     got = {name: look_fidelity(_prior_alone(new, const, colour, m), src, truth, labels)
@@ -214,8 +215,8 @@ def test_darkness_tents_interpolate_and_old_models_paint_as_before():
     from hypothesis import given, settings, strategies as st
 
     from makeup.regions import BROWS
-    from makeup.region_models import (DARK_KNOTS, FEATURES, MODELLED_REGIONS, dark_tents, expand_models,
-                                      fit_region_models, region_model_change)
+    from makeup.region_models import (COEFFICIENTS, DARK_KNOTS, FEATURES, MODELLED_REGIONS, dark_tents,
+                                      expand_models, fit_region_models, region_model_change)
 
     @settings(max_examples=60, deadline=None)
     @given(st.floats(-40, 40, allow_nan=False, width=32))
@@ -231,7 +232,7 @@ def test_darkness_tents_interpolate_and_old_models_paint_as_before():
     look = {**FOUNDATION_ONLY, **BROWS_ONLY}
     seeds = _pairs(range(4), look)
     B, A, L = (list(x) for x in zip(*seeds))
-    old = fit_region_models(B, A, L, forms=("flat",))[:, ::len(DARK_KNOTS)]  # one row a feature
+    old = fit_region_models(B, A, L, forms=("flat",))[:, :COEFFICIENTS:len(DARK_KNOTS)]  # one row a feature
     assert old.shape == (len(MODELLED_REGIONS), len(FEATURES), 3)
     b, _, lab = seeds[0]
     photo = b.astype(np.float32) / 255
@@ -242,3 +243,83 @@ def test_darkness_tents_interpolate_and_old_models_paint_as_before():
     state = head.state_dict() | {"region_models": torch.from_numpy(old.copy())}
     head.load_state_dict(state)
     np.testing.assert_array_equal(head.models(), expand_models(old))
+
+
+def _foundation_models(pairs, forms=None):
+    from makeup.region_models import fit_region_models
+
+    B, A, L = (list(x) for x in zip(*pairs))
+    return fit_region_models(B, A, L) if forms is None else fit_region_models(B, A, L, forms=forms)
+
+
+def test_the_skin_tone_curve_bends_where_a_line_cannot():
+    """A foundation lightens a face darker than its shade by a bounded amount and darkens a lighter one
+    (the renderer: 0.4 x coverage x clip(shade L - skin L, -6, 6)). From seeds spread over the skin tones
+    (spread_tones of 24 faces) the skin's model takes the "curve" form, and on new faces of every tone its
+    lightness change follows the truth's, which the line in the tone ("flat") cannot: the lightest faces are
+    darkened, the darker ones lightened alike."""
+    from makeup.region_models import (MODEL_ROWS, region_model_change, skin_lightness, spread_tones, to_lab,
+                                      tone_curve)
+    from makeup.synth import generate_face
+
+    pool = [generate_face(s, 128) for s in range(24)]
+    pick = spread_tones([skin_lightness(f.image, f.labels) for f in pool], 5)
+    seeds = _pairs(pick, FOUNDATION_ONLY)
+    curve_models, line_models = _foundation_models(seeds), _foundation_models(seeds, ("constant", "flat"))
+    assert curve_models.shape == (2, MODEL_ROWS, 3)
+    curve = tone_curve(curve_models[0])
+    assert curve is not None and tone_curve(line_models[0]) is None and len(curve) == 5
+    assert np.all(np.diff(curve[:, 0]) > 0)  # knots: the seeds' tones, ascending
+    new = _pairs(range(100, 116), FOUNDATION_ONLY)
+    err = {}
+    for name, models in (("curve", curve_models), ("line", line_models)):
+        dl = []
+        for b, a, lab in new:
+            skin = lab == SKIN
+            truth = (to_lab(a / np.float32(255)) - to_lab(b / np.float32(255)))[skin, 0].mean()
+            photo = b.astype(np.float32) / 255
+            pred = (to_lab(np.clip(photo + region_model_change(photo, lab, models), 0, 1)) - to_lab(photo))[skin, 0]
+            dl.append((skin_lightness(b, lab), truth, pred.mean()))
+        err[name] = np.array(dl)
+    tone, truth, pred = err["curve"].T
+    light = tone > 80  # lighter than the shade (L 76) by more than the clip: darkened
+    assert light.any() and (~light).sum() >= 8
+    assert np.all(pred[light] < 0) and np.all(truth[light] < 0)
+    # measured: mean |error| of the skin's mean L change over the 16 faces 0.09 (curve) vs 0.46 (line)
+    mae = {k: float(np.abs(v[:, 1] - v[:, 2]).mean()) for k, v in err.items()}
+    assert mae["curve"] < 0.4 * mae["line"], mae
+
+
+def test_tone_curve_is_the_monotone_cubic_through_its_knots():
+    """tone_curve_value is scipy's PCHIP through the knots inside them and flat beyond: it keeps the knots'
+    values, never leaves their range between two knots (no overshoot), and a models array written before the curve
+    (COEFFICIENTS rows a region) paints as before."""
+    from hypothesis import given, settings, strategies as st
+    from scipy.interpolate import PchipInterpolator
+
+    from makeup.region_models import (COEFFICIENTS, MODEL_ROWS, _pchip_slopes, expand_models, tone_curve,
+                                      tone_curve_value, tone_knots)
+
+    @settings(max_examples=40, deadline=None)
+    @given(st.lists(st.floats(-3, 3, allow_nan=False), min_size=2, max_size=7),
+           st.floats(0, 1), st.integers(0, 10_000))
+    def follows_pchip(values, where, seed):
+        x = np.cumsum(np.random.default_rng(seed).uniform(2, 15, len(values))) + 15
+        y = np.asarray(values)
+        curve = np.stack([x, y, _pchip_slopes(x, y)], 1)
+        t = x[0] + where * (x[-1] - x[0])
+        v = tone_curve_value(t, curve)
+        assert abs(v - float(PchipInterpolator(x, y)(t))) < 1e-9
+        j = min(np.searchsorted(x, t, side="right") - 1, len(x) - 2)
+        assert min(y[j], y[j + 1]) - 1e-9 <= v <= max(y[j], y[j + 1]) + 1e-9
+        assert tone_curve_value(x[0] - 5, curve) == y[0] and tone_curve_value(x[-1] + 5, curve) == y[-1]
+        for xi, yi in zip(x, y):
+            assert abs(tone_curve_value(xi, curve) - yi) < 1e-12
+
+    follows_pchip()
+    assert np.allclose(tone_knots([30.0, 30.4, 50.0, 70.0]), [30.0, 50.0, 70.0])  # tones closer than 1 L merge
+    assert len(tone_knots(np.linspace(20, 80, 300))) == 7  # many pairs: 7 quantiles
+    before = np.random.default_rng(0).normal(0, 0.1, (2, COEFFICIENTS, 3)).astype(np.float32)
+    rows = expand_models(before)
+    assert rows.shape == (2, MODEL_ROWS, 3) and np.array_equal(rows[:, :COEFFICIENTS], before)
+    assert tone_curve(rows[0]) is None and not rows[:, COEFFICIENTS:].any()

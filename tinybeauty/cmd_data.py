@@ -27,6 +27,10 @@ def register(sub) -> None:
     p.add_argument("--style", required=True, help="a built-in look (see `tinybeauty styles`) or a style .yaml")
     p.add_argument("--out", required=True, type=Path, help="pair dataset folder (created or resumed)")
     p.add_argument("--count", type=int, default=None, help="stop once the dataset has this many pairs")
+    p.add_argument("--pick", default="first", choices=("first", "tones"),
+                   help="which faces make the --count pairs: the first ones (default) or those whose skin tones "
+                        "spread evenly from the darkest to the lightest (seed pairs: a foundation's effect depends "
+                        "on the skin tone, and the teacher learns it from the seeds' tones)")
     p.add_argument("--parser", default="auto", choices=PARSER_CHOICES, help="region parser (default auto)")
     p.add_argument("--facer-weights", type=Path, default=None, help="local FaRL weights for --parser facer")
     p.add_argument("--size", type=int, default=256, help="face crop size (default 256)")
@@ -100,6 +104,9 @@ def run_render(args: argparse.Namespace) -> int:
     done = len(writer) if writer is not None else 0
     target = len(photos) if args.count is None else args.count
     skipped: list[str] = []
+    prepared: dict = {}
+    if args.pick == "tones" and args.count is not None and args.count < len(photos):
+        photos, prepared = _pick_tones(photos, args, parser, skipped)
     with tqdm(total=min(target, len(photos)), initial=min(done, target), desc=f"render {style.name}",
               unit="pair") as bar:
         for photo in photos:
@@ -109,7 +116,7 @@ def run_render(args: argparse.Namespace) -> int:
                 if photo.stem in writer:
                     continue
             try:
-                face = prepare_face(photo, size=args.size, parser=parser)
+                face = prepared.get(photo) or prepare_face(photo, size=args.size, parser=parser)
             except NoFaceError as exc:
                 skipped.append(f"{photo.name} ({exc})")
                 continue
@@ -131,6 +138,30 @@ def run_render(args: argparse.Namespace) -> int:
     if len(writer) < target:
         print(f"note: {len(writer)} pairs < --count {target} (not enough usable faces in {args.faces})")
     return 0
+
+
+def _pick_tones(photos: list[Path], args: argparse.Namespace, parser, skipped: list[str]):
+    """``render --pick tones``: every photo's face prepared and its skin tone read, then the ``--count`` photos
+    whose tones spread evenly over their range (``makeup.region_models.spread_tones``), in the folder's order, and
+    their prepared faces. Photos without a face are listed in ``skipped``."""
+    from tqdm import tqdm
+
+    from makeup.errors import NoFaceError
+    from makeup.parsing import prepare_face
+    from makeup.region_models import skin_lightness, spread_tones
+
+    faces, tones = {}, []
+    for photo in tqdm(photos, desc="skin tones", unit="face"):
+        try:
+            faces[photo] = prepare_face(photo, size=args.size, parser=parser)
+        except NoFaceError as exc:
+            skipped.append(f"{photo.name} ({exc})")
+            tones.append(None)
+            continue
+        tones.append(skin_lightness(faces[photo].crop, faces[photo].labels))
+    chosen = sorted(spread_tones(tones, args.count))
+    print("seed skin tones (CIELAB L): " + ", ".join(f"{photos[i].name} {tones[i]:.1f}" for i in chosen))
+    return [photos[i] for i in chosen], {photos[i]: faces[photos[i]] for i in chosen}
 
 
 def _write_preview(root: Path, count: int = 6) -> None:

@@ -93,7 +93,7 @@ def demo_steps(args, cfg: DemoSettings) -> tuple[list[Step], list[str]]:
         name = Path(s).stem
         steps.append(Step(f"render {name}", lambda n=name: _manifest_count(work / n / "seeds") >= n_seeds,
                           ["render", "--faces", str(faces), "--style", s, "--out", str(work / name / "seeds"),
-                           "--count", str(n_seeds)]))
+                           "--count", str(n_seeds), "--pick", "tones"]))
     if not args.only_seeds:
         ckpt = out / "student" / "tinybeauty_final.pt"
         tflite = out / "export" / "tinybeauty.tflite"

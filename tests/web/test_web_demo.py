@@ -650,16 +650,19 @@ def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned, monkey
     constants, the liner-frame eye, CIELAB lip and cheek templates, the skin and brow models; no region took a
     colour map there), the same with colour maps on every region, the region prior alone, a look_prior.json
     written before the cheeks', lid-height eyes' and CIELAB lips' templates (the eye-width eye and RGB lip
-    templates only: painted as Python's LookPrior.from_arrays of it paints it) and one with its template keys in
-    another order (the frames are laid eyes, eyes_lid, eyes_liner, lips, lips_lab, cheeks all the same). The
+    templates only: painted as Python's LookPrior.from_arrays of it paints it), one with its template keys in
+    another order (the frames are laid eyes, eyes_lid, eyes_liner, lips, lips_lab, cheeks all the same), one whose
+    skin model carries a tone curve (its lightness a PCHIP in the face's skin tone) and the same file written before
+    the curve (25 rows a region: painted without it). The
     comparison would see any part dropped: Python's prior without the templates, the eye or lip template (either
-    form), the cheek template, the region models or the colour maps is levels away from the page's, and so is the
+    form), the cheek template, the region models, the tone curve or the colour maps is levels away from the page's
+    (the curve: over a level), and so is the
     eye template laid in another frame. A template of the wrong size is refused."""
     import dataclasses
 
     from makeup.lookprior import EYE_LID_FROM, TEMPLATE_FRAMES, LookPrior
     from makeup.parsing import landmarks_to_labels
-    from makeup.region_models import DARK_KNOTS, fit_region_models
+    from makeup.region_models import COEFFICIENTS, DARK_KNOTS, MODEL_ROWS, fit_region_models, tone_curve
     from makeup.render import eye_frame
     from makeup.synth import generate_face
     from webtools import fit_test_prior, prior_seed_pairs
@@ -681,11 +684,20 @@ def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned, monkey
         return dataclasses.replace(prior, templates={k: t for k, t in prior.templates.items() if k not in names})
 
     flat = fit_region_models(*prior_seed_pairs(), forms=("flat",))  # one coefficient a feature, at every knot
+    # the skin's lightness as a tone curve (the "curve" form), the brows' model as fitted
+    curved = prior.models.copy()
+    curved[0] = fit_region_models(*prior_seed_pairs(), forms=("curve",))[0]
+    assert tone_curve(curved[0]) is not None and len(tone_curve(curved[0])) == 4
+    uncurved = curved.copy()
+    uncurved[0, COEFFICIENTS:] = 0.0
+    # the same file written before the curve (25 rows a region): painted without one
+    before_curve = json.loads(json.dumps(dataclasses.replace(prior, models=uncurved).to_dict()))
+    before_curve["models"] = np.asarray(before_curve["models"])[:, :COEFFICIENTS].tolist()
     # a look_prior.json from before the cheeks, lids, CIELAB lips and darkness knots
     older = fit_test_prior(templates=("eyes", "lips"))
     old = {k: v for k, v in json.loads(json.dumps(older.to_dict())).items()
            if k not in ("template_cheeks", "template_eyes_lid", "template_eyes_liner", "template_lips_lab")}
-    old["models"] = np.round(flat[:, ::len(DARK_KNOTS)].astype(np.float64), 5).tolist()  # (2, 5, 3)
+    old["models"] = np.round(flat[:, :COEFFICIENTS:len(DARK_KNOTS)].astype(np.float64), 5).tolist()  # (2, 5, 3)
     first, last = ("template_cheeks",), ("template_eyes_liner",)  # the cheeks' key first, the eyes' last
     reordered = {k: d[k] for k in first + tuple(k for k in d if k not in first + last) + last}
     variants = {"fitted": ((d, prior), {"templates": dataclasses.replace(prior, templates=None),
@@ -695,6 +707,10 @@ def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned, monkey
                                          "darkness_knots": dataclasses.replace(prior, models=flat)}),
                 "colour_maps": (shipped(dataclasses.replace(prior, region_colour=colour)), {"colour_maps": prior}),
                 "region_prior_only": (shipped(dataclasses.replace(prior, templates=None, models=None)), {}),
+                "tone_curve": (shipped(dataclasses.replace(prior, models=curved)),
+                               {"tone_curve": dataclasses.replace(prior, models=uncurved)}),
+                "models_before_curve": ((before_curve, LookPrior.from_arrays(before_curve)),
+                                        {"tone_curve": dataclasses.replace(prior, models=curved)}),
                 "older_file": ((old, LookPrior.from_arrays(old)), {
                     "rgb_lip_template": dataclasses.replace(older, templates={"eyes": older.templates["eyes"]}),
                     "eye_width_template": dataclasses.replace(older, templates={"lips": older.templates["lips"]})}),
@@ -711,7 +727,8 @@ def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned, monkey
             f["without_x255"] = {k: float(np.abs(js - q.paint(img, labels)).max() * 255) for k, q in without.items()}
     _record("look_prior_js_vs_python", figures)
     assert set(LookPrior.from_arrays(old).templates) == {"eyes", "lips"} and list(reordered)[0] == "template_cheeks"
-    assert np.asarray(old["models"]).shape == (2, 5, 3) and np.asarray(d["models"]).shape == (2, 25, 3)
+    assert np.asarray(old["models"]).shape == (2, 5, 3) and np.asarray(d["models"]).shape == (2, MODEL_ROWS, 3)
+    assert np.asarray(before_curve["models"]).shape == (2, COEFFICIENTS, 3)
     # the page lays the eye template in lid heights over the liner's lash line, placed between the corners: in eye
     # widths her short lids come out apart, and on the degree-4 lash line and the centroid's offset the liner does
     img, labels = cases["astronaut"]
@@ -729,8 +746,9 @@ def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned, monkey
     for name, f in figures.items():
         assert f["max_abs_x255"] <= PRIOR_MAX_ABS * 255 and f["share_above_half_level"] <= PRIOR_SHARE_ABOVE_HALF_LEVEL, (name, f)
         assert f["py_max_abs_x255"] > 10, (name, f)  # the look paints something
-        # every part matters: without it Python's prior is levels away from the page's
-        assert all(v > 4.0 for v in f["without_x255"].values()), (name, f)
+        # every part matters: without it Python's prior is levels away from the page's (the tone curve moves the
+        # skin's lightness by about a level: its own bar)
+        assert all(v > (1.0 if k == "tone_curve" else 4.0) for k, v in f["without_x255"].items()), (name, f)
 
 
 @pytest.fixture(scope="module")

@@ -70,7 +70,11 @@ const MODELLED_REGIONS = [SKIN, BROWS];
 const FEATURES = 5;
 // makeup.region_models.DARK_KNOTS: each coefficient is given at these darknesses (region mean L - pixel L)
 const DARK_KNOTS = [-8.0, -2.0, 4.0, 10.0, 16.0].map(f32);
-const COEFFICIENTS = FEATURES * DARK_KNOTS.length; // a region's rows: feature major, then knot
+const COEFFICIENTS = FEATURES * DARK_KNOTS.length; // a region's coefficients: feature major, then knot
+// makeup.region_models.TONE_KNOTS, MODEL_ROWS: after its coefficients a region's tone curve, (knot L, value, slope)
+// a row, unused rows zero
+const TONE_KNOTS = 7;
+const MODEL_ROWS = COEFFICIENTS + TONE_KNOTS;
 
 // ---- the look prior file ----
 
@@ -97,8 +101,9 @@ export function lookPriorFromJson(d, name = 'look_prior.json') {
   if (p.regionPrior.length !== 12) bad.push('region_prior (4, 3)');
   if (p.regionColour.length && p.regionColour.length !== 36) bad.push('region_colour (4, 3, 3)');
   if (p.models.length === MODELLED_REGIONS.length * FEATURES * 3) p.models = expandModels(p.models);
-  else if (p.models.length && p.models.length !== MODELLED_REGIONS.length * COEFFICIENTS * 3) {
-    bad.push(`models (2, ${COEFFICIENTS}, 3)`);
+  if (p.models.length === MODELLED_REGIONS.length * COEFFICIENTS * 3) p.models = padModels(p.models);
+  else if (p.models.length && p.models.length !== MODELLED_REGIONS.length * MODEL_ROWS * 3) {
+    bad.push(`models (2, ${MODEL_ROWS}, 3)`);
   }
   if (p.gate.length !== 4) bad.push('gate (4,)');
   if (!(p.radius >= 0)) bad.push('radius');
@@ -126,6 +131,37 @@ function expandModels(models) {
     }
   }
   return out;
+}
+
+/** makeup.region_models.expand_models: a file's models written before the tone curve have none (zero rows). */
+function padModels(models) {
+  const out = new Float32Array(MODELLED_REGIONS.length * MODEL_ROWS * 3);
+  for (let r = 0; r < MODELLED_REGIONS.length; r++) {
+    out.set(models.subarray(r * COEFFICIENTS * 3, (r + 1) * COEFFICIENTS * 3), r * MODEL_ROWS * 3);
+  }
+  return out;
+}
+
+/** makeup.region_models.tone_curve: a region's (knot L, value, slope) rows with a knot (L > 0), or null. */
+function toneCurve(rows) {
+  const curve = [];
+  for (let k = COEFFICIENTS; k < MODEL_ROWS; k++) {
+    if (rows[k * 3] > 0) curve.push([rows[k * 3], rows[k * 3 + 1], rows[k * 3 + 2]]);
+  }
+  return curve.length ? curve : null;
+}
+
+/** makeup.region_models.tone_curve_value: the cubic Hermite through the knots (float64), flat beyond them. */
+function toneCurveValue(tone, curve) {
+  if (curve.length === 1) return curve[0][1];
+  const x = curve.map((r) => r[0]), y = curve.map((r) => r[1]), d = curve.map((r) => r[2]);
+  const t = Math.min(Math.max(tone, x[0]), x[x.length - 1]);
+  let j = 0;
+  while (j < x.length - 2 && t >= x[j + 1]) j++;
+  const h = x[j + 1] - x[j];
+  const s = (t - x[j]) / h;
+  return (2 * s ** 3 - 3 * s ** 2 + 1) * y[j] + (s ** 3 - 2 * s ** 2 + s) * h * d[j]
+      + (-2 * s ** 3 + 3 * s ** 2) * y[j + 1] + (s ** 3 - s ** 2) * h * d[j + 1];
 }
 
 // ---- blur, regions, geometry ----
@@ -855,16 +891,17 @@ function regionModelChange(photo, labels, models, g) {
   const change = new Float32Array(n2 * 3), covered = new Uint8Array(n2);
   const weights = [];
   MODELLED_REGIONS.forEach((region, r) => {
-    const beta = models.subarray(r * COEFFICIENTS * 3, (r + 1) * COEFFICIENTS * 3);
-    if (beta.every((b) => b === 0)) return;
-    weights.push({region, beta, w: regionWeight(labels, region, g)});
+    const rows = models.subarray(r * MODEL_ROWS * 3, (r + 1) * MODEL_ROWS * 3);
+    if (rows.every((b) => b === 0)) return;
+    weights.push({region, beta: rows.subarray(0, COEFFICIENTS * 3), curve: toneCurve(rows),
+                  w: regionWeight(labels, region, g)});
   });
   if (!weights.length) return new Float32Array(n2 * 3);
   const where = new Uint8Array(n2);
   for (const {w} of weights) for (let i = 0; i < n2; i++) if (w[i] > 0) where[i] = 1;
   const smooth = SMOOTHING.map(([diameter, sigmaColour, share]) => bilateral(
     lab, n, Math.max(3, Math.trunc(pyRound(diameter * n / 256)) | 1), sigmaColour, Math.max(0.5, share * n), where));
-  for (const {region, beta, w} of weights) {
+  for (const {region, beta, curve, w} of weights) {
     let total = 0;
     for (let i = 0; i < n2; i++) total += w[i];
     total = f32(total);
@@ -876,6 +913,7 @@ function regionModelChange(photo, labels, models, g) {
     }
     const own = OWN_CHANNELS[region];
     const knots = DARK_KNOTS.length;
+    const toneShift = curve ? f32(toneCurveValue(mean[0], curve)) : 0; // the lightness's constant at this tone
     for (let i = 0; i < n2; i++) {
       if (!(w[i] > 0)) continue;
       covered[i] = 1;
@@ -897,6 +935,7 @@ function regionModelChange(photo, labels, models, g) {
         }
         change[i * 3 + c] = f32(change[i * 3 + c] + f32(s * w[i]));
       }
+      if (curve) change[i * 3] = f32(change[i * 3] + f32(w[i] * toneShift));
     }
   }
   const after = new Float32Array(n2 * 3);
