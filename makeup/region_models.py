@@ -138,14 +138,14 @@ def region_weight(labels: np.ndarray, region: int, geometry=None) -> np.ndarray:
 
 def skin_lightness(photo: np.ndarray, labels: np.ndarray) -> float | None:
     """A face's skin tone as the skin's model sees it: the mean CIELAB L over the skin's interior
-    (:func:`region_weight`), photo (H, W, 3) uint8 or RGB in 0..1; None for a face without skin. A foundation
-    moves a face's lightness by how far this is from its shade, so seeds whose skins do not span the faces' leave
-    the model guessing there (`teacher fidelity --seeds` reports both)."""
+    (:func:`region_weight`; :func:`region_mean`, the tone the skin's tone curve is read at), photo (H, W, 3) uint8
+    or RGB in 0..1; None for a face without skin. A foundation moves a face's lightness by how far this is from
+    its shade, so seeds whose skins do not span the faces' leave the model guessing there (`teacher fidelity
+    --seeds` reports both)."""
     img = np.asarray(photo)
     rgb = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img.astype(np.float32)
-    w = region_weight(labels, SKIN).astype(np.float64)
-    total = float(w.sum())
-    return None if total <= 0 else float((to_lab(rgb)[..., 0] * w).sum() / total)
+    w = region_weight(labels, SKIN)
+    return None if not float(w.sum()) > 0 else float(region_mean(to_lab(rgb), w, SKIN)[0])
 
 
 def spread_tones(tones, count: int) -> list[int]:
