@@ -167,8 +167,9 @@ def spread_tones(tones, count: int) -> list[int]:
 
 def region_features(photo: np.ndarray, labels: np.ndarray, region: int, geometry=None, lab=None):
     """photo (H, W, 3) RGB in 0..1, labels (H, W) -> features (H, W, 3, 5) in CIELAB per channel (the order of
-    :data:`FEATURES`), the region's weight (H, W) and each pixel's darkness (H, W): the region's mean lightness
-    minus the pixel's (:func:`dark_tents` lays it on the knots)."""
+    :data:`FEATURES`), the region's weight (H, W), each pixel's darkness (H, W): the region's mean lightness
+    minus the pixel's (:func:`dark_tents` lays it on the knots), and that mean (3,) in CIELAB (:func:`region_mean`:
+    its L is the tone a tone curve is read at)."""
     w = region_weight(labels, region, geometry)
     lab = to_lab(photo) if lab is None else lab
     size = max(lab.shape[:2])
@@ -182,7 +183,7 @@ def region_features(photo: np.ndarray, labels: np.ndarray, region: int, geometry
         own[..., c] = mean[c] - lab[..., c]
     feats.append(own)
     feats.append(np.broadcast_to(mean - TONE_REF[region], lab.shape))
-    return np.stack(feats, axis=-1).astype(np.float32), w, (mean[0] - lab[..., 0]).astype(np.float32)
+    return np.stack(feats, axis=-1).astype(np.float32), w, (mean[0] - lab[..., 0]).astype(np.float32), mean
 
 
 def region_mean(lab: np.ndarray, w: np.ndarray, region: int) -> np.ndarray:
@@ -307,13 +308,13 @@ def region_model_change(photo: np.ndarray, labels: np.ndarray, models, geometry=
         if not rows.any():
             continue
         beta, curve = rows[:COEFFICIENTS], tone_curve(rows)
-        feats, w, dark = region_features(photo, labels, region, geometry, lab)
+        feats, w, dark, mean = region_features(photo, labels, region, geometry, lab)
         m = w > 0  # the region's pixels only: each one's coefficients at its darkness, (P, 3, 5)
         by_knot = beta.reshape(len(FEATURES), len(DARK_KNOTS), 3).transpose(1, 2, 0).reshape(len(DARK_KNOTS), -1)
         coef = (dark_tents(dark[m]) @ by_knot).reshape(-1, 3, len(FEATURES))
         lab_change[m] += (feats[m] * coef).sum(-1) * w[m][:, None]
         if curve is not None:  # the lightness's constant at this face's tone
-            lab_change[m, 0] += w[m] * tone_curve_value(region_mean(lab, w, region)[0], curve)
+            lab_change[m, 0] += w[m] * tone_curve_value(mean[0], curve)
         covered |= m
     if not covered.any():
         return np.zeros_like(photo, dtype=np.float32)
@@ -348,13 +349,14 @@ def _moments(befores, afters, labels, region: int):
     xtx, xty, yty, tones = [], [], [], []
     for b, a, lab in zip(befores, afters, labels):
         photo = b.astype(np.float32) / 255.0
-        feats, w, dark = region_features(photo, lab, region)
-        tones.append(float(region_mean(to_lab(photo), w, region)[0]))
+        photo_lab = to_lab(photo)
+        feats, w, dark, mean = region_features(photo, lab, region, lab=photo_lab)
+        tones.append(float(mean[0]))
         m = _fit_pixels(lab, region) & (w > 0)
         X = feats[m] * w[m][:, None, None]  # (P, 3, 5)
         if knots:
             X = (X[..., None] * dark_tents(dark[m])[:, None, None, :]).reshape(int(m.sum()), 3, COEFFICIENTS)
-        y = (to_lab(a.astype(np.float32) / 255.0) - to_lab(photo))[m]  # (P, 3)
+        y = (to_lab(a.astype(np.float32) / 255.0) - photo_lab)[m]  # (P, 3)
         xtx.append(np.einsum("pck,pcj->ckj", X, X, dtype=np.float64))
         xty.append(np.einsum("pck,pc->ck", X, y, dtype=np.float64))
         yty.append((y.astype(np.float64) ** 2).sum(0))
