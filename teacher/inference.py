@@ -91,7 +91,7 @@ def translate(backend, faces, labels, seeds, steps=None, upscaler=None, samples:
         outs.append(paste_residual(f, lab, residual[i], terms["fgmm_weights"], terms["alpha"], radius, upsample=up,
                                    region_prior=terms["region_prior"], refiner=refiner,
                                    region_colour=terms["region_colour"], templates=terms["templates"],
-                                   models=terms.get("models")))
+                                   models=terms.get("models"), prior_eye_zone=bool(terms.get("prior_eye_zone"))))
     return outs
 
 

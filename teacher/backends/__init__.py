@@ -103,7 +103,8 @@ class TeacherBackend:
                 "region_colour": head.region_colour.detach().float().cpu().numpy() if self.pastes_region_prior
                 else None,
                 "templates": head.templates() if self.pastes_region_prior else None,
-                "models": head.models() if self.pastes_region_prior else None}
+                "models": head.models() if self.pastes_region_prior else None,
+                "prior_eye_zone": bool(self.config.get("prior_eye_zone", False)) and self.pastes_region_prior}
 
     def enable_ema(self) -> None:
         """EMA (diffusers ``EMAModel``, warm-up) over the trainable parameters only."""

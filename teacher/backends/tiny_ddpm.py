@@ -48,6 +48,8 @@ DEFAULTS: dict = {
     "region_colour": None,        # (4, 3, 3) its colour part (formulation.fit_region_prior), set with it
     "templates": list(DEFAULT_TEMPLATES),  # the prior's feature templates (makeup.lookprior.TEMPLATE_FRAMES)
     "region_models": True,        # skin and brows: models of foundation and tint fit on the seeds (makeup.region_models)
+    "prior_eye_zone": True,       # the paste keeps the prior alone in the eye zone (teacher.formulation.prior_zone_weight);
+                                  # a paste-time choice: teachers saved before it exist paste that way too
 }
 COND_CHANNELS = 3 + len(MAKEUP_REGIONS)
 
