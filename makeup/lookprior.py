@@ -24,14 +24,16 @@ a student with ``prior_input`` reads it as three input channels and adds it to i
   the cheek map the student reads), fit on what the region prior and models leave and added over them (blush
   lies over foundation), where the eye and lip templates replace the region prior in their cells.
 
-:data:`DEFAULT_TEMPLATES` (eyes_liner, lips_lab, cheeks) is what the student's and the tiny-ddpm teacher's priors fit;
-the eyes' "eyes_liner" (since stop 29) is "eyes_lid" in the liner's own frame with finer rows.
+:data:`DEFAULT_TEMPLATES` (eyes_lab, lips_lab, cheeks) is what the student's and the tiny-ddpm teacher's priors fit;
+the eyes' "eyes_liner" (stops 29-33) is "eyes_lid" in the liner's own frame with finer rows, and "eyes_lab" (since
+stop 34) is that grid in CIELAB as the lips' template, added over the skin's model, its slopes clipped to a blend's
+and the pixel's term clamped to the seeds' range (see ``_frames``).
 
 :class:`LookPrior` holds the fitted parts and paints them (:meth:`LookPrior.paint`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import cv2
@@ -80,6 +82,12 @@ class TemplateFrame:
     # over the face's pixels in the frame (how much colour the feature has already): see fit_template
     trusted: tuple[float, float] | None = None  # rows of v (low, high) whose cells keep their support without the
     # held-out check (the liner's band: see fit_template)
+
+    @property
+    def channels(self) -> int:
+        """A cell's values: :data:`TEMPLATE_CHANNELS`, and a lab frame that clamps its terms also their ranges
+        (:data:`LAB_RANGE_CHANNELS`)."""
+        return TEMPLATE_CHANNELS + (LAB_RANGE_CHANNELS if self.lab and self.clamp else 0)
 
     def taper(self) -> np.ndarray:
         """(cells,) 1 inside the grid, falling smoothly to 0 at its edge over :attr:`fade`: where the template
@@ -172,11 +180,34 @@ def _frames() -> dict[str, TemplateFrame]:
     def eye_liner_coords(labels, geometry=None):
         return eye_frame(labels, geometry, lid_from=EYE_LID_FROM, liner=True)
 
+    liner = TemplateFrame("eyes_liner", eye_liner_coords, eyes.u_range, eyes.v_range, (0.025, 0.0125), fade=eyes.fade,
+                          clamp=True, trusted=(0.0, 0.1))
+    # eyes_lab: eyes_liner's cells in CIELAB, added over the skin's model (the renderer lays foundation first, then lid
+    # colour and liner over it), each cell's change per channel k + a d + b m as lips_lab's (d: the pixel less the
+    # mean over the face's pixels in the frame, m: that mean less LIP_TONE) with a clipped to [-1, 0] and d clamped
+    # to the seeds' range in the cell (fit_template). A pigment moves lightness by what the lid's mean lacks and
+    # keeps a share of the pixel's own shading (makeup.render._pigment: the change is w (target - (1 - t) mean -
+    # t L)), which one RGB blend per cell cannot say: it takes the slope across the seeds' tones for the pixel's own
+    # and flattens the lid. The prior fit on stop 33's five demo seeds (40 new faces vs the renderer), eyes_liner ->
+    # eyes_lab, natural / glamorous / smokey_eyes / red_lip / korean: eye zone 0.706 / 0.799 / 0.853 / 0.790 /
+    # 0.699 -> 0.779 / 0.827 / 0.877 / 0.808 / 0.747, gain +11.3 / +12.9 / +15.4 / +12.2 / +11.3 -> +12.2 / +13.3 /
+    # +16.0 / +12.2 / +11.9 dB, skin within -0.007..+0.017; on the astronaut eye zone 0.52 / 0.70 / 0.81 / 0.76 /
+    # 0.58 -> 0.59 / 0.76 / 0.87 / 0.76 / 0.64, gain +8.0 / +11.1 / +13.4 / +12.3 / +9.2 -> +8.2 / +12.0 / +15.5 /
+    # +12.1 / +9.6 dB, visible spill 0.07 / 0.62 / 0.47 / 0.28 / 0.13 -> 0.06 / 0.44 / 0.27 / 0.32 / 0.08 %, her skin
+    # 0.74 / 0.62 / 0.70 / 0.79 / 0.76 -> 0.73 / 0.57 / 0.70 / 0.80 / 0.72. Without the clip on a (slopes of -2.5
+    # and +1.0 fit on a few lash-line pixels) her lash line came out in white dots (natural: gain +6.4 dB); without
+    # the clamp on d her under-eye shadows were lifted away (natural, glamorous, korean: eye zone -0.02 to -0.06,
+    # skin -0.02 to -0.04); clamping m (the lid's mean) to the seeds' too lost up to 0.04 on new faces and gained
+    # nothing; replacing the skin's model instead of adding to it: natural's eye zone 0.73, the astronaut's 0.45.
+    # The change beyond the models is fit and painted as a CIELAB change of the photo itself, not of the photo with
+    # the models' change laid on it: cv2's float RGB -> CIELAB steps on a grid of about 1/512, so a model change a
+    # ten-millionth apart (the web page's float32 against numpy) moved a pixel by a quarter level (the same figures
+    # within 0.006).
     return {"eyes": eyes,
             "eyes_lid": TemplateFrame("eyes_lid", eye_lid_coords, eyes.u_range, eyes.v_range, eyes.step, fade=eyes.fade,
                                       clamp=True),
-            "eyes_liner": TemplateFrame("eyes_liner", eye_liner_coords, eyes.u_range, eyes.v_range, (0.025, 0.0125),
-                                        fade=eyes.fade, clamp=True, trusted=(0.0, 0.1)),
+            "eyes_liner": liner,
+            "eyes_lab": replace(liner, name="eyes_lab", lab=True, additive=True),
             "lips": TemplateFrame("lips", lip_frame, (0.0, 0.7), (-0.8, 0.8), (0.05, 0.1)),
             "lips_lab": TemplateFrame("lips_lab", lip_frame, (0.0, 0.7), (-0.8, 0.8), (0.05, 0.1), lab=True),
             "cheeks": TemplateFrame("cheeks", cheek_coords, (-1.6, 1.6), (-1.2, 1.2), (0.1, 0.1), fade=0.3,
@@ -187,7 +218,7 @@ EYE_LID_FROM = 0.1  # eye widths over the upper lash line past which the eyes_li
 TEMPLATE_FRAMES = _frames()
 # what a prior fits unless told; "eyes", "eyes_lid" and "lips" are the older forms, kept for priors and teachers saved
 # with them
-DEFAULT_TEMPLATES = ("eyes_liner", "lips_lab", "cheeks")
+DEFAULT_TEMPLATES = ("eyes_lab", "lips_lab", "cheeks")
 TRUSTED_ERROR = 0.5  # a trusted row's cell keeps its support where the template's error over the seeds is below
 # this share of the region prior's (a liner: far below; the foundation the prior already paints: near it)
 LIP_TONE = np.array([50.0, 25.0, 10.0])  # a mid lip colour in CIELAB: a lab frame's mean is measured from it
@@ -202,6 +233,9 @@ PRIOR_RIDGE = 1e-3  # fit_region_prior's shrinkage of a colour map toward 0, rel
 # of the cell, low (RGB) and high (RGB): the template is a line fit on a few faces, so a photo outside the range
 # it saw is clamped to it (a darker face than every seed must not extrapolate the seeds' foundation)
 TEMPLATE_CHANNELS = 11
+# a lab frame that clamps (eyes_lab) stores after them, per cell, the range of d (low, high; CIELAB, 3 each) its
+# seeds showed there: fit_template
+LAB_RANGE_CHANNELS = 6
 
 
 def _cell_moments(cells: int, idx: np.ndarray, before, after, baseline=None, subtract: bool = False) -> np.ndarray:
@@ -232,16 +266,21 @@ def _lab_terms(x: np.ndarray):
 LAB_MOMENTS = 10  # per CIELAB channel: n, sum d, sum m, sum d^2, sum d m, sum m^2, sum y, sum d y, sum m y, sum y^2
 
 
-def _lab_cell_moments(cells: int, idx: np.ndarray, before, after, baseline=None) -> np.ndarray:
+def _lab_cell_moments(cells: int, idx: np.ndarray, before, after, baseline=None, subtract: bool = False) -> np.ndarray:
     """(cells, 31) a lab frame's per-cell sums over one pair's pixels: per CIELAB channel the :data:`LAB_MOMENTS`
     of ``y = change ~ k + a d + b m`` (d: the pixel less the frame's mean, m: that mean less LIP_TONE), then, with
-    ``baseline`` (H, W, 3 RGB change), the sum over channels of |y - the baseline's change in CIELAB|^2."""
+    ``baseline`` (H, W, 3 RGB change), the sum over channels of |y - the baseline's change in CIELAB|^2.
+    ``subtract`` (an additive frame): y is what the after less the baseline's change is in CIELAB less the photo
+    (the change beyond the baseline, in CIELAB on the photo), so the last sum is |y|^2."""
     idx = idx.ravel()
     keep = idx >= 0
     i = idx[keep]
     photo = before.reshape(-1, 3)[keep].astype(np.float32) / 255.0
     x = to_lab(photo)
-    y = (to_lab(after.reshape(-1, 3)[keep].astype(np.float32) / 255.0) - x).astype(np.float64)
+    done = after.reshape(-1, 3)[keep].astype(np.float32) / 255.0
+    if subtract:
+        done = np.clip(done - baseline.reshape(-1, 3)[keep], 0.0, 1.0).astype(np.float32)
+    y = (to_lab(done) - x).astype(np.float64)
     d, m = (t.astype(np.float64) for t in _lab_terms(x))
     cols = []
     for c in range(3):
@@ -249,6 +288,8 @@ def _lab_cell_moments(cells: int, idx: np.ndarray, before, after, baseline=None)
         cols += [np.ones(len(i)), dc, mc, dc * dc, dc * mc, mc * mc, yc, dc * yc, mc * yc, yc * yc]
     if baseline is None:
         cols.append(np.zeros(len(i)))
+    elif subtract:
+        cols.append((y ** 2).sum(1))
     else:
         pred = to_lab(np.clip(photo + baseline.reshape(-1, 3)[keep], 0.0, 1.0)) - x
         cols.append(((y - pred) ** 2).sum(1))
@@ -261,10 +302,12 @@ def _lab_normal(mom: np.ndarray, c: int):
     return lhs, np.stack([sy, sdy, smy], -1)
 
 
-def _solve_lab_cells(mom: np.ndarray, shape, smooth: float, ridge: float) -> tuple[np.ndarray, np.ndarray]:
+def _solve_lab_cells(mom: np.ndarray, shape, smooth: float, ridge: float,
+                     blend: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(cells, 3, 3) = (k, a, b) per CIELAB channel from summed moments blurred over ``smooth`` cells, ``ridge``
     (relative to the cell's pixel count) on k and a and :data:`LAB_MEAN_RIDGE` on b; (cells,) bool: the cells
-    with (blurred) pixels; zero elsewhere."""
+    with (blurred) pixels; zero elsewhere. ``blend``: a is clipped to [-1, 0] (a blend keeps between none and all
+    of the pixel's own variation) and k, b are fit again with it."""
     width = 3 * LAB_MOMENTS
     if smooth > 0:
         grid = mom[:, :width].reshape(*shape, width).astype(np.float32)
@@ -274,8 +317,14 @@ def _solve_lab_cells(mom: np.ndarray, shape, smooth: float, ridge: float) -> tup
     has = mom[:, 0] > 1e-3
     for c in range(3):
         lhs, rhs = _lab_normal(mom[has], c)
-        lhs = lhs + mom[has, 0][:, None, None] * np.diag([ridge, ridge, LAB_MEAN_RIDGE])
-        out[has, c] = np.linalg.solve(lhs, rhs[..., None])[..., 0]
+        diag = mom[has, 0][:, None, None] * np.diag([ridge, ridge, LAB_MEAN_RIDGE])
+        theta = np.linalg.solve(lhs + diag, rhs[..., None])[..., 0]
+        if blend:  # k and b again, a held at its clipped value
+            a = np.clip(theta[:, 1], -1.0, 0.0)
+            keep = [0, 2]
+            kb = np.linalg.solve((lhs + diag)[:, keep][:, :, keep], (rhs[:, keep] - a[:, None] * lhs[:, keep, 1])[..., None])
+            theta = np.stack([kb[:, 0, 0], a, kb[:, 1, 0]], -1)
+        out[has, c] = theta
     return out, has
 
 
@@ -289,6 +338,35 @@ def _lab_cell_error(theta: np.ndarray, mom: np.ndarray) -> np.ndarray:
     return err
 
 
+def _dilated_range(shape, lo: np.ndarray, hi: np.ndarray, empty_lo, empty_hi) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cell (cells, C) low and high widened to the cells within two (a 5 x 5 erosion / dilation: the moments'
+    blur reaches about that far); ``empty_lo``, ``empty_hi`` where no cell near has any."""
+    c = lo.shape[1]
+    fill_lo, fill_hi = np.finfo(np.float32).max, np.finfo(np.float32).min
+    grid = lambda a, fill: np.where(np.isfinite(a), a, fill).reshape(*shape, c).astype(np.float32)  # noqa: E731
+    kernel = np.ones((5, 5), np.uint8)
+    near_lo = cv2.erode(grid(lo, fill_lo), kernel).reshape(-1, c).astype(np.float64)
+    near_hi = cv2.dilate(grid(hi, fill_hi), kernel).reshape(-1, c).astype(np.float64)
+    none = near_lo[:, 0] >= fill_lo
+    near_lo[none], near_hi[none] = empty_lo, empty_hi
+    return near_lo, near_hi
+
+
+def _lab_cell_range(shape, cells_per_seed, befores) -> np.ndarray:
+    """(cells, 6) a clamping lab frame's range of d: low and high (CIELAB, :func:`_lab_terms` of each seed photo)
+    over the seeds' pixels in each cell and the cells within two of it; 0 where none has pixels."""
+    n = shape[0] * shape[1]
+    lo = np.full((n, 3), np.inf)
+    hi = np.full((n, 3), -np.inf)
+    for idx, b in zip(cells_per_seed, befores):
+        idx = idx.ravel()
+        keep = idx >= 0
+        d = _lab_terms(to_lab(b.reshape(-1, 3)[keep].astype(np.float32) / 255.0))[0].astype(np.float64)
+        np.minimum.at(lo, idx[keep], d)
+        np.maximum.at(hi, idx[keep], d)
+    return np.concatenate(_dilated_range(shape, lo, hi, 0.0, 0.0), axis=1)
+
+
 def _cell_range(shape, cells_per_seed, befores) -> tuple[np.ndarray, np.ndarray]:
     """(cells, 3) low and high of the photo (0..1) over the seeds' pixels in each cell and the cells within two of
     it (the moments' blur reaches about that far); 0..1 where none has pixels."""
@@ -300,14 +378,7 @@ def _cell_range(shape, cells_per_seed, befores) -> tuple[np.ndarray, np.ndarray]
         x = b.reshape(-1, 3)[keep].astype(np.float64) / 255.0
         np.minimum.at(lo, idx[keep], x)
         np.maximum.at(hi, idx[keep], x)
-    grid = lambda a, fill: np.where(np.isfinite(a), a, fill).reshape(*shape, 3).astype(np.float32)  # noqa: E731
-    kernel = np.ones((5, 5), np.uint8)
-    near_lo = cv2.erode(grid(lo, 2.0), kernel).reshape(-1, 3)
-    near_hi = cv2.dilate(grid(hi, -1.0), kernel).reshape(-1, 3)
-    lo, hi = near_lo.astype(np.float64), near_hi.astype(np.float64)
-    none = lo[:, 0] > 1.0
-    lo[none], hi[none] = 0.0, 1.0
-    return lo, hi
+    return _dilated_range(shape, lo, hi, 0.0, 1.0)
 
 
 def _solve_cells(mom: np.ndarray, shape, smooth: float, ridge: float) -> tuple[np.ndarray, np.ndarray]:
@@ -354,7 +425,11 @@ def fit_template(frame: TemplateFrame | str, befores, afters, labels, smooth: fl
     LIP_TONE)``, the mean over the face's pixels in the frame: a lipstick moves the lightness by what the lips
     lack and the chroma toward its colour, which one blend in RGB cannot say. The cell's channels are then
     k (3), 0, support, a (3), b (3); ``b`` is shrunk by :data:`LAB_MEAN_RIDGE`, and the held-out check compares
-    errors in CIELAB.
+    errors in CIELAB. A lab frame that clamps (the eyes' "eyes_lab") clips ``a`` to [-1, 0] (a blend keeps between
+    none and all of the pixel's own variation; k and b are fit again with it) and stores after those 11 channels
+    the range of d its seeds showed in each cell and the cells within two (:data:`LAB_RANGE_CHANNELS`): a photo's d
+    is clamped to it. One that adds is fit on what the baselines leave: ``y`` is CIELAB(after less the baseline's
+    change) less the photo's CIELAB.
 
     ``baselines`` (one (H, W, 3) change per seed: what the region prior fit WITHOUT that seed predicts on it,
     see :func:`fit_templates`): a cell keeps its support only where the template fit without a seed predicts
@@ -384,11 +459,12 @@ def fit_template(frame: TemplateFrame | str, befores, afters, labels, smooth: fl
     cells = [frame.cells(lab) for lab in labels]
     if frame.additive and baselines is None:
         raise TinyBeautyError(f"template {frame.name!r} adds to the region prior: fit it with its baselines")
-    if frame.lab and (frame.additive or frame.clamp):
-        raise TinyBeautyError(f"template {frame.name!r}: a lab frame neither adds nor clamps")
     if frame.lab:
-        moments = lambda idx, b, a, base: _lab_cell_moments(shape[0] * shape[1], idx, b, a, base)  # noqa: E731
-        solve, error, width = _solve_lab_cells, _lab_cell_error, 3 * LAB_MOMENTS + 1
+        moments = lambda idx, b, a, base: _lab_cell_moments(shape[0] * shape[1], idx, b, a, base,  # noqa: E731
+                                                            subtract=frame.additive)
+        solve = lambda mom, shape, smooth, ridge: _solve_lab_cells(mom, shape, smooth, ridge,  # noqa: E731
+                                                                   blend=frame.clamp)
+        error, width = _lab_cell_error, 3 * LAB_MOMENTS + 1
     else:
         moments = lambda idx, b, a, base: _cell_moments(shape[0] * shape[1], idx, b, a, base,  # noqa: E731
                                                         subtract=frame.additive)
@@ -408,17 +484,19 @@ def fit_template(frame: TemplateFrame | str, befores, afters, labels, smooth: fl
             strong = has & (error(theta, total) < TRUSTED_ERROR * total[:, width - 1])
             support = np.where(band & strong, 1.0, support)
     support = support * frame.taper()
-    out = np.zeros((len(theta), TEMPLATE_CHANNELS), np.float32)
+    out = np.zeros((len(theta), frame.channels), np.float32)
     if frame.lab:  # k (L, a, b), 0, support, the slopes a (L, a, b), the mean's b (L, a, b)
         out[:, :3], out[:, 5:8], out[:, 8:11] = theta[:, :, 0], theta[:, :, 1], theta[:, :, 2]
     else:
         out[:, :4] = theta
     out[:, 4] = support
-    if frame.clamp:
+    if frame.lab and frame.clamp:  # the range of d (zero where the cell has no support: a smaller file)
+        out[:, TEMPLATE_CHANNELS:] = _lab_cell_range(shape, cells, befores) * (support > 0)[:, None]
+    elif frame.clamp:
         out[:, 5:8], out[:, 8:11] = _cell_range(shape, cells, befores)
     elif not frame.lab:
         out[:, 8:11] = 1.0
-    return out.reshape(*shape, TEMPLATE_CHANNELS)
+    return out.reshape(*shape, frame.channels)
 
 
 def fit_templates(befores, afters, labels, names=DEFAULT_TEMPLATES, radius: float = 2.0,
@@ -487,11 +565,13 @@ def template_field(labels: np.ndarray, templates: dict | None, size: int | None 
     """The templates laid on one face: (11, S, S) float32 = [s k (RGB), s a, s, low (RGB), high (RGB)] with s the
     support, at the label map's resolution, area-resized to ``size``; the prior there is
     ``(1 - s) * region prior + s k - s a * clamp(photo, low, high)``. A lab frame's cells are painted on the
-    ``photo`` ((H, W, 3) RGB in 0..1; needed then): k is its RGB change there, a 0, no clamp.
+    ``photo`` ((H, W, 3) RGB in 0..1; needed then): k is its RGB change there, a 0, no clamp. One that clamps
+    clamps d to its cells' range; one that adds adds its change to the region prior's and models' (s 0 in the
+    field; it was fit on what they leave, as a CIELAB change of the photo).
     The frames are laid in :data:`TEMPLATE_FRAMES`' order, a later one replacing an earlier where both hold a
     pixel (the cheeks' frame takes the eye grid's faded lower rows). None without a template with support."""
     templates = templates or {}
-    live = {n: np.asarray(templates[n], np.float32).reshape(-1, TEMPLATE_CHANNELS) for n in TEMPLATE_FRAMES
+    live = {n: np.asarray(templates[n], np.float32).reshape(-1, TEMPLATE_FRAMES[n].channels) for n in TEMPLATE_FRAMES
             if templates.get(n) is not None}
     live = {n: t for n, t in live.items() if t[:, 4].any()}
     if not live:
@@ -505,20 +585,24 @@ def template_field(labels: np.ndarray, templates: dict | None, size: int | None 
         idx = TEMPLATE_FRAMES[name].cells(labels, geometry)
         inside = idx >= 0
         vals = tpl[idx[inside]]
-        if TEMPLATE_FRAMES[name].lab:
+        frame = TEMPLATE_FRAMES[name]
+        if frame.lab:
             if photo is None:
                 raise TinyBeautyError(f"template {name!r} is painted on the photo: pass it")
             rgb = np.asarray(photo, np.float32)[inside]
             x = to_lab(rgb)
             d, m = _lab_terms(x)
+            if frame.clamp:
+                r = TEMPLATE_CHANNELS  # d low, d high (3 each)
+                d = np.minimum(np.maximum(d, vals[:, r:r + 3]), vals[:, r + 3:r + 6])
             change = from_lab(x + (vals[:, 0:3] + vals[:, 5:8] * d + vals[:, 8:11] * m)) - rgb
             field[inside] = 0.0
             field[inside, :3] = change * vals[:, 4:5]
-            field[inside, 4] = vals[:, 4]
+            field[inside, 4] = 0.0 if frame.additive else vals[:, 4]
             field[inside, 8:11] = 1.0
             continue
         field[inside] = np.concatenate([vals[:, :4] * vals[:, 4:5], vals[:, 4:]], axis=1)
-        if TEMPLATE_FRAMES[name].additive:
+        if frame.additive:
             field[inside, 4] = 0.0  # laid over the region prior and models, not blended with them
     field = np.ascontiguousarray(field.transpose(2, 0, 1), dtype=np.float32)
     return field if size is None else _resize_field(field, size)
@@ -631,7 +715,8 @@ def prior_image(masks: np.ndarray, photo: np.ndarray, region_prior, region_colou
 
 PRIOR_ARRAYS = ("region_prior", "region_colour", "template_eyes", "template_lips", "models", "gate")
 # absent from priors written before those frames: none
-OPTIONAL_ARRAYS = ("template_eyes_lid", "template_eyes_liner", "template_lips_lab", "template_cheeks")
+OPTIONAL_ARRAYS = ("template_eyes_lid", "template_eyes_liner", "template_eyes_lab", "template_lips_lab",
+                   "template_cheeks")
 
 
 @dataclass
@@ -692,7 +777,7 @@ class LookPrior:
         try:
             a = {k: as_array(arrays[k]) for k in (*PRIOR_ARRAYS, "radius")}
             a |= {k: as_array(arrays[k]) if k in arrays else np.zeros(0, np.float32) for k in OPTIONAL_ARRAYS}
-            tpl = {n: a[f"template_{n}"].reshape(*TEMPLATE_FRAMES[n].shape, TEMPLATE_CHANNELS)
+            tpl = {n: a[f"template_{n}"].reshape(*TEMPLATE_FRAMES[n].shape, TEMPLATE_FRAMES[n].channels)
                    for n in TEMPLATE_FRAMES if a[f"template_{n}"].size}
             return cls(a["region_prior"].reshape(len(MAKEUP_REGIONS), 3),
                        None if not a["region_colour"].size else a["region_colour"].reshape(len(MAKEUP_REGIONS), 3, 3),

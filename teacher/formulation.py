@@ -77,7 +77,7 @@ class ResidualHead(nn.Module):
         self.register_buffer("region_colour", colour.float().reshape(r, channels, channels))
         # the feature templates (fit_template; image-space teachers): all zero = none, the region prior only
         for name, frame in TEMPLATE_FRAMES.items():
-            self.register_buffer(f"template_{name}", torch.zeros(*frame.shape, TEMPLATE_CHANNELS))
+            self.register_buffer(f"template_{name}", torch.zeros(*frame.shape, frame.channels))
         # the skin's and brows' models (makeup.region_models; image-space teachers): all zero = none
         self.register_buffer("region_models", torch.zeros(len(MODELLED_REGIONS), MODEL_ROWS, 3))
 

@@ -52,9 +52,10 @@ def test_the_prior_round_trips_through_arrays_tensors_and_json(glamorous):
     assert np.array_equal(LookPrior.from_arrays(prior.state()).paint(face, labels), want)
     from_json = LookPrior.from_arrays(json.loads(json.dumps(prior.to_dict())))
     assert np.abs(from_json.paint(face, labels) - want).max() < 1e-3  # rounded to 5 decimals
-    eyes = np.asarray(prior.to_dict()["template_eyes_liner"])  # cells without support: written as zeros
-    assert (prior.templates["eyes_liner"][..., 4] == 0).any() and not eyes[eyes[..., 4] == 0].any()
-    assert prior.templates and set(prior.templates) == {"eyes_liner", "lips_lab", "cheeks"} and prior.models is not None
+    eyes = np.asarray(prior.to_dict()["template_eyes_lab"])  # cells without support: written as zeros
+    assert eyes.shape[-1] == 17 and eyes[eyes[..., 4] > 0][:, 11:].any()  # with their range of d
+    assert (prior.templates["eyes_lab"][..., 4] == 0).any() and not eyes[eyes[..., 4] == 0].any()
+    assert prior.templates and set(prior.templates) == {"eyes_lab", "lips_lab", "cheeks"} and prior.models is not None
 
 
 def test_a_prior_written_before_the_cheeks_lid_and_lab_lips_frames_still_loads(glamorous):
@@ -64,7 +65,7 @@ def test_a_prior_written_before_the_cheeks_lid_and_lab_lips_frames_still_loads(g
     _, new, seeds = glamorous
     face, _, labels = new[0]
     prior = LookPrior.fit(*zip(*seeds), templates=("eyes", "lips"))
-    new_keys = ("template_cheeks", "template_eyes_lid", "template_eyes_liner", "template_lips_lab")
+    new_keys = ("template_cheeks", "template_eyes_lid", "template_eyes_liner", "template_eyes_lab", "template_lips_lab")
     old = {k: v for k, v in prior.to_dict().items() if k not in new_keys}
     loaded = LookPrior.from_arrays(old)
     assert set(loaded.templates) == {"eyes", "lips"}
@@ -112,13 +113,13 @@ def test_the_cheeks_template_adds_to_the_skin_model(glamorous):
     prior, new, _ = glamorous
     face, _, labels = new[1]
     without = LookPrior(prior.region_prior, prior.region_colour,
-                        {n: prior.templates[n] for n in ("eyes_liner", "lips_lab")}, prior.models, prior.gate,
+                        {n: prior.templates[n] for n in ("eyes_lab", "lips_lab")}, prior.models, prior.gate,
                         prior.radius)
     photo = face / 255.0
     field = template_field(labels, {"cheeks": prior.templates["cheeks"]})
     term = field[:3] - field[3:4] * np.clip(photo.transpose(2, 0, 1), field[5:8], field[8:11])
     union = region_stack(labels, None, prior.radius).sum(0)
-    cheeks = (TEMPLATE_FRAMES["cheeks"].cells(labels) >= 0) & (TEMPLATE_FRAMES["eyes_liner"].cells(labels) < 0)
+    cheeks = (TEMPLATE_FRAMES["cheeks"].cells(labels) >= 0) & (TEMPLATE_FRAMES["eyes_lab"].cells(labels) < 0)
     assert cheeks.sum() > 200 and field[4][cheeks].max() == 0.0  # laid over the prior, not blended with it
     got = prior.paint(face, labels) - without.paint(face, labels)
     assert np.abs(got[cheeks] - (union[..., None] * term.transpose(1, 2, 0))[cheeks]).max() < 1e-5
@@ -143,7 +144,7 @@ def test_the_lab_lip_template_gives_each_lip_what_it_lacks():
     pairs = [(f.image, render_makeup(f.image, f.labels, "red_lip"), f.labels) for f in faces]
     seeds, new = pairs[:5], pairs[5:]
     lab = LookPrior.fit(*zip(*seeds))
-    rgb = LookPrior.fit(*zip(*seeds), templates=("eyes_liner", "lips", "cheeks"))
+    rgb = LookPrior.fit(*zip(*seeds), templates=("eyes_lab", "lips", "cheeks"))
     assert "lips_lab" in lab.templates and "lips" not in lab.templates
     assert "lips" in rgb.templates and "lips_lab" not in rgb.templates
     got, was = _fidelity(lab, new)["recovery"], _fidelity(rgb, new)["recovery"]
@@ -159,7 +160,7 @@ def test_the_lab_lip_template_gives_each_lip_what_it_lacks():
     got, was = _fidelity(lab, pair)["recovery"], _fidelity(rgb, pair)["recovery"]
     assert got["lips"] > 0.75 and got["lips"] > was["lips"] + 0.1, (got, was)
     outside = TEMPLATE_FRAMES["lips_lab"].cells(labels) < 0
-    without = LookPrior(lab.region_prior, lab.region_colour, {n: lab.templates[n] for n in ("eyes_liner", "cheeks")},
+    without = LookPrior(lab.region_prior, lab.region_colour, {n: lab.templates[n] for n in ("eyes_lab", "cheeks")},
                         lab.models, lab.gate, lab.radius)
     assert np.array_equal(lab.paint(face, labels)[outside], without.paint(face, labels)[outside])
     # the painter's CIELAB is cv2's on float32 (what the web page reproduces)
@@ -172,9 +173,10 @@ def test_a_lab_template_needs_the_photo_it_is_painted_on(glamorous):
 
     prior, new, _ = glamorous
     _, _, labels = new[0]
-    with pytest.raises(TinyBeautyError, match="photo"):
-        template_field(labels, {"lips_lab": prior.templates["lips_lab"]})
-    assert template_field(labels, {"eyes_liner": prior.templates["eyes_liner"]}) is not None
+    for name in ("lips_lab", "eyes_lab"):
+        with pytest.raises(TinyBeautyError, match="photo"):
+            template_field(labels, {name: prior.templates[name]})
+    assert template_field(labels, {"cheeks": prior.templates["cheeks"]}) is not None
 
 
 def test_the_lid_colour_lies_in_a_share_of_the_lid_on_a_real_face():
@@ -266,3 +268,42 @@ def test_the_liner_is_fit_in_its_own_frame(monkeypatch):
         assert ok.mean() > 0.8 and (v[y, x][ok] > 0).all() and (v[y, x][ok] < 1.5 / eye.width).all()
         inner, outer = (x[0], x[-1]) if eye.outward > 0 else (x[-1], x[0])
         assert abs(u[y[x == inner], inner] + 0.5).max() < 1e-6 and abs(u[y[x == outer], outer] - 0.5).max() < 1e-6
+
+
+def test_the_lab_eye_template_keeps_each_lids_own_shading():
+    """eyes_lab: the eye grid in CIELAB, added over the skin's model, per cell k + a d + b m (d the pixel less the
+    frame's mean, m that mean), a clipped to [-1, 0] and d clamped to the seeds' range. A lid colour moves the
+    lightness by what the lid's mean lacks and keeps most of the pixel's own shading; one RGB blend per cell
+    (eyes_liner) takes the slope across the seeds' tones for the pixel's own and flattens the lid. Fit on 5
+    natural faces picked across the skin tones as the demo picks its seeds (the demo's own five), laid on 6 others:
+    eye zone 0.739 -> 0.814, gain +12.1 -> +13.0 dB (measured); on the astronaut 0.523 -> 0.590. The painter
+    clamps d on her (under-eye shadows darker than any seed's), and the slopes stay a blend's."""
+    import dataclasses
+
+    from skimage import data
+
+    from makeup.lookprior import TEMPLATE_CHANNELS, TEMPLATE_FRAMES
+    from makeup.region_models import skin_lightness, spread_tones
+    from makeup.render import photo_truth
+
+    faces = [generate_face(s, 256) for s in range(24)]
+    picked = spread_tones([skin_lightness(f.image, f.labels) for f in faces], 5)
+    pairs = lambda ids: [(faces[i].image, render_makeup(faces[i].image, faces[i].labels, "natural"),  # noqa: E731
+                          faces[i].labels) for i in ids]
+    seeds, new = pairs(picked), pairs([i for i in range(24) if i not in picked][:6])
+    lab = LookPrior.fit(*zip(*seeds))
+    rgb = LookPrior.fit(*zip(*seeds), templates=("eyes_liner", "lips_lab", "cheeks"))
+    got, was = _fidelity(lab, new), _fidelity(rgb, new)
+    assert got["recovery"]["eyes"] > was["recovery"]["eyes"] + 0.05, (got["recovery"], was["recovery"])
+    assert got["psnr_gain"] > was["psnr_gain"] + 0.5, (got["psnr_gain"], was["psnr_gain"])
+    crop, labels, truth = photo_truth(data.astronaut(), "natural", 256, "astronaut")
+    got, was = _fidelity(lab, [(crop, truth, labels)]), _fidelity(rgb, [(crop, truth, labels)])
+    assert got["recovery"]["eyes"] > was["recovery"]["eyes"] + 0.04, (got["recovery"], was["recovery"])
+    tpl = lab.templates["eyes_lab"]
+    assert tpl.shape == (*TEMPLATE_FRAMES["eyes_lab"].shape, TEMPLATE_CHANNELS + 6)
+    slopes = tpl[..., 5:8][tpl[..., 4] > 0]
+    assert slopes.min() >= -1.0 and slopes.max() <= 0.0 and np.isin(slopes, (-1.0, 0.0)).any()  # clipped
+    opened = tpl.copy()
+    opened[..., 11:14], opened[..., 14:17] = -1e3, 1e3
+    unclamped = dataclasses.replace(lab, templates={**lab.templates, "eyes_lab": opened})
+    assert np.abs(unclamped.paint(crop, labels) - lab.paint(crop, labels)).max() * 255 > 4.0

@@ -310,8 +310,9 @@ def test_templates_head_matches_numpy_and_old_heads_have_none():
     assert head.templates() is None and template_field(lab, None) is None
     old = head.state_dict()  # a head saved before the templates existed: no template entries
     assert {k for k in old if k.startswith("template_")} == {"template_eyes", "template_eyes_lid",
-                                                              "template_eyes_liner", "template_lips",
-                                                              "template_lips_lab", "template_cheeks"}
+                                                              "template_eyes_liner", "template_eyes_lab",
+                                                              "template_lips", "template_lips_lab",
+                                                              "template_cheeks"}
     old = {k: v for k, v in old.items() if not k.startswith("template_")}
     head.set_statistics(1.0, const, None, tpl)
     assert set(head.templates()) == {"eyes", "lips"}
@@ -493,3 +494,37 @@ def test_the_tiny_teacher_paints_the_blush_where_the_cheeks_are():
         cheeks[name] = f.result()["recovery"]["cheeks"]
         assert ("cheeks" in (terms["templates"] or {})) == (name == "default")
     assert cheeks["default"] > cheeks["eyes+lips"] + 0.2, cheeks
+
+
+def test_the_paste_keeps_the_prior_alone_in_the_eye_zone():
+    """prior_eye_zone (tiny-ddpm's default): inside the eye zone (makeup.metrics.eye_zone, feathered by
+    prior_zone_weight) the paste is the look prior alone whatever the correction, outside it the correction's
+    paste as before; off, the correction lands in the zone too. A backend whose sample holds the prior (sd15-lora)
+    has no prior to keep."""
+    import cv2
+
+    from makeup.metrics import reported_masks
+    from makeup.synth import generate_face
+    from teacher.backends.sd15_lora import SD15LoRABackend
+    from teacher.formulation import prior_zone_weight
+
+    face = generate_face(3, 128)
+    rng = np.random.default_rng(0)
+    prior = rng.normal(0, 0.05, (4, 3))
+    residual = rng.normal(0, 0.2, (32, 32, 3)).astype(np.float32)
+    zone = reported_masks(face.labels)["eyes"].numpy()[0].astype(np.uint8)
+    inside = cv2.erode(zone, np.ones((7, 7), np.uint8)).astype(bool)
+    outside = ~cv2.dilate(zone, np.ones((11, 11), np.uint8)).astype(bool)  # past the feather's kernel
+    keep = prior_zone_weight(face.labels)
+    assert inside.sum() > 100 and keep[inside].min() > 0.99 and not keep[outside].any()
+    assert 0.0 <= keep.min() and keep.max() <= 1.0
+
+    def paste(res, **kw):
+        return paste_residual(face.image, face.labels, res, np.ones(4), 1.0, region_prior=prior, **kw).astype(int)
+
+    kept, plain, alone = paste(residual, prior_eye_zone=True), paste(residual), paste(np.zeros_like(residual))
+    assert np.abs(kept - alone)[inside].max() <= 1 and np.abs(plain - alone)[inside].max() > 20
+    assert np.array_equal(kept[outside], plain[outside]) and np.abs(plain - alone)[outside].max() > 20
+    assert get_backend("tiny-ddpm")(TINY).paste_terms()["prior_eye_zone"] is True
+    assert get_backend("tiny-ddpm")({**TINY, "prior_eye_zone": False}).paste_terms()["prior_eye_zone"] is False
+    assert SD15LoRABackend.pastes_region_prior is False

@@ -647,17 +647,19 @@ def _paint_js(browser, crop: np.ndarray, labels: np.ndarray, prior_dict=None) ->
 def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned, monkeypatch):
     """prior.js paintPrior against LookPrior.paint on synthetic faces the prior was not fit on and on the
     astronaut's aligned crop and face-mesh labels, to a small fraction of a level: the fitted prior (region
-    constants, the liner-frame eye, CIELAB lip and cheek templates, the skin and brow models; no region took a
-    colour map there), the same with colour maps on every region, the region prior alone, a look_prior.json
-    written before the cheeks', lid-height eyes' and CIELAB lips' templates (the eye-width eye and RGB lip
-    templates only: painted as Python's LookPrior.from_arrays of it paints it), one with its template keys in
-    another order (the frames are laid eyes, eyes_lid, eyes_liner, lips, lips_lab, cheeks all the same), one whose
+    constants, the CIELAB eye template added over the skin's model with d clamped to its cells' range, the CIELAB
+    lip and cheek templates, the skin and brow models; no region took a colour map there), the same with colour
+    maps on every region, the region prior alone, a look_prior.json written before the cheeks', lid-height eyes'
+    and CIELAB lips' templates (the eye-width eye and RGB lip templates only: painted as Python's
+    LookPrior.from_arrays of it paints it), one written before the CIELAB eye template (its eyes in the RGB
+    eyes_liner), one with its template keys in another order (the frames are laid eyes, eyes_lid, eyes_liner,
+    eyes_lab, lips, lips_lab, cheeks all the same), one whose
     skin model carries a tone curve (its lightness a PCHIP in the face's skin tone) and the same file written before
     the curve (25 rows a region: painted without it). The
     comparison would see any part dropped: Python's prior without the templates, the eye or lip template (either
     form), the cheek template, the region models, the tone curve or the colour maps is levels away from the page's
-    (the curve: over a level), and so is the
-    eye template laid in another frame. A template of the wrong size is refused."""
+    (the curve: over a level), and so are the eye template laid in another frame and, on the astronaut, the CIELAB
+    eye template without its clamp. A template of the wrong size is refused."""
     import dataclasses
 
     from makeup.lookprior import EYE_LID_FROM, TEMPLATE_FRAMES, LookPrior
@@ -668,7 +670,7 @@ def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned, monkey
     from webtools import fit_test_prior, prior_seed_pairs
 
     d, prior = look_prior
-    assert prior.templates and set(prior.templates) == {"eyes_liner", "lips_lab", "cheeks"} and prior.models is not None
+    assert prior.templates and set(prior.templates) == {"eyes_lab", "lips_lab", "cheeks"} and prior.models is not None
     assert np.asarray(d["template_cheeks"]).shape == (24, 32, 11) and prior.templates["cheeks"][..., 4].any()
     cases = {f"synthetic_{s}": (f.image, f.labels.astype(np.uint8)) for s in (10, 11, 12)
              for f in [generate_face(s, 256)]}
@@ -696,12 +698,19 @@ def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned, monkey
     # a look_prior.json from before the cheeks, lids, CIELAB lips and darkness knots
     older = fit_test_prior(templates=("eyes", "lips"))
     old = {k: v for k, v in json.loads(json.dumps(older.to_dict())).items()
-           if k not in ("template_cheeks", "template_eyes_lid", "template_eyes_liner", "template_lips_lab")}
+           if k not in ("template_cheeks", "template_eyes_lid", "template_eyes_liner", "template_eyes_lab",
+                        "template_lips_lab")}
+    # one from before the CIELAB eye template (its eyes in the RGB eyes_liner) and, for it, the eye template's range
+    # of d opened (the page must clamp d, or the astronaut's under-eye shadows come out lifted)
+    liner = fit_test_prior(templates=("eyes_liner", "lips_lab", "cheeks"))
+    liner_file = {k: v for k, v in json.loads(json.dumps(liner.to_dict())).items() if k != "template_eyes_lab"}
+    unclamped = prior.templates["eyes_lab"].copy()
+    unclamped[..., 11:14], unclamped[..., 14:17] = -1e3, 1e3
     old["models"] = np.round(flat[:, :COEFFICIENTS:len(DARK_KNOTS)].astype(np.float64), 5).tolist()  # (2, 5, 3)
-    first, last = ("template_cheeks",), ("template_eyes_liner",)  # the cheeks' key first, the eyes' last
+    first, last = ("template_cheeks",), ("template_eyes_lab",)  # the cheeks' key first, the eyes' last
     reordered = {k: d[k] for k in first + tuple(k for k in d if k not in first + last) + last}
     variants = {"fitted": ((d, prior), {"templates": dataclasses.replace(prior, templates=None),
-                                         "eye_template": but("eyes_liner"), "lip_template": but("lips_lab"),
+                                         "eye_template": but("eyes_lab"), "lip_template": but("lips_lab"),
                                          "cheek_template": but("cheeks"),
                                          "region_models": dataclasses.replace(prior, models=None),
                                          "darkness_knots": dataclasses.replace(prior, models=flat)}),
@@ -714,6 +723,8 @@ def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned, monkey
                 "older_file": ((old, LookPrior.from_arrays(old)), {
                     "rgb_lip_template": dataclasses.replace(older, templates={"eyes": older.templates["eyes"]}),
                     "eye_width_template": dataclasses.replace(older, templates={"lips": older.templates["lips"]})}),
+                "eyes_liner_file": ((liner_file, LookPrior.from_arrays(liner_file)), {
+                    "lab_eye_template": prior}),
                 "keys_reordered": ((reordered, prior), {})}
     browser = page["browser"]
     figures = {}
@@ -729,18 +740,24 @@ def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned, monkey
     assert set(LookPrior.from_arrays(old).templates) == {"eyes", "lips"} and list(reordered)[0] == "template_cheeks"
     assert np.asarray(old["models"]).shape == (2, 5, 3) and np.asarray(d["models"]).shape == (2, MODEL_ROWS, 3)
     assert np.asarray(before_curve["models"]).shape == (2, COEFFICIENTS, 3)
+    assert set(LookPrior.from_arrays(liner_file).templates) == {"eyes_liner", "lips_lab", "cheeks"}
+    assert np.asarray(d["template_eyes_lab"]).shape == (192, 128, 17)
     # the page lays the eye template in lid heights over the liner's lash line, placed between the corners: in eye
     # widths her short lids come out apart, and on the degree-4 lash line and the centroid's offset the liner does
     img, labels = cases["astronaut"]
     js, _ = _paint_js(browser, img, labels, d)
-    frame = TEMPLATE_FRAMES["eyes_liner"]
+    # on her the clamp of d matters: the prior painted without it is levels away from the page's
+    opened = dataclasses.replace(prior, templates={**prior.templates, "eyes_lab": unclamped})
+    assert float(np.abs(js - opened.paint(img, labels)).max() * 255) > 4.0
+    frame = TEMPLATE_FRAMES["eyes_lab"]
     for other in (lambda lab, g=None: eye_frame(lab, g, liner=True),
                   lambda lab, g=None: eye_frame(lab, g, lid_from=EYE_LID_FROM)):
-        monkeypatch.setitem(TEMPLATE_FRAMES, "eyes_liner", dataclasses.replace(frame, coords=other))
+        monkeypatch.setitem(TEMPLATE_FRAMES, "eyes_lab", dataclasses.replace(frame, coords=other))
         apart_x255 = float(np.abs(js - prior.paint(img, labels)).max() * 255)
         assert apart_x255 > 4.0, apart_x255
-    monkeypatch.setitem(TEMPLATE_FRAMES, "eyes_liner", frame)
-    for key in ("template_cheeks", "template_eyes_lid", "template_eyes_liner", "template_lips_lab"):  # wrong size
+    monkeypatch.setitem(TEMPLATE_FRAMES, "eyes_lab", frame)
+    for key in ("template_cheeks", "template_eyes_lid", "template_eyes_liner", "template_eyes_lab",
+                "template_lips_lab"):  # wrong size
         with pytest.raises(RuntimeError, match=key):
             _paint_js(browser, *cases["synthetic_10"], d | {key: [[1.0, 2.0]]})
     for name, f in figures.items():

@@ -2,14 +2,16 @@
 // its label map (gate.js landmarksToLabels), for a prior-input model (model_card.json io.prior_input: the
 // painted prior is the model's last 3 input channels). The parameters come from look_prior.json beside the
 // model (LookPrior.to_dict(): region_prior, region_colour, template_eyes, template_eyes_lid, template_eyes_liner,
-// template_lips, template_lips_lab, template_cheeks, models, gate, radius; template_eyes_lid, template_eyes_liner,
-// template_lips_lab and template_cheeks are optional, as makeup.lookprior.OPTIONAL_ARRAYS: a file written before
-// those frames has none and paints without them). The templates are laid in makeup.lookprior.TEMPLATE_FRAMES'
-// order, eyes, eyes_lid, eyes_liner, lips, lips_lab, cheeks, a later frame replacing an earlier one where both hold
-// a pixel. The eyes_lid frame counts the height over the upper lash line in lid heights past EYE_LID_FROM eye widths
-// (makeup.render.eye_frame lid_from); eyes_liner does too, from the lash line the liner is drawn on, with u the
-// place between the eye's corner columns (eye_frame liner). A lab frame (lips_lab) is painted on the photo in CIELAB:
-// per cell and channel k + a (pixel - mean) + b (mean - LIP_TONE), the mean over the face's pixels in the frame.
+// template_eyes_lab, template_lips, template_lips_lab, template_cheeks, models, gate, radius; template_eyes_lid,
+// template_eyes_liner, template_eyes_lab, template_lips_lab and template_cheeks are optional, as
+// makeup.lookprior.OPTIONAL_ARRAYS: a file written before those frames has none and paints without them). The
+// templates are laid in makeup.lookprior.TEMPLATE_FRAMES' order, eyes, eyes_lid, eyes_liner, eyes_lab, lips,
+// lips_lab, cheeks, a later frame replacing an earlier one where both hold a pixel. The eyes_lid frame counts the
+// height over the upper lash line in lid heights past EYE_LID_FROM eye widths (makeup.render.eye_frame lid_from);
+// eyes_liner and eyes_lab do too, from the lash line the liner is drawn on, with u the place between the eye's corner
+// columns (eye_frame liner). A lab frame (eyes_lab, lips_lab) is painted on the photo in CIELAB: per cell and channel
+// k + a (pixel - mean) + b (mean - LIP_TONE), the mean over the face's pixels in the frame; eyes_lab clamps
+// pixel - mean to its cell's range (6 more values a cell) and adds its change to the region prior and models.
 //
 // Every piece follows its Python twin with the same arithmetic: float32 where numpy is float32 (Math.fround
 // after each operation; numpy 1.x casting: a Python scalar meets a float32 array as float32, an np.float32
@@ -46,13 +48,16 @@ const FRAMES = {
   eyes: {u: [-1.3, 1.9], v: [-0.8, 1.6], step: [0.025, 0.025], fade: 0.3},
   eyes_lid: {u: [-1.3, 1.9], v: [-0.8, 1.6], step: [0.025, 0.025], fade: 0.3},
   eyes_liner: {u: [-1.3, 1.9], v: [-0.8, 1.6], step: [0.025, 0.0125], fade: 0.3},
+  eyes_lab: {u: [-1.3, 1.9], v: [-0.8, 1.6], step: [0.025, 0.0125], fade: 0.3, lab: true, additive: true, clamp: true},
   lips: {u: [0.0, 0.7], v: [-0.8, 0.8], step: [0.05, 0.1], fade: 0},
   lips_lab: {u: [0.0, 0.7], v: [-0.8, 0.8], step: [0.05, 0.1], fade: 0, lab: true},
   cheeks: {u: [-1.6, 1.6], v: [-1.2, 1.2], step: [0.1, 0.1], fade: 0.3, additive: true},
 };
-const FRAME_ORDER = ['eyes', 'eyes_lid', 'eyes_liner', 'lips', 'lips_lab', 'cheeks'];
+const FRAME_ORDER = ['eyes', 'eyes_lid', 'eyes_liner', 'eyes_lab', 'lips', 'lips_lab', 'cheeks'];
 // makeup.lookprior.OPTIONAL_ARRAYS: absent from older files
-const OPTIONAL_TEMPLATES = ['eyes_lid', 'eyes_liner', 'lips_lab', 'cheeks'];
+const OPTIONAL_TEMPLATES = ['eyes_lid', 'eyes_liner', 'eyes_lab', 'lips_lab', 'cheeks'];
+// makeup.lookprior.LAB_RANGE_CHANNELS: a lab frame that clamps keeps its cells' range of d after the 11 values
+const LAB_RANGE_CHANNELS = 6;
 const LID_REF = 0.45; // makeup.render.LID_REF: eye widths per lid height
 const EYE_LID_FROM = 0.1; // makeup.lookprior.EYE_LID_FROM
 const LIP_TONE = [50.0, 25.0, 10.0].map(f32); // makeup.lookprior.LIP_TONE: a lab frame's mean is measured from it
@@ -61,6 +66,7 @@ const CHEEK_SHAPE = {outward: 0.3, drop: 0.5, min_pixels: 4};
 for (const fr of Object.values(FRAMES)) {
   fr.nv = Math.round((fr.v[1] - fr.v[0]) / fr.step[1]);
   fr.nu = Math.round((fr.u[1] - fr.u[0]) / fr.step[0]);
+  fr.channels = TEMPLATE_CHANNELS + (fr.lab && fr.clamp ? LAB_RANGE_CHANNELS : 0); // TemplateFrame.channels
 }
 // makeup.region_models: (diameter at 256, sigma colour, sigma space share), tone references, own channels
 const SMOOTHING = [[7, 6.0, 0.006], [15, 12.0, 0.018]];
@@ -95,7 +101,7 @@ export function lookPriorFromJson(d, name = 'look_prior.json') {
   const bad = [];
   for (const n of FRAME_ORDER) {
     if (OPTIONAL_TEMPLATES.includes(n) && d[`template_${n}`] !== undefined && !Array.isArray(d[`template_${n}`])) {
-      bad.push(`template_${n} (${FRAMES[n].nv}, ${FRAMES[n].nu}, 11)`);
+      bad.push(`template_${n} (${FRAMES[n].nv}, ${FRAMES[n].nu}, ${FRAMES[n].channels})`);
     } else tpl[n] = flat(`template_${n}`);
   }
   if (p.regionPrior.length !== 12) bad.push('region_prior (4, 3)');
@@ -109,7 +115,7 @@ export function lookPriorFromJson(d, name = 'look_prior.json') {
   if (!(p.radius >= 0)) bad.push('radius');
   for (const [n, t] of Object.entries(tpl)) {
     const fr = FRAMES[n];
-    if (t.length && t.length !== fr.nv * fr.nu * TEMPLATE_CHANNELS) bad.push(`template_${n} (${fr.nv}, ${fr.nu}, 11)`);
+    if (t.length && t.length !== fr.nv * fr.nu * fr.channels) bad.push(`template_${n} (${fr.nv}, ${fr.nu}, ${fr.channels})`);
     else if (t.length) p.templates[n] = t;
   }
   if (bad.length) throw new Error(`${name}: not a look prior (wrong shape: ${bad.join(', ')})`);
@@ -549,6 +555,7 @@ function frameCells(name, labels, g, eyeCoords = () => eyeFrame(labels, g)) {
   const fr = FRAMES[name];
   const coords = {eyes: eyeCoords, eyes_lid: () => eyeFrame(labels, g, EYE_LID_FROM),
                   eyes_liner: () => eyeFrame(labels, g, EYE_LID_FROM, true),
+                  eyes_lab: () => eyeFrame(labels, g, EYE_LID_FROM, true),
                   lips: () => lipFrame(labels, g), lips_lab: () => lipFrame(labels, g),
                   cheeks: () => cheekCoords(labels, g, eyeCoords)};
   if (!coords[name]) throw new Error(`no template frame ${name}`);
@@ -569,8 +576,8 @@ function frameCells(name, labels, g, eyeCoords = () => eyeFrame(labels, g)) {
  * replacing an earlier one where both hold a pixel. A lab frame's cells are painted on `photo` (n*n*3 RGB in 0..1).
  */
 function templateField(labels, templates, g, photo) {
-  const live = FRAME_ORDER.filter((name) => templates[name]).map((name) => [name, templates[name]]).filter(([, t]) => {
-    for (let c = 4; c < t.length; c += TEMPLATE_CHANNELS) if (t[c] !== 0) return true;
+  const live = FRAME_ORDER.filter((name) => templates[name]).map((name) => [name, templates[name]]).filter(([n, t]) => {
+    for (let c = 4; c < t.length; c += FRAMES[n].channels) if (t[c] !== 0) return true;
     return false;
   });
   if (!live.length) return null;
@@ -581,12 +588,12 @@ function templateField(labels, templates, g, photo) {
   for (const [name, t] of live) {
     const idx = frameCells(name, labels, g, eyeCoords);
     if (FRAMES[name].lab) {
-      labFrameField(field, idx, t, photo);
+      labFrameField(field, idx, t, photo, FRAMES[name]);
       continue;
     }
     for (let i = 0; i < n2; i++) {
       if (idx[i] < 0) continue;
-      const o = idx[i] * TEMPLATE_CHANNELS, s = t[o + 4];
+      const o = idx[i] * FRAMES[name].channels, s = t[o + 4];
       for (let c = 0; c < 4; c++) field[c][i] = f32(t[o + c] * s);
       for (let c = 4; c < TEMPLATE_CHANNELS; c++) field[c][i] = t[o + c];
       if (FRAMES[name].additive) field[4][i] = 0; // laid over the region prior and models, not blended
@@ -598,9 +605,10 @@ function templateField(labels, templates, g, photo) {
 /**
  * A lab frame laid into `field` (makeup.lookprior.template_field): at each pixel in the frame, with d = the
  * pixel's CIELAB less the frame's mean (taken in float64, cast once) and m = that mean less LIP_TONE, the RGB
- * change of k + a d + b m times the support, the support, no photo term and no clamp.
+ * change of k + a d + b m times the support, the support, no photo term and no clamp. A frame that clamps clamps d
+ * to the cell's range; one that adds writes support 0 (its change adds to the region prior's and models').
  */
-function labFrameField(field, idx, t, photo) {
+function labFrameField(field, idx, t, photo, frame) {
   const inside = [];
   for (let i = 0; i < idx.length; i++) if (idx[i] >= 0) inside.push(i);
   if (!inside.length) return;
@@ -611,21 +619,23 @@ function labFrameField(field, idx, t, photo) {
   for (let j = 0; j < inside.length; j++) for (let c = 0; c < 3; c++) sums[c] += x[j * 3 + c];
   const mean = sums.map((s) => f32(s / inside.length));
   const m = mean.map((v, c) => f32(v - LIP_TONE[c]));
+  const ch = frame.channels, r = TEMPLATE_CHANNELS;
   const after = new Float32Array(x.length);
   inside.forEach((i, j) => {
-    const o = idx[i] * TEMPLATE_CHANNELS;
+    const o = idx[i] * ch;
     for (let c = 0; c < 3; c++) {
-      const d = f32(x[j * 3 + c] - mean[c]);
+      let d = f32(x[j * 3 + c] - mean[c]);
+      if (frame.clamp) d = Math.min(Math.max(d, t[o + r + c]), t[o + r + 3 + c]);
       const change = f32(f32(t[o + c] + f32(t[o + 5 + c] * d)) + f32(t[o + 8 + c] * m[c]));
       after[j * 3 + c] = f32(x[j * 3 + c] + change);
     }
   });
   const back = labToRgb(after);
   inside.forEach((i, j) => {
-    const s = t[idx[i] * TEMPLATE_CHANNELS + 4];
+    const s = t[idx[i] * ch + 4];
     for (let c = 0; c < 3; c++) field[c][i] = f32(f32(back[j * 3 + c] - rgb[j * 3 + c]) * s);
     field[3][i] = 0;
-    field[4][i] = s;
+    field[4][i] = frame.additive ? 0 : s;
     for (let c = 5; c < 8; c++) field[c][i] = 0;
     for (let c = 8; c < TEMPLATE_CHANNELS; c++) field[c][i] = 1;
   });
