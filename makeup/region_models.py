@@ -118,6 +118,8 @@ def from_lab(lab: np.ndarray) -> np.ndarray:
 
 def _convert(x: np.ndarray, code: int) -> np.ndarray:
     x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.size == 0:  # cv2 refuses an empty image; a face with no pixels in a frame converts none
+        return x.copy()
     if x.ndim == 3:
         return cv2.cvtColor(x, code)
     return cv2.cvtColor(x.reshape(1, -1, 3), code).reshape(x.shape)
