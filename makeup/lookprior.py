@@ -22,9 +22,11 @@ a student with ``prior_input`` reads it as three input channels and adds it to i
   :mod:`makeup.region_models`).
 * The cheeks' template: blush in the cheeks' own frame (:func:`makeup.render.cheek_frame`, around the centre of
   the cheek map the student reads), fit on what the region prior and models leave and added over them (blush
-  lies over foundation), where the eye and lip templates replace the region prior in their cells.
+  lies over foundation), where the eye and lip templates replace the region prior in their cells; "cheeks_lab"
+  (the default since stop 34; "cheeks" is its RGB blend, kept for priors saved with it) is that frame in CIELAB
+  as the lips' template.
 
-:data:`DEFAULT_TEMPLATES` (eyes_lab, lips_lab, cheeks) is what the student's and the tiny-ddpm teacher's priors fit;
+:data:`DEFAULT_TEMPLATES` (eyes_lab, lips_lab, cheeks_lab) is what the student's and the tiny-ddpm teacher's priors fit;
 the eyes' "eyes_liner" (stops 29-33) is "eyes_lid" in the liner's own frame with finer rows, and "eyes_lab" (since
 stop 34) is that grid in CIELAB as the lips' template, added over the skin's model, its slopes clipped to a blend's
 and the pixel's term clamped to the seeds' range (see ``_frames``).
@@ -203,6 +205,8 @@ def _frames() -> dict[str, TemplateFrame]:
     # the models' change laid on it: cv2's float RGB -> CIELAB steps on a grid of about 1/512, so a model change a
     # ten-millionth apart (the web page's float32 against numpy) moved a pixel by a quarter level (the same figures
     # within 0.006).
+    cheeks = TemplateFrame("cheeks", cheek_coords, (-1.6, 1.6), (-1.2, 1.2), (0.1, 0.1), fade=0.3, clamp=True,
+                           additive=True)
     return {"eyes": eyes,
             "eyes_lid": TemplateFrame("eyes_lid", eye_lid_coords, eyes.u_range, eyes.v_range, eyes.step, fade=eyes.fade,
                                       clamp=True),
@@ -210,15 +214,25 @@ def _frames() -> dict[str, TemplateFrame]:
             "eyes_lab": replace(liner, name="eyes_lab", lab=True, additive=True),
             "lips": TemplateFrame("lips", lip_frame, (0.0, 0.7), (-0.8, 0.8), (0.05, 0.1)),
             "lips_lab": TemplateFrame("lips_lab", lip_frame, (0.0, 0.7), (-0.8, 0.8), (0.05, 0.1), lab=True),
-            "cheeks": TemplateFrame("cheeks", cheek_coords, (-1.6, 1.6), (-1.2, 1.2), (0.1, 0.1), fade=0.3,
-                                    clamp=True, additive=True)}
+            "cheeks": cheeks,
+            # cheeks_lab: the cheeks' cells in CIELAB, added over the skin's model as "cheeks" is, each cell's change
+            # per channel k + a d + b m as lips_lab's: a blush is a pigment (makeup.render._pigment) that moves the
+            # cheek's lightness by what its mean lacks, which an RGB blend per cell fit across the seeds' tones
+            # cannot say. Neither clipped nor clamped: clamping d to the seeds' range took back most of what it gains
+            # on the astronaut (natural's cheeks 0.75 -> 0.68). The prior fit on the five demo seeds, cheeks ->
+            # cheeks_lab, 40 new faces vs the renderer (stop 34), natural / glamorous / korean (the looks with a
+            # blush; smokey_eyes and red_lip keep no cell of either): cheeks 0.736 / 0.775 / 0.801 -> 0.745 / 0.781
+            # / 0.790, skin 0.776 / 0.703 / 0.763 -> 0.777 / 0.704 / 0.753; on the astronaut cheeks 0.56 / 0.71 /
+            # 0.73 -> 0.75 / 0.84 / 0.83, skin 0.73 / 0.57 / 0.72 -> 0.75 / 0.59 / 0.74, gain +0.15 / +0.05 / +0.24
+            # dB, visible spill the same or lower.
+            "cheeks_lab": replace(cheeks, name="cheeks_lab", lab=True, clamp=False)}
 
 
 EYE_LID_FROM = 0.1  # eye widths over the upper lash line past which the eyes_lid frame counts in lid heights
 TEMPLATE_FRAMES = _frames()
 # what a prior fits unless told; "eyes", "eyes_lid" and "lips" are the older forms, kept for priors and teachers saved
 # with them
-DEFAULT_TEMPLATES = ("eyes_lab", "lips_lab", "cheeks")
+DEFAULT_TEMPLATES = ("eyes_lab", "lips_lab", "cheeks_lab")
 TRUSTED_ERROR = 0.5  # a trusted row's cell keeps its support where the template's error over the seeds is below
 # this share of the region prior's (a liner: far below; the foundation the prior already paints: near it)
 LIP_TONE = np.array([50.0, 25.0, 10.0])  # a mid lip colour in CIELAB: a lab frame's mean is measured from it
@@ -716,7 +730,7 @@ def prior_image(masks: np.ndarray, photo: np.ndarray, region_prior, region_colou
 PRIOR_ARRAYS = ("region_prior", "region_colour", "template_eyes", "template_lips", "models", "gate")
 # absent from priors written before those frames: none
 OPTIONAL_ARRAYS = ("template_eyes_lid", "template_eyes_liner", "template_eyes_lab", "template_lips_lab",
-                   "template_cheeks")
+                   "template_cheeks", "template_cheeks_lab")
 
 
 @dataclass

@@ -670,8 +670,8 @@ def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned, monkey
     from webtools import fit_test_prior, prior_seed_pairs
 
     d, prior = look_prior
-    assert prior.templates and set(prior.templates) == {"eyes_lab", "lips_lab", "cheeks"} and prior.models is not None
-    assert np.asarray(d["template_cheeks"]).shape == (24, 32, 11) and prior.templates["cheeks"][..., 4].any()
+    assert prior.templates and set(prior.templates) == {"eyes_lab", "lips_lab", "cheeks_lab"} and prior.models is not None
+    assert np.asarray(d["template_cheeks_lab"]).shape == (24, 32, 11) and prior.templates["cheeks_lab"][..., 4].any()
     cases = {f"synthetic_{s}": (f.image, f.labels.astype(np.uint8)) for s in (10, 11, 12)
              for f in [generate_face(s, 256)]}
     crop = astronaut_aligned.crop
@@ -699,19 +699,20 @@ def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned, monkey
     older = fit_test_prior(templates=("eyes", "lips"))
     old = {k: v for k, v in json.loads(json.dumps(older.to_dict())).items()
            if k not in ("template_cheeks", "template_eyes_lid", "template_eyes_liner", "template_eyes_lab",
-                        "template_lips_lab")}
+                        "template_lips_lab", "template_cheeks_lab")}
     # one from before the CIELAB eye template (its eyes in the RGB eyes_liner) and, for it, the eye template's range
     # of d opened (the page must clamp d, or the astronaut's under-eye shadows come out lifted)
     liner = fit_test_prior(templates=("eyes_liner", "lips_lab", "cheeks"))
-    liner_file = {k: v for k, v in json.loads(json.dumps(liner.to_dict())).items() if k != "template_eyes_lab"}
+    liner_file = {k: v for k, v in json.loads(json.dumps(liner.to_dict())).items()
+                  if k not in ("template_eyes_lab", "template_cheeks_lab")}
     unclamped = prior.templates["eyes_lab"].copy()
     unclamped[..., 11:14], unclamped[..., 14:17] = -1e3, 1e3
     old["models"] = np.round(flat[:, :COEFFICIENTS:len(DARK_KNOTS)].astype(np.float64), 5).tolist()  # (2, 5, 3)
-    first, last = ("template_cheeks",), ("template_eyes_lab",)  # the cheeks' key first, the eyes' last
+    first, last = ("template_cheeks_lab",), ("template_eyes_lab",)  # the cheeks' key first, the eyes' last
     reordered = {k: d[k] for k in first + tuple(k for k in d if k not in first + last) + last}
     variants = {"fitted": ((d, prior), {"templates": dataclasses.replace(prior, templates=None),
                                          "eye_template": but("eyes_lab"), "lip_template": but("lips_lab"),
-                                         "cheek_template": but("cheeks"),
+                                         "cheek_template": but("cheeks_lab"),
                                          "region_models": dataclasses.replace(prior, models=None),
                                          "darkness_knots": dataclasses.replace(prior, models=flat)}),
                 "colour_maps": (shipped(dataclasses.replace(prior, region_colour=colour)), {"colour_maps": prior}),
@@ -724,7 +725,9 @@ def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned, monkey
                     "rgb_lip_template": dataclasses.replace(older, templates={"eyes": older.templates["eyes"]}),
                     "eye_width_template": dataclasses.replace(older, templates={"lips": older.templates["lips"]})}),
                 "eyes_liner_file": ((liner_file, LookPrior.from_arrays(liner_file)), {
-                    "lab_eye_template": prior}),
+                    "lab_eye_template": prior,
+                    "rgb_cheek_template": dataclasses.replace(liner, templates={
+                        k: t for k, t in liner.templates.items() if k != "cheeks"})}),
                 "keys_reordered": ((reordered, prior), {})}
     browser = page["browser"]
     figures = {}
@@ -737,7 +740,7 @@ def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned, monkey
             f = figures[f"{variant}/{name}"] = prior_diff(js, py) | {"js_ms": round(ms, 1)}
             f["without_x255"] = {k: float(np.abs(js - q.paint(img, labels)).max() * 255) for k, q in without.items()}
     _record("look_prior_js_vs_python", figures)
-    assert set(LookPrior.from_arrays(old).templates) == {"eyes", "lips"} and list(reordered)[0] == "template_cheeks"
+    assert set(LookPrior.from_arrays(old).templates) == {"eyes", "lips"} and list(reordered)[0] == "template_cheeks_lab"
     assert np.asarray(old["models"]).shape == (2, 5, 3) and np.asarray(d["models"]).shape == (2, MODEL_ROWS, 3)
     assert np.asarray(before_curve["models"]).shape == (2, COEFFICIENTS, 3)
     assert set(LookPrior.from_arrays(liner_file).templates) == {"eyes_liner", "lips_lab", "cheeks"}
@@ -757,7 +760,7 @@ def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned, monkey
         assert apart_x255 > 4.0, apart_x255
     monkeypatch.setitem(TEMPLATE_FRAMES, "eyes_lab", frame)
     for key in ("template_cheeks", "template_eyes_lid", "template_eyes_liner", "template_eyes_lab",
-                "template_lips_lab"):  # wrong size
+                "template_lips_lab", "template_cheeks_lab"):  # wrong size
         with pytest.raises(RuntimeError, match=key):
             _paint_js(browser, *cases["synthetic_10"], d | {key: [[1.0, 2.0]]})
     for name, f in figures.items():

@@ -1,17 +1,18 @@
-// The look prior in JavaScript: makeup/lookprior.py LookPrior.paint(crop, labels) on the page's aligned crop and
-// its label map (gate.js landmarksToLabels), for a prior-input model (model_card.json io.prior_input: the
-// painted prior is the model's last 3 input channels). The parameters come from look_prior.json beside the
-// model (LookPrior.to_dict(): region_prior, region_colour, template_eyes, template_eyes_lid, template_eyes_liner,
-// template_eyes_lab, template_lips, template_lips_lab, template_cheeks, models, gate, radius; template_eyes_lid,
-// template_eyes_liner, template_eyes_lab, template_lips_lab and template_cheeks are optional, as
-// makeup.lookprior.OPTIONAL_ARRAYS: a file written before those frames has none and paints without them). The
-// templates are laid in makeup.lookprior.TEMPLATE_FRAMES' order, eyes, eyes_lid, eyes_liner, eyes_lab, lips,
-// lips_lab, cheeks, a later frame replacing an earlier one where both hold a pixel. The eyes_lid frame counts the
-// height over the upper lash line in lid heights past EYE_LID_FROM eye widths (makeup.render.eye_frame lid_from);
-// eyes_liner and eyes_lab do too, from the lash line the liner is drawn on, with u the place between the eye's corner
-// columns (eye_frame liner). A lab frame (eyes_lab, lips_lab) is painted on the photo in CIELAB: per cell and channel
-// k + a (pixel - mean) + b (mean - LIP_TONE), the mean over the face's pixels in the frame; eyes_lab clamps
-// pixel - mean to its cell's range (6 more values a cell) and adds its change to the region prior and models.
+// The look prior in JavaScript: makeup/lookprior.py LookPrior.paint(crop, labels) on the page's aligned crop and its
+// label map (gate.js landmarksToLabels), for a prior-input model (model_card.json io.prior_input: the painted prior is
+// the model's last 3 input channels). The parameters come from look_prior.json beside the model (LookPrior.to_dict():
+// region_prior, region_colour, template_eyes, template_eyes_lid, template_eyes_liner, template_eyes_lab, template_lips,
+// template_lips_lab, template_cheeks, template_cheeks_lab, models, gate, radius; template_eyes_lid,
+// template_eyes_liner, template_eyes_lab, template_lips_lab, template_cheeks and template_cheeks_lab are optional, as
+// makeup.lookprior.OPTIONAL_ARRAYS: a file written before those frames has none and paints without them). The templates
+// are laid in makeup.lookprior.TEMPLATE_FRAMES' order, eyes, eyes_lid, eyes_liner, eyes_lab, lips, lips_lab, cheeks,
+// cheeks_lab, a later frame replacing an earlier one where both hold a pixel. The eyes_lid frame counts the height over
+// the upper lash line in lid heights past EYE_LID_FROM eye widths (makeup.render.eye_frame lid_from); eyes_liner and
+// eyes_lab do too, from the lash line the liner is drawn on, with u the place between the eye's corner columns
+// (eye_frame liner). A lab frame (eyes_lab, lips_lab, cheeks_lab) is painted on the photo in CIELAB: per cell and
+// channel k + a (pixel - mean) + b (mean - LIP_TONE), the mean over the face's pixels in the frame; eyes_lab clamps
+// pixel - mean to its cell's range (6 more values a cell); eyes_lab and cheeks_lab add their change to the region prior
+// and models.
 //
 // Every piece follows its Python twin with the same arithmetic: float32 where numpy is float32 (Math.fround
 // after each operation; numpy 1.x casting: a Python scalar meets a float32 array as float32, an np.float32
@@ -52,10 +53,11 @@ const FRAMES = {
   lips: {u: [0.0, 0.7], v: [-0.8, 0.8], step: [0.05, 0.1], fade: 0},
   lips_lab: {u: [0.0, 0.7], v: [-0.8, 0.8], step: [0.05, 0.1], fade: 0, lab: true},
   cheeks: {u: [-1.6, 1.6], v: [-1.2, 1.2], step: [0.1, 0.1], fade: 0.3, additive: true},
+  cheeks_lab: {u: [-1.6, 1.6], v: [-1.2, 1.2], step: [0.1, 0.1], fade: 0.3, lab: true, additive: true},
 };
-const FRAME_ORDER = ['eyes', 'eyes_lid', 'eyes_liner', 'eyes_lab', 'lips', 'lips_lab', 'cheeks'];
+const FRAME_ORDER = ['eyes', 'eyes_lid', 'eyes_liner', 'eyes_lab', 'lips', 'lips_lab', 'cheeks', 'cheeks_lab'];
 // makeup.lookprior.OPTIONAL_ARRAYS: absent from older files
-const OPTIONAL_TEMPLATES = ['eyes_lid', 'eyes_liner', 'eyes_lab', 'lips_lab', 'cheeks'];
+const OPTIONAL_TEMPLATES = ['eyes_lid', 'eyes_liner', 'eyes_lab', 'lips_lab', 'cheeks', 'cheeks_lab'];
 // makeup.lookprior.LAB_RANGE_CHANNELS: a lab frame that clamps keeps its cells' range of d after the 11 values
 const LAB_RANGE_CHANNELS = 6;
 const LID_REF = 0.45; // makeup.render.LID_REF: eye widths per lid height
@@ -557,7 +559,7 @@ function frameCells(name, labels, g, eyeCoords = () => eyeFrame(labels, g)) {
                   eyes_liner: () => eyeFrame(labels, g, EYE_LID_FROM, true),
                   eyes_lab: () => eyeFrame(labels, g, EYE_LID_FROM, true),
                   lips: () => lipFrame(labels, g), lips_lab: () => lipFrame(labels, g),
-                  cheeks: () => cheekCoords(labels, g, eyeCoords)};
+                  cheeks: () => cheekCoords(labels, g, eyeCoords), cheeks_lab: () => cheekCoords(labels, g, eyeCoords)};
   if (!coords[name]) throw new Error(`no template frame ${name}`);
   const {u, v, valid} = coords[name]();
   const u0 = f32(fr.u[0]), v0 = f32(fr.v[0]), su = f32(fr.step[0]), sv = f32(fr.step[1]);
@@ -572,7 +574,7 @@ function frameCells(name, labels, g, eyeCoords = () => eyeFrame(labels, g)) {
 
 /**
  * makeup.lookprior.template_field: (11, n*n) planes, or null without a template with support. The frames are
- * laid in FRAME_ORDER (eyes, lips, lips_lab, cheeks) whatever the order of `templates`' keys, a later one
+ * laid in FRAME_ORDER (eyes, ..., cheeks, cheeks_lab) whatever the order of `templates`' keys, a later one
  * replacing an earlier one where both hold a pixel. A lab frame's cells are painted on `photo` (n*n*3 RGB in 0..1).
  */
 function templateField(labels, templates, g, photo) {
