@@ -408,11 +408,17 @@ def test_templates_do_not_paint_a_box_on_skin_darker_than_every_seed(monkeypatch
     monkeypatch.setattr(formulation, "_cell_range",  # no clamp: the photo's range is 0..1 in every cell
                         lambda shape, cells, befores: (np.zeros((shape[0] * shape[1], 3)),
                                                        np.ones((shape[0] * shape[1], 3))))
+    rgb_cheeks = score(formulation.fit_templates(*cols, names=("eyes_lab", "lips_lab", "cheeks")))
     raw = score(formulation.fit_templates(*cols, held_out=False))
-    # measured: spill regions 0.08, raw 0.31 (0.42 % visible), kept 0.11 (0.14 %); eyes -0.14 / 0.22 / 0.23
-    assert kept["spill"] < 0.6 * raw["spill"] and kept["visible_spill"] < 0.5 * raw["visible_spill"], (kept, raw)
+    # measured (the default templates, eyes_lab, lips_lab, cheeks_lab): spill regions 0.04, raw 0.33 (0.39 %
+    # visible), kept 0.20 (0.11 %); eyes -0.02 / 0.34 kept
+    assert kept["spill"] < 0.65 * raw["spill"] and kept["visible_spill"] < 0.5 * raw["visible_spill"], (kept, raw)
     assert kept["recovery"]["eyes"] > regions["recovery"]["eyes"] + 0.2, (kept, regions)
     assert kept["recovery"]["lips"] > regions["recovery"]["lips"] + 0.1, (kept, regions)
+    # the cheeks in CIELAB give these darker faces more of the blush than the RGB blend (0.66 vs 0.50), its
+    # excess (0.20 vs 0.15 spill) under what a person sees: the visible spill is the same (0.11 %)
+    assert kept["recovery"]["cheeks"] > rgb_cheeks["recovery"]["cheeks"] + 0.1, (kept, rgb_cheeks)
+    assert kept["visible_spill"] <= rgb_cheeks["visible_spill"] + 0.01, (kept, rgb_cheeks)
 
 
 def test_template_clamps_the_photo_to_the_seeds_range():
@@ -492,7 +498,7 @@ def test_the_tiny_teacher_paints_the_blush_where_the_cheeks_are():
                                  models=terms["models"])
             f.update(out[None], before[None], after[None], lab[None])
         cheeks[name] = f.result()["recovery"]["cheeks"]
-        assert ("cheeks" in (terms["templates"] or {})) == (name == "default")
+        assert ("cheeks_lab" in (terms["templates"] or {})) == (name == "default")
     assert cheeks["default"] > cheeks["eyes+lips"] + 0.2, cheeks
 
 

@@ -29,7 +29,7 @@ def _without_cheeks_x255(frame: dict, shipped: dict) -> float:
     crop = b64_array(frame["crop"], np.uint8, (n, n, 4))[..., :3]
     labels = b64_array(frame["labels"], np.uint8, (n, n))
     js = b64_array(frame["prior"], np.float32, (n, n, 3))
-    py = LookPrior.from_arrays({k: v for k, v in shipped.items() if k != "template_cheeks"}).paint(crop, labels)
+    py = LookPrior.from_arrays({k: v for k, v in shipped.items() if k != "template_cheeks_lab"}).paint(crop, labels)
     return float(np.abs(js - py).max() * 255)
 
 
@@ -53,7 +53,7 @@ def test_bundled_prior_model_starts_and_equals_python(prior_page, prior_export):
     assert info["priorInput"] == {"file": "look_prior.json", "firstChannel": 8, "name": "look_prior.json"}, info
     # the prior has all three templates, the cheeks' (laid after the eyes' and lips') with support
     shipped = json.loads((prior_export / "look_prior.json").read_text())
-    cheeks = np.asarray(shipped["template_cheeks"], np.float32)
+    cheeks = np.asarray(shipped["template_cheeks_lab"], np.float32)
     assert cheeks.shape == (24, 32, 11) and cheeks[..., 4].any()
     frame = browser.eval("() => window.tinybeauty.lastFrame()")
     assert frame["face"] is True and frame["size"] == 64
