@@ -21,7 +21,7 @@ def _pairs(seeds, look, size=128):
     from makeup.styles import style_from_dict
     from makeup.synth import generate_face
 
-    style = style_from_dict(look)
+    style = look if isinstance(look, str) else style_from_dict(look)  # a built-in look by name, or a mapping
     faces = [generate_face(s, size) for s in seeds]
     return [(f.image, render_makeup(f.image, f.labels, style), f.labels) for f in faces]
 
@@ -255,7 +255,7 @@ def _foundation_models(pairs, forms=None):
 def test_the_skin_tone_curve_bends_where_a_line_cannot():
     """A foundation lightens a face darker than its shade by a bounded amount and darkens a lighter one
     (the renderer: 0.4 x coverage x clip(shade L - skin L, -6, 6)). From seeds spread over the skin tones
-    (spread_tones of 24 faces) the skin's model takes the "curve" form, and on new faces of every tone its
+    (spread_tones of 24 faces) the skin's model takes the "curve" form (a bounded ramp), and on new faces of every tone its
     lightness change follows the truth's, which the line in the tone ("flat") cannot: the lightest faces are
     darkened, the darker ones lightened alike."""
     from makeup.region_models import (MODEL_ROWS, region_model_change, skin_lightness, spread_tones, to_lab,
@@ -268,8 +268,9 @@ def test_the_skin_tone_curve_bends_where_a_line_cannot():
     curve_models, line_models = _foundation_models(seeds), _foundation_models(seeds, ("constant", "flat"))
     assert curve_models.shape == (2, MODEL_ROWS, 3)
     curve = tone_curve(curve_models[0])
-    assert curve is not None and tone_curve(line_models[0]) is None and len(curve) == 5
-    assert np.all(np.diff(curve[:, 0]) > 0)  # knots: the seeds' tones, ascending
+    assert curve is not None and tone_curve(line_models[0]) is None and len(curve) == 2
+    tones = sorted(skin_lightness(b, lab) for b, _, lab in seeds)
+    assert tones[0] <= curve[0, 0] < curve[1, 0] <= tones[-1] + 1e-3  # the ramp's ends, within the seeds' tones
     new = _pairs(range(100, 116), FOUNDATION_ONLY)
     err = {}
     for name, models in (("curve", curve_models), ("line", line_models)):
@@ -290,36 +291,89 @@ def test_the_skin_tone_curve_bends_where_a_line_cannot():
     assert mae["curve"] < 0.4 * mae["line"], mae
 
 
-def test_tone_curve_is_the_monotone_cubic_through_its_knots():
-    """tone_curve_value is scipy's PCHIP through the knots inside them and flat beyond: it keeps the knots'
-    values, never leaves their range between two knots (no overshoot), and a models array written before the curve
-    (COEFFICIENTS rows a region) paints as before."""
+def test_tone_curve_is_the_bounded_ramp_through_its_knots():
+    """bounded_ramp fits the values at the knots with a ramp (flat, a line, flat): values that lie on one are
+    reproduced, the curve never leaves their range and is flat beyond the knots; where the knots leave the knee
+    open (every place of it between two seeds fits alike) the ramp spans the gap. tone_curve_value paints a
+    ramp's two rows as its line, and any (knot, value, slope) rows as their cubic Hermite: the 5-knot PCHIP
+    curves written until stop 35 paint as before."""
     from hypothesis import given, settings, strategies as st
-    from scipy.interpolate import PchipInterpolator
+    from scipy.interpolate import CubicHermiteSpline
 
-    from makeup.region_models import (COEFFICIENTS, MODEL_ROWS, _pchip_slopes, expand_models, tone_curve,
-                                      tone_curve_value, tone_knots)
+    from makeup.region_models import (COEFFICIENTS, MODEL_ROWS, RAMP_STEP, RAMP_TIE, bounded_ramp,
+                                      expand_models, tone_curve, tone_curve_value, tone_knots)
 
     @settings(max_examples=40, deadline=None)
-    @given(st.lists(st.floats(-3, 3, allow_nan=False), min_size=2, max_size=7),
-           st.floats(0, 1), st.integers(0, 10_000))
-    def follows_pchip(values, where, seed):
-        x = np.cumsum(np.random.default_rng(seed).uniform(2, 15, len(values))) + 15
-        y = np.asarray(values)
-        curve = np.stack([x, y, _pchip_slopes(x, y)], 1)
-        t = x[0] + where * (x[-1] - x[0])
-        v = tone_curve_value(t, curve)
-        assert abs(v - float(PchipInterpolator(x, y)(t))) < 1e-9
-        j = min(np.searchsorted(x, t, side="right") - 1, len(x) - 2)
-        assert min(y[j], y[j + 1]) - 1e-9 <= v <= max(y[j], y[j + 1]) + 1e-9
-        assert tone_curve_value(x[0] - 5, curve) == y[0] and tone_curve_value(x[-1] + 5, curve) == y[-1]
-        for xi, yi in zip(x, y):
-            assert abs(tone_curve_value(xi, curve) - yi) < 1e-12
+    @given(st.integers(2, 7), st.floats(0, 1), st.floats(0, 1), st.floats(-2, 2), st.floats(-0.2, 0.2),
+           st.integers(0, 10_000))
+    def reproduces_a_ramp(n, a, b, level, slope, seed):
+        x = np.cumsum(np.random.default_rng(seed).uniform(3, 15, n)) + 15
+        t1, t2 = sorted((x[0] + a * (x[-1] - x[0]), x[0] + b * (x[-1] - x[0])))
+        y = level + slope * (np.clip(x, t1, t2) - x[0])
+        curve = bounded_ramp(x, y)
+        assert curve.shape == (2, 3) and x[0] <= curve[0, 0] < curve[1, 0] <= x[-1]
+        got = np.array([tone_curve_value(t, curve) for t in x])
+        # the ends lie on a grid of RAMP_STEP (a knee a step off moves a knot's value by |slope| x step), and a
+        # gentler ramp within RAMP_TIE of the best error may be taken
+        bound = (1 + RAMP_TIE[0]) * n * (slope * RAMP_STEP) ** 2 + RAMP_TIE[1] * ((y - y.mean()) ** 2).sum()
+        assert ((got - y) ** 2).sum() <= bound + 1e-9
+        inside = np.linspace(x[0], x[-1], 50)
+        v = np.array([tone_curve_value(t, curve) for t in inside])
+        assert y.min() - bound ** 0.5 - 1e-6 <= v.min() and v.max() <= y.max() + bound ** 0.5 + 1e-6
+        assert tone_curve_value(x[0] - 9, curve) == tone_curve_value(x[0], curve)
+        assert tone_curve_value(x[-1] + 9, curve) == tone_curve_value(x[-1], curve)
 
-    follows_pchip()
+    reproduces_a_ramp()
+    # the demo's seed tones; the foundation's knee lies somewhere between the last two: the ramp spans the gap
+    x = np.array([18.5, 34.0, 50.3, 70.0, 84.8])
+    curve = bounded_ramp(x, np.array([0.8, 0.8, 0.8, 0.8, -1.0]))
+    assert np.allclose(curve[:, 0], [70.0, 84.8], atol=RAMP_STEP) and abs(tone_curve_value(77.4, curve) + 0.1) < 0.05
+    # a plateau, a bend and a knee seen by three seeds: the knee is placed where the line through them meets it
+    curve = bounded_ramp(x, np.array([0.8, 0.8, 0.8, 0.2, -1.0]))  # 0.8 - 0.08 (L - 62.5) through (70, 0.2)
+    assert abs(curve[0, 0] - 62.6) < 0.5 and abs(tone_curve_value(60.0, curve) - 0.8) < 0.01
+    assert np.allclose(bounded_ramp([40.0], [0.3]), [[40.0, 0.3, 0.0]]) and tone_curve_value(10, np.array([[40.0, 0.3, 0.0]])) == 0.3
+
+    @settings(max_examples=30, deadline=None)
+    @given(st.lists(st.tuples(st.floats(-3, 3), st.floats(-0.3, 0.3)), min_size=2, max_size=7),
+           st.floats(0, 1), st.integers(0, 10_000))
+    def paints_hermite(rows, where, seed):
+        x = np.cumsum(np.random.default_rng(seed).uniform(2, 15, len(rows))) + 15
+        y, d = (np.array(c) for c in zip(*rows))
+        t = x[0] + where * (x[-1] - x[0])
+        assert abs(tone_curve_value(t, np.stack([x, y, d], 1)) - float(CubicHermiteSpline(x, y, d)(t))) < 1e-9
+
+    paints_hermite()
     assert np.allclose(tone_knots([30.0, 30.4, 50.0, 70.0]), [30.0, 50.0, 70.0])  # tones closer than 1 L merge
     assert len(tone_knots(np.linspace(20, 80, 300))) == 7  # many pairs: 7 quantiles
     before = np.random.default_rng(0).normal(0, 0.1, (2, COEFFICIENTS, 3)).astype(np.float32)
     rows = expand_models(before)
     assert rows.shape == (2, MODEL_ROWS, 3) and np.array_equal(rows[:, :COEFFICIENTS], before)
     assert tone_curve(rows[0]) is None and not rows[:, COEFFICIENTS:].any()
+
+
+def test_the_skin_model_leaves_the_blush_to_the_cheeks():
+    """The skin's model is fit on the skin outside the cheeks: a blush is the cheek template's. Fit with the
+    cheeks in, the skin's constant took a share of glamorous' blush onto the whole face (measured: the skin
+    outside the cheeks of 12 new faces a* +0.37 over the renderer's; fit without them +0.03)."""
+    from makeup.metrics import reported_masks
+    from makeup.region_models import (_fit_pixels, fit_region_models, region_model_change, skin_lightness,
+                                      spread_tones, to_lab)
+    from makeup.synth import generate_face
+
+    lab = generate_face(3, 128).labels
+    masks = reported_masks(lab)
+    cheeks = masks["cheeks"][0].numpy()
+    assert cheeks.any() and not (_fit_pixels(lab, SKIN) & cheeks).any()
+    assert (_fit_pixels(lab, SKIN) | cheeks | ~masks["skin"][0].numpy()).all()
+    pool = [generate_face(s, 128) for s in range(24)]
+    pick = spread_tones([skin_lightness(f.image, f.labels) for f in pool], 5)
+    seeds = _pairs(pick, "glamorous")
+    models = fit_region_models(*(list(x) for x in zip(*seeds)))
+    bias = []
+    for b, a, lab in _pairs(range(100, 112), "glamorous"):
+        photo = b.astype(np.float32) / 255
+        pred = to_lab(np.clip(photo + region_model_change(photo, lab, models), 0, 1))
+        masks = reported_masks(lab)
+        rest = masks["skin"][0].numpy() & ~masks["cheeks"][0].numpy()
+        bias.append(float((pred - to_lab(a / np.float32(255)))[rest, 1].mean()))
+    assert abs(np.mean(bias)) < 0.12, bias
