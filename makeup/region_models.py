@@ -103,8 +103,8 @@ REGION_FORMS = {SKIN: ("constant", "flat", "curve"), BROWS: ("constant", "flat",
 # (PCHIP); between a seed on the plateau (L 50) and one past the knee (L 70) it bent early, and the faces between
 # lost their foundation's lightening. The prior alone on the demo seeds, 40 truth faces, PCHIP -> ramp (the skin
 # fit without the cheeks, :func:`_fit_pixels`), skin natural / glamorous / smokey_eyes / red_lip / korean: 0.76 /
-# 0.73 / 0.73 / 0.82 / 0.82 -> 0.82 / 0.81 / 0.82 / 0.81 / 0.79; the astronaut 0.75 / 0.69 / 0.70 / 0.81 / 0.83 ->
-# 0.79 / 0.74 / 0.78 / 0.79 / 0.84 (`/work/e36/skinexp.py`). The other channels and coefficients are "flat"'s.
+# 0.73 / 0.73 / 0.82 / 0.82 -> 0.82 / 0.81 / 0.82 / 0.81 / 0.80; the astronaut 0.75 / 0.69 / 0.70 / 0.81 / 0.83 ->
+# 0.79 / 0.73 / 0.77 / 0.79 / 0.84. The other channels and coefficients are "flat"'s.
 TONE_KNOTS = 7  # most knots of a tone curve
 TONE_KNOT_GAP = 1.0  # tones closer than this (CIELAB L) share a knot
 RAMP_STEP = 0.25  # CIELAB L: the grid a bounded ramp's ends are searched on
@@ -338,10 +338,10 @@ def _fit_pixels(labels: np.ndarray, region: int) -> np.ndarray:
     in, as the RGB cheek template painted over the skin model's change and lost the cheeks without it (stop 28:
     the astronaut's glamorous cheeks 0.68 -> 0.62). The CIELAB cheek template (``cheeks_lab``) adds to the skin
     model, and fits the blush on what it leaves. Left out (stop 35, the prior alone on the demo seeds, 40 truth
-    faces and the astronaut, with :func:`bounded_ramp`; `/work/e36/skinexp.py`), skin natural / glamorous /
-    smokey_eyes / red_lip / korean: faces 0.83 / 0.76 / 0.82 / 0.81 / 0.72 -> 0.81 / 0.81 / 0.82 / 0.81 / 0.79,
-    the astronaut 0.81 / 0.62 / 0.78 / 0.79 / 0.76 -> 0.79 / 0.73 / 0.77 / 0.79 / 0.84; the cheeks within 0.03
-    (natural's 0.73 -> 0.70 on the faces)."""
+    faces and the astronaut, with :func:`bounded_ramp`), skin natural / glamorous / smokey_eyes / red_lip /
+    korean: faces 0.83 / 0.76 / 0.82 / 0.81 / 0.72 -> 0.82 / 0.81 / 0.82 / 0.81 / 0.80, the astronaut 0.81 / 0.62 /
+    0.78 / 0.79 / 0.76 -> 0.79 / 0.73 / 0.77 / 0.79 / 0.84; the faces' cheeks 0.73 / 0.80 / 0.85 / 0.88 / 0.78 ->
+    0.73 / 0.81 / 0.85 / 0.87 / 0.80."""
     if region != SKIN:
         return np.asarray(labels) == region
     from makeup.metrics import reported_masks

@@ -654,8 +654,9 @@ def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned, monkey
     LookPrior.from_arrays of it paints it), one written before the CIELAB eye template (its eyes in the RGB
     eyes_liner), one with its template keys in another order (the frames are laid eyes, eyes_lid, eyes_liner,
     eyes_lab, lips, lips_lab, cheeks all the same), one whose
-    skin model carries a tone curve (its lightness a PCHIP in the face's skin tone) and the same file written before
-    the curve (25 rows a region: painted without it). The
+    skin model carries a tone curve (its lightness a bounded ramp in the face's skin tone: two knots), one whose curve
+    has four knots, each with its own slope (the cubic Hermite the files of stops 33-34 carry, PCHIP), and the same
+    file written before the curve (25 rows a region: painted without it). The
     comparison would see any part dropped: Python's prior without the templates, the eye or lip template (either
     form), the cheek template, the region models, the tone curve or the colour maps is levels away from the page's
     (the curve: over a level), and so are the eye template laid in another frame and, on the astronaut, the CIELAB
@@ -689,7 +690,12 @@ def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned, monkey
     # the skin's lightness as a tone curve (the "curve" form), the brows' model as fitted
     curved = prior.models.copy()
     curved[0] = fit_region_models(*prior_seed_pairs(), forms=("curve",))[0]
-    assert tone_curve(curved[0]) is not None and len(tone_curve(curved[0])) == 4
+    assert tone_curve(curved[0]) is not None and len(tone_curve(curved[0])) == 2  # a bounded ramp's two ends
+    # a curve of four knots with their own slopes (the PCHIP written until stop 35): the page paints any cubic Hermite
+    hermite = curved.copy()
+    hermite[0, COEFFICIENTS:] = 0.0
+    hermite[0, COEFFICIENTS:COEFFICIENTS + 4] = [[30.0, 2.0, -0.01], [45.0, 1.6, -0.03], [60.0, 1.4, -0.01],
+                                                 [75.0, 1.0, -0.04]]
     uncurved = curved.copy()
     uncurved[0, COEFFICIENTS:] = 0.0
     # the same file written before the curve (25 rows a region): painted without one
@@ -719,6 +725,9 @@ def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned, monkey
                 "region_prior_only": (shipped(dataclasses.replace(prior, templates=None, models=None)), {}),
                 "tone_curve": (shipped(dataclasses.replace(prior, models=curved)),
                                {"tone_curve": dataclasses.replace(prior, models=uncurved)}),
+                "hermite_curve": (shipped(dataclasses.replace(prior, models=hermite)),
+                                  {"tone_curve": dataclasses.replace(prior, models=uncurved),
+                                   "ramp_not_hermite": dataclasses.replace(prior, models=curved)}),
                 "models_before_curve": ((before_curve, LookPrior.from_arrays(before_curve)),
                                         {"tone_curve": dataclasses.replace(prior, models=curved)}),
                 "older_file": ((old, LookPrior.from_arrays(old)), {
@@ -768,7 +777,8 @@ def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned, monkey
         assert f["py_max_abs_x255"] > 10, (name, f)  # the look paints something
         # every part matters: without it Python's prior is levels away from the page's (the tone curve moves the
         # skin's lightness by about a level: its own bar)
-        assert all(v > (1.0 if k == "tone_curve" else 4.0) for k, v in f["without_x255"].items()), (name, f)
+        assert all(v > (1.0 if k in ("tone_curve", "ramp_not_hermite") else 4.0)
+                   for k, v in f["without_x255"].items()), (name, f)
 
 
 @pytest.fixture(scope="module")
