@@ -161,7 +161,8 @@ def region_masks(labels) -> dict:
 
     from .regions import BROWS, EYES, LIPS, SKIN
 
-    lab = labels if torch.is_tensor(labels) else torch.from_numpy(np.ascontiguousarray(labels))
+    # writable and contiguous (a copy only where not): torch warns on a read-only array (a cached label map)
+    lab = labels if torch.is_tensor(labels) else torch.from_numpy(np.require(labels, requirements=("C", "W")))
     if lab.dim() == 2:
         lab = lab[None]
     zone = eye_zone(lab == EYES).squeeze(1) > 0.5
