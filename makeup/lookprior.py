@@ -205,6 +205,25 @@ def _frames() -> dict[str, TemplateFrame]:
     # the models' change laid on it: cv2's float RGB -> CIELAB steps on a grid of about 1/512, so a model change a
     # ten-millionth apart (the web page's float32 against numpy) moved a pixel by a quarter level (the same figures
     # within 0.006).
+    # eyes_band10, eyes_band15: eyes_lab with the lid's rows in pure lid heights past the liner's band
+    # (eye_frame lid_blend: LID_BLEND eye widths past the band they reach them): a lid colour is laid from the lash
+    # line over a share of the lid (makeup.render._eyeshadow_alpha), so on eyes_lab's rows (the band's 0.1 eye
+    # widths, then lid heights) a short lid's shadow came out a sixth of its reach higher than a tall one's, and the
+    # cells fit across the seeds' lids (0.36-0.59 eye widths) blurred it. The band is a look's: a thin liner
+    # (natural, korean: 0.035 eye widths at the outer corner) lets the lid start at 0.1, a bold or winged one
+    # (glamorous, smokey_eyes) keeps its rows in eye widths to 0.15; fit_templates fits both and keeps the one
+    # that predicts a left-out seed better (ALTERNATIVE_TEMPLATES). The prior fit on the five demo seeds, 40 new
+    # faces vs the renderer (stop 36), eyes_lab -> band 0.10 / band 0.15, natural / glamorous / smokey_eyes /
+    # red_lip / korean: eye zone 0.794 / 0.837 / 0.880 / 0.805 / 0.768 -> 0.809 / 0.840 / 0.895 / 0.801 / 0.789
+    # and 0.794 / 0.852 / 0.898 / 0.804 / 0.773, gain +12.42 / +13.52 / +16.10 / +12.21 / +12.17 -> +12.56 /
+    # +12.87 / +16.65 / +12.03 / +12.41 and +12.38 / +13.79 / +17.27 / +12.20 / +12.20 dB; the held-out check picks
+    # 0.10 for natural and korean, 0.15 for the other three. Tried: one band for all (0.05-0.07 without the blend:
+    # natural 0.81, korean 0.78, glamorous' gain -0.5 dB, red_lip's eye zone -0.01); a blend of 0.05 or 0.2 eye
+    # widths (within 0.005 of 0.1); the support without the held-out check's blur (smokey_eyes +0.03, natural and
+    # korean -0.01 to -0.02).
+    def band_coords(band: float):
+        return lambda labels, geometry=None: eye_frame(labels, geometry, lid_from=band, liner=True, lid_blend=LID_BLEND)
+
     cheeks = TemplateFrame("cheeks", cheek_coords, (-1.6, 1.6), (-1.2, 1.2), (0.1, 0.1), fade=0.3, clamp=True,
                            additive=True)
     return {"eyes": eyes,
@@ -212,6 +231,8 @@ def _frames() -> dict[str, TemplateFrame]:
                                       clamp=True),
             "eyes_liner": liner,
             "eyes_lab": replace(liner, name="eyes_lab", lab=True, additive=True),
+            **{name: replace(liner, name=name, coords=band_coords(band), lab=True, additive=True)
+               for name, band in EYE_BANDS.items()},
             "lips": TemplateFrame("lips", lip_frame, (0.0, 0.7), (-0.8, 0.8), (0.05, 0.1)),
             "lips_lab": TemplateFrame("lips_lab", lip_frame, (0.0, 0.7), (-0.8, 0.8), (0.05, 0.1), lab=True),
             "cheeks": cheeks,
@@ -229,10 +250,14 @@ def _frames() -> dict[str, TemplateFrame]:
 
 
 EYE_LID_FROM = 0.1  # eye widths over the upper lash line past which the eyes_lid frame counts in lid heights
+EYE_BANDS = {"eyes_band10": 0.10, "eyes_band15": 0.15}  # the liner's band (eye widths) of each banded eye frame
+LID_BLEND = 0.1  # eye widths past the band over which the banded frames' rows reach pure lid heights
 TEMPLATE_FRAMES = _frames()
-# what a prior fits unless told; "eyes", "eyes_lid" and "lips" are the older forms, kept for priors and teachers saved
-# with them
-DEFAULT_TEMPLATES = ("eyes_lab", "lips_lab", "cheeks_lab")
+# what a prior fits unless told; "eyes", "eyes_lid", "eyes_liner", "eyes_lab" and "lips" are the older forms, kept for
+# priors and teachers saved with them
+DEFAULT_TEMPLATES = ("eyes_band10", "eyes_band15", "lips_lab", "cheeks_lab")
+# frames of which a fit keeps one: the one whose held-out error over the seeds is lowest (fit_templates)
+ALTERNATIVE_TEMPLATES = (tuple(EYE_BANDS),)
 TRUSTED_ERROR = 0.5  # a trusted row's cell keeps its support where the template's error over the seeds is below
 # this share of the region prior's (a liner: far below; the foundation the prior already paints: near it)
 LIP_TONE = np.array([50.0, 25.0, 10.0])  # a mid lip colour in CIELAB: a lab frame's mean is measured from it
@@ -424,7 +449,7 @@ def _cell_error(theta: np.ndarray, mom: np.ndarray) -> np.ndarray:
 
 
 def fit_template(frame: TemplateFrame | str, befores, afters, labels, smooth: float = 0.5,
-                 ridge: float = 1e-3, baselines=None, held_out: bool = True) -> np.ndarray:
+                 ridge: float = 1e-3, baselines=None, held_out: bool = True, scores: dict | None = None) -> np.ndarray:
     """A feature template (``frame.shape + (11,)``, float32; the channels in TEMPLATE_CHANNELS' comment) from seed
     pairs (uint8 before/after, label maps).
 
@@ -455,7 +480,8 @@ def fit_template(frame: TemplateFrame | str, befores, afters, labels, smooth: fl
     change there is only what the region prior already says (foundation on the skin around the eyes), the
     photo slope fit on a few skin tones extrapolates: on a darker face than the seeds it painted a lighter
     box around the eyes (glamorous, the amplified faces of stop 21's first run); such cells now fall back to
-    the region prior. The support is then blurred over one cell, and faded out toward the grid's edge
+    the region prior (``scores``, a dict: the frame's name -> that held-out error, summed over the cells, each
+    the lower of the template's and the baseline's). The support is then blurred over one cell, and faded out toward the grid's edge
     (``frame.fade``), so the two priors meet without a seam. The photo's range over the seeds' pixels in each
     cell and its neighbours (5 x 5 cells) is stored with the cell in a frame that clamps (the eyes' skin): a
     photo outside it is clamped to it, so a face darker than every seed gets the darkest seed's change, not a
@@ -491,6 +517,8 @@ def fit_template(frame: TemplateFrame | str, befores, afters, labels, smooth: fl
     if held_out and baselines is not None and len(per_seed) >= 3:
         err_tpl = sum(error(solve(total - m, shape, smooth, ridge)[0], m) for m in per_seed)
         keep = (has & (err_tpl < total[:, width - 1])).astype(np.float32)
+        if scores is not None:
+            scores[frame.name] = float(np.minimum(err_tpl, total[:, width - 1]).sum())
         support = cv2.GaussianBlur(keep.reshape(shape), (0, 0), 1.0, borderType=cv2.BORDER_CONSTANT).ravel() * has
         if frame.trusted is not None:  # the band keeps the cells where the template says much more than the prior
             rows = frame.v_range[0] + (np.arange(shape[0]) + 0.5) * frame.step[1]
@@ -515,7 +543,8 @@ def fit_template(frame: TemplateFrame | str, befores, afters, labels, smooth: fl
 
 def fit_templates(befores, afters, labels, names=DEFAULT_TEMPLATES, radius: float = 2.0,
                   held_out: bool = True, models: bool = False) -> dict[str, np.ndarray]:
-    """:func:`fit_template` for each named frame. ``held_out``: each cell keeps the template only where it
+    """:func:`fit_template` for each named frame, of each group of :data:`ALTERNATIVE_TEMPLATES` named the one
+    whose held-out error (``scores``) is lowest. ``held_out``: each cell keeps the template only where it
     predicts a left-out seed better than the region prior fit without that seed (``fit_region_prior`` with
     ``radius``; needs 3 seeds or more); ``models``: that prior's skin and brows are the region models
     (:func:`makeup.region_models.fit_region_models`, also fit without the seed) where they fit."""
@@ -537,8 +566,14 @@ def fit_templates(befores, afters, labels, names=DEFAULT_TEMPLATES, radius: floa
             const, colour = modelled_prior(const, colour, beta)
             baselines.append(prior_image(region_stack(lab, None, radius), photo, const, colour,
                                          prior_field(photo, lab, None, beta)))
-    return {n: fit_template(n, befores, afters, labels, held_out=check,
-                            baselines=baselines if check or TEMPLATE_FRAMES[n].additive else None) for n in names}
+    scores: dict[str, float] = {}
+    out = {n: fit_template(n, befores, afters, labels, held_out=check, scores=scores,
+                           baselines=baselines if check or TEMPLATE_FRAMES[n].additive else None) for n in names}
+    for group in ALTERNATIVE_TEMPLATES:  # keep the one that predicts a left-out seed best (without the check: the first)
+        fitted = [n for n in group if n in out]
+        best = min(fitted, key=lambda n: scores.get(n, 0.0), default=None)
+        out = {n: t for n, t in out.items() if n not in fitted or n == best}
+    return out
 
 
 def modelled_prior(region_prior, region_colour, models) -> tuple[np.ndarray, np.ndarray | None]:
@@ -729,8 +764,8 @@ def prior_image(masks: np.ndarray, photo: np.ndarray, region_prior, region_colou
 
 PRIOR_ARRAYS = ("region_prior", "region_colour", "template_eyes", "template_lips", "models", "gate")
 # absent from priors written before those frames: none
-OPTIONAL_ARRAYS = ("template_eyes_lid", "template_eyes_liner", "template_eyes_lab", "template_lips_lab",
-                   "template_cheeks", "template_cheeks_lab")
+OPTIONAL_ARRAYS = ("template_eyes_lid", "template_eyes_liner", "template_eyes_lab",
+                   *(f"template_{n}" for n in EYE_BANDS), "template_lips_lab", "template_cheeks", "template_cheeks_lab")
 
 
 @dataclass

@@ -180,7 +180,7 @@ def liner_line(eye: EyeGeometry, xx: np.ndarray) -> np.ndarray:
 
 
 def eye_frame(labels: np.ndarray, geometry: FaceGeometry | None = None, reach: float = 2.0,
-              lid_from: float | None = None, liner: bool = False):
+              lid_from: float | None = None, liner: bool = False, lid_blend: float | None = None):
     """Every skin pixel's place relative to its nearer eye, in units of that eye's width (how eye makeup is laid:
     along the lash lines, out toward the temple). Returns float32 (H, W) ``u``, ``v`` and bool ``valid``:
 
@@ -195,6 +195,13 @@ def eye_frame(labels: np.ndarray, geometry: FaceGeometry | None = None, reach: f
     ``lid``, lash line to brow) times :data:`LID_REF` instead: a liner is as thick on every eye of one width, a
     lid colour reaches the same share of the lid on a short lid and a tall one (so a prior fit on the synthetic
     faces' lids does not paint past a real face's shorter lid into the brow).
+
+    ``lid_blend`` (with ``lid_from``): the lid's rows reach pure lid heights (``v`` = the height over the lash line
+    in lid heights times :data:`LID_REF`, as a lid colour is laid: :func:`_eyeshadow_alpha` reaches a share of the
+    lid from the lash line) ``lid_blend`` eye widths past ``lid_from``, the slope between them set so ``v`` is
+    continuous (never under 0.05 of the lid's: a lid of 1.2 eye widths). Without it, ``v`` past ``lid_from`` is
+    ``lid_from`` + lid heights, off pure lid heights by ``lid_from`` (1 - ``LID_REF`` ew / lid): a lid colour's
+    rows then lay 0.05 higher in ``v`` on a lid of 0.3 eye widths than on one of 0.45, a sixth of its reach.
 
     ``liner``: the frame of the liner as it is drawn: the upper lash line is :func:`liner_line` (not the
     degree-4 curve, which lies up to a pixel off it), and ``u`` is the place between the eye's corner columns
@@ -224,7 +231,13 @@ def eye_frame(labels: np.ndarray, geometry: FaceGeometry | None = None, reach: f
             u[win] = np.where(near, (xx - eye.cx - 0.5) * eye.outward / ew, u[win])
         below = np.where(yy > bottom, (bottom - yy) / ew, 0.0)
         up = (top - yy) / ew
-        if lid_from is not None:
+        if lid_from is not None and lid_blend:  # float32 steps, as prior.js takes them
+            scale = LID_REF * ew / eye.lid
+            slope = max(scale - lid_from * (1.0 - scale) / lid_blend, 0.05 * scale)
+            knee = lid_from + lid_blend
+            up = np.where(up > knee, (lid_from + lid_blend * slope) + (up - knee) * scale,
+                          np.where(up > lid_from, lid_from + (up - lid_from) * slope, up))
+        elif lid_from is not None:
             up = np.where(up > lid_from, lid_from + (up - lid_from) * (LID_REF * ew / eye.lid), up)
         v[win] = np.where(near, np.where(yy < top, up, below), v[win])
     valid = (lab == SKIN) & np.isfinite(best)

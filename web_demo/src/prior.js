@@ -50,18 +50,22 @@ const FRAMES = {
   eyes_lid: {u: [-1.3, 1.9], v: [-0.8, 1.6], step: [0.025, 0.025], fade: 0.3},
   eyes_liner: {u: [-1.3, 1.9], v: [-0.8, 1.6], step: [0.025, 0.0125], fade: 0.3},
   eyes_lab: {u: [-1.3, 1.9], v: [-0.8, 1.6], step: [0.025, 0.0125], fade: 0.3, lab: true, additive: true, clamp: true},
+  eyes_band10: {u: [-1.3, 1.9], v: [-0.8, 1.6], step: [0.025, 0.0125], fade: 0.3, lab: true, additive: true, clamp: true},
+  eyes_band15: {u: [-1.3, 1.9], v: [-0.8, 1.6], step: [0.025, 0.0125], fade: 0.3, lab: true, additive: true, clamp: true},
   lips: {u: [0.0, 0.7], v: [-0.8, 0.8], step: [0.05, 0.1], fade: 0},
   lips_lab: {u: [0.0, 0.7], v: [-0.8, 0.8], step: [0.05, 0.1], fade: 0, lab: true},
   cheeks: {u: [-1.6, 1.6], v: [-1.2, 1.2], step: [0.1, 0.1], fade: 0.3, additive: true},
   cheeks_lab: {u: [-1.6, 1.6], v: [-1.2, 1.2], step: [0.1, 0.1], fade: 0.3, lab: true, additive: true},
 };
-const FRAME_ORDER = ['eyes', 'eyes_lid', 'eyes_liner', 'eyes_lab', 'lips', 'lips_lab', 'cheeks', 'cheeks_lab'];
+const FRAME_ORDER = ['eyes', 'eyes_lid', 'eyes_liner', 'eyes_lab', 'eyes_band10', 'eyes_band15', 'lips', 'lips_lab', 'cheeks', 'cheeks_lab'];
 // makeup.lookprior.OPTIONAL_ARRAYS: absent from older files
-const OPTIONAL_TEMPLATES = ['eyes_lid', 'eyes_liner', 'eyes_lab', 'lips_lab', 'cheeks', 'cheeks_lab'];
+const OPTIONAL_TEMPLATES = ['eyes_lid', 'eyes_liner', 'eyes_lab', 'eyes_band10', 'eyes_band15', 'lips_lab', 'cheeks', 'cheeks_lab'];
 // makeup.lookprior.LAB_RANGE_CHANNELS: a lab frame that clamps keeps its cells' range of d after the 11 values
 const LAB_RANGE_CHANNELS = 6;
 const LID_REF = 0.45; // makeup.render.LID_REF: eye widths per lid height
 const EYE_LID_FROM = 0.1; // makeup.lookprior.EYE_LID_FROM
+const EYE_BANDS = {eyes_band10: 0.10, eyes_band15: 0.15}; // makeup.lookprior.EYE_BANDS
+const LID_BLEND = 0.1; // makeup.lookprior.LID_BLEND
 const LIP_TONE = [50.0, 25.0, 10.0].map(f32); // makeup.lookprior.LIP_TONE: a lab frame's mean is measured from it
 /** makeup.metrics CHEEK_OUT, CHEEK_DROP, CHEEK_MIN_PIXELS: where cheek_centres puts each cheek. */
 const CHEEK_SHAPE = {outward: 0.3, drop: 0.5, min_pixels: 4};
@@ -416,9 +420,9 @@ function linerLine(eye) {
 
 /**
  * makeup.render.eye_frame (reach 2, `lidFrom` its lid_from, `liner` its liner: the lash line of linerLine and u
- * the place between the corner columns): float32 u, v and valid per pixel.
+ * the place between the corner columns, `blend` its lid_blend): float32 u, v and valid per pixel.
  */
-function eyeFrame(labels, g, lidFrom = null, liner = false) {
+function eyeFrame(labels, g, lidFrom = null, liner = false, blend = null) {
   const n = g.n;
   const u = new Float32Array(n * n), v = new Float32Array(n * n), best = new Float32Array(n * n).fill(Infinity);
   for (const eye of g.eyes) {
@@ -433,6 +437,11 @@ function eyeFrame(labels, g, lidFrom = null, liner = false) {
     const span = Math.max(Math.abs(outer - inner), 1);
     const cx = f32(eye.cx), cy = f32(eye.cy), ew32 = f32(ew);
     const from = lidFrom === null ? null : f32(lidFrom), scale = f32(LID_REF * ew / eye.lid);
+    // lid_blend: a slope from the band to the knee, then lid heights (eye_frame's float32 steps)
+    const scale64 = LID_REF * ew / eye.lid;
+    const slope64 = blend ? Math.max(scale64 - lidFrom * (1.0 - scale64) / blend, 0.05 * scale64) : null;
+    const slope = blend ? f32(slope64) : null, knee = blend ? f32(lidFrom + blend) : null;
+    const kneeAt = blend ? f32(lidFrom + blend * slope64) : null;
     const tops = new Float32Array(x1 - x0), bottoms = new Float32Array(x1 - x0), dxs = new Float32Array(x1 - x0);
     for (let x = x0; x < x1; x++) {
       const xx = x + 0.5;
@@ -449,7 +458,9 @@ function eyeFrame(labels, g, lidFrom = null, liner = false) {
         u[i] = liner ? f32((x + 0.5 - inner - 0.5) * eye.outward / span - 0.5) : f32(f32(dx * eye.outward) / ew32);
         const top = tops[x - x0], bottom = bottoms[x - x0];
         let up = f32(f32(top - yy) / ew32);
-        if (from !== null && up > from) up = f32(from + f32(f32(up - from) * scale));
+        if (blend && up > knee) up = f32(kneeAt + f32(f32(up - knee) * scale));
+        else if (blend && up > from) up = f32(from + f32(f32(up - from) * slope));
+        else if (!blend && from !== null && up > from) up = f32(from + f32(f32(up - from) * scale));
         v[i] = yy < top ? up : yy > bottom ? f32(f32(bottom - yy) / ew32) : 0;
       }
     }
@@ -558,6 +569,8 @@ function frameCells(name, labels, g, eyeCoords = () => eyeFrame(labels, g)) {
   const coords = {eyes: eyeCoords, eyes_lid: () => eyeFrame(labels, g, EYE_LID_FROM),
                   eyes_liner: () => eyeFrame(labels, g, EYE_LID_FROM, true),
                   eyes_lab: () => eyeFrame(labels, g, EYE_LID_FROM, true),
+                  eyes_band10: () => eyeFrame(labels, g, EYE_BANDS.eyes_band10, true, LID_BLEND),
+                  eyes_band15: () => eyeFrame(labels, g, EYE_BANDS.eyes_band15, true, LID_BLEND),
                   lips: () => lipFrame(labels, g), lips_lab: () => lipFrame(labels, g),
                   cheeks: () => cheekCoords(labels, g, eyeCoords), cheeks_lab: () => cheekCoords(labels, g, eyeCoords)};
   if (!coords[name]) throw new Error(`no template frame ${name}`);
