@@ -180,7 +180,8 @@ def liner_line(eye: EyeGeometry, xx: np.ndarray) -> np.ndarray:
 
 
 def eye_frame(labels: np.ndarray, geometry: FaceGeometry | None = None, reach: float = 2.0,
-              lid_from: float | None = None, liner: bool = False, lid_blend: float | None = None):
+              lid_from: float | None = None, liner: bool = False, lid_blend: float | None = None,
+              corner: float = 0.0):
     """Every skin pixel's place relative to its nearer eye, in units of that eye's width (how eye makeup is laid:
     along the lash lines, out toward the temple). Returns float32 (H, W) ``u``, ``v`` and bool ``valid``:
 
@@ -202,6 +203,11 @@ def eye_frame(labels: np.ndarray, geometry: FaceGeometry | None = None, reach: f
     continuous (never under 0.05 of the lid's: a lid of 1.2 eye widths). Without it, ``v`` past ``lid_from`` is
     ``lid_from`` + lid heights, off pure lid heights by ``lid_from`` (1 - ``LID_REF`` ew / lid): a lid colour's
     rows then lay 0.05 higher in ``v`` on a lid of 0.3 eye widths than on one of 0.45, a sixth of its reach.
+
+    ``corner``: beyond the eye's corners, between the two lash lines (held level there), ``v`` is ``-corner`` times
+    the share of the way from the upper line to the lower (0 without it: every such pixel in one row, where a
+    liner's wedge and a lid colour's fade to the under-eye lie), and under the lower line ``v`` is shifted by
+    ``-corner``.
 
     ``liner``: the frame of the liner as it is drawn: the upper lash line is :func:`liner_line` (not the
     degree-4 curve, which lies up to a pixel off it), and ``u`` is the place between the eye's corner columns
@@ -230,6 +236,9 @@ def eye_frame(labels: np.ndarray, geometry: FaceGeometry | None = None, reach: f
         else:
             u[win] = np.where(near, (xx - eye.cx - 0.5) * eye.outward / ew, u[win])
         below = np.where(yy > bottom, (bottom - yy) / ew, 0.0)
+        if corner:
+            share = np.clip((yy - top) / np.maximum(bottom - top, 1.0), 0.0, 1.0)
+            below = np.where(yy > bottom, (bottom - yy) / ew - corner, -corner * share)
         up = (top - yy) / ew
         if lid_from is not None and lid_blend:  # float32 steps, as prior.js takes them
             scale = LID_REF * ew / eye.lid

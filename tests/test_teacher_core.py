@@ -311,6 +311,7 @@ def test_templates_head_matches_numpy_and_old_heads_have_none():
     old = head.state_dict()  # a head saved before the templates existed: no template entries
     assert {k for k in old if k.startswith("template_")} == {"template_eyes", "template_eyes_lid",
                                                               "template_eyes_liner", "template_eyes_lab",
+                                                              "template_eyes_band10", "template_eyes_band15",
                                                               "template_lips", "template_lips_lab",
                                                               "template_cheeks", "template_cheeks_lab"}
     old = {k: v for k, v in old.items() if not k.startswith("template_")}

@@ -653,17 +653,20 @@ def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned, monkey
     and CIELAB lips' templates (the eye-width eye and RGB lip templates only: painted as Python's
     LookPrior.from_arrays of it paints it), one written before the CIELAB eye template (its eyes in the RGB
     eyes_liner), one with its template keys in another order (the frames are laid eyes, eyes_lid, eyes_liner,
-    eyes_lab, lips, lips_lab, cheeks all the same), one whose
+    eyes_lab, lips, lips_lab, cheeks all the same), one written with the eye template of stops 34-35 (eyes_lab),
+    one whose eye template is the other band's (the fitted prior takes eyes_band15 on these glamorous seeds; a
+    natural look takes eyes_band10: both are painted), one whose
     skin model carries a tone curve (its lightness a bounded ramp in the face's skin tone: two knots), one whose curve
     has four knots, each with its own slope (the cubic Hermite the files of stops 33-34 carry, PCHIP), and the same
     file written before the curve (25 rows a region: painted without it). The
     comparison would see any part dropped: Python's prior without the templates, the eye or lip template (either
     form), the cheek template, the region models, the tone curve or the colour maps is levels away from the page's
-    (the curve: over a level), and so are the eye template laid in another frame and, on the astronaut, the CIELAB
-    eye template without its clamp. A template of the wrong size is refused."""
+    (the curve: over a level), and so are the eye template laid in another frame (eyes_lab's, a banded frame
+    without its blend to lid heights or without its corner rows, the other band's) and, on the astronaut, the
+    CIELAB eye template without its clamp. A template of the wrong size is refused."""
     import dataclasses
 
-    from makeup.lookprior import EYE_LID_FROM, TEMPLATE_FRAMES, LookPrior
+    from makeup.lookprior import EYE_BANDS, EYE_CORNER, EYE_LID_FROM, LID_BLEND, TEMPLATE_FRAMES, LookPrior
     from makeup.parsing import landmarks_to_labels
     from makeup.region_models import COEFFICIENTS, DARK_KNOTS, MODEL_ROWS, fit_region_models, tone_curve
     from makeup.render import eye_frame
@@ -671,7 +674,7 @@ def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned, monkey
     from webtools import fit_test_prior, prior_seed_pairs
 
     d, prior = look_prior
-    assert prior.templates and set(prior.templates) == {"eyes_lab", "lips_lab", "cheeks_lab"} and prior.models is not None
+    assert prior.templates and set(prior.templates) == {"eyes_band15", "lips_lab", "cheeks_lab"} and prior.models is not None
     assert np.asarray(d["template_cheeks_lab"]).shape == (24, 32, 11) and prior.templates["cheeks_lab"][..., 4].any()
     cases = {f"synthetic_{s}": (f.image, f.labels.astype(np.uint8)) for s in (10, 11, 12)
              for f in [generate_face(s, 256)]}
@@ -705,19 +708,27 @@ def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned, monkey
     older = fit_test_prior(templates=("eyes", "lips"))
     old = {k: v for k, v in json.loads(json.dumps(older.to_dict())).items()
            if k not in ("template_cheeks", "template_eyes_lid", "template_eyes_liner", "template_eyes_lab",
+                        "template_eyes_band10", "template_eyes_band15",
                         "template_lips_lab", "template_cheeks_lab")}
     # one from before the CIELAB eye template (its eyes in the RGB eyes_liner) and, for it, the eye template's range
     # of d opened (the page must clamp d, or the astronaut's under-eye shadows come out lifted)
     liner = fit_test_prior(templates=("eyes_liner", "lips_lab", "cheeks"))
     liner_file = {k: v for k, v in json.loads(json.dumps(liner.to_dict())).items()
-                  if k not in ("template_eyes_lab", "template_cheeks_lab")}
-    unclamped = prior.templates["eyes_lab"].copy()
+                  if k not in ("template_eyes_lab", "template_eyes_band10", "template_eyes_band15", "template_cheeks_lab")}
+    unclamped = prior.templates["eyes_band15"].copy()
     unclamped[..., 11:14], unclamped[..., 14:17] = -1e3, 1e3
     old["models"] = np.round(flat[:, :COEFFICIENTS:len(DARK_KNOTS)].astype(np.float64), 5).tolist()  # (2, 5, 3)
-    first, last = ("template_cheeks_lab",), ("template_eyes_lab",)  # the cheeks' key first, the eyes' last
+    # the eye template of stops 34-35 (eyes_lab's frame) and the other band's, each also laid in another frame
+    lab_eyes = fit_test_prior(templates=("eyes_lab", "lips_lab", "cheeks_lab"))
+    band10 = fit_test_prior(templates=("eyes_band10", "lips_lab", "cheeks_lab"))
+
+    def moved(p, frm, to):  # the same cells laid in another frame
+        return dataclasses.replace(p, templates={to if k == frm else k: t for k, t in p.templates.items()})
+
+    first, last = ("template_cheeks_lab",), ("template_eyes_band15",)  # the cheeks' key first, the eyes' last
     reordered = {k: d[k] for k in first + tuple(k for k in d if k not in first + last) + last}
     variants = {"fitted": ((d, prior), {"templates": dataclasses.replace(prior, templates=None),
-                                         "eye_template": but("eyes_lab"), "lip_template": but("lips_lab"),
+                                         "eye_template": but("eyes_band15"), "lip_template": but("lips_lab"),
                                          "cheek_template": but("cheeks_lab"),
                                          "region_models": dataclasses.replace(prior, models=None),
                                          "darkness_knots": dataclasses.replace(prior, models=flat)}),
@@ -737,6 +748,9 @@ def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned, monkey
                     "lab_eye_template": prior,
                     "rgb_cheek_template": dataclasses.replace(liner, templates={
                         k: t for k, t in liner.templates.items() if k != "cheeks"})}),
+                "eyes_lab_file": (shipped(lab_eyes), {"banded_frame": moved(lab_eyes, "eyes_lab", "eyes_band10")}),
+                "eyes_band10": (shipped(band10), {"eyes_lab_frame": moved(band10, "eyes_band10", "eyes_lab"),
+                                                  "band15_frame": moved(band10, "eyes_band10", "eyes_band15")}),
                 "keys_reordered": ((reordered, prior), {})}
     browser = page["browser"]
     figures = {}
@@ -753,23 +767,29 @@ def test_js_look_prior_equals_python(page, look_prior, astronaut_aligned, monkey
     assert np.asarray(old["models"]).shape == (2, 5, 3) and np.asarray(d["models"]).shape == (2, MODEL_ROWS, 3)
     assert np.asarray(before_curve["models"]).shape == (2, COEFFICIENTS, 3)
     assert set(LookPrior.from_arrays(liner_file).templates) == {"eyes_liner", "lips_lab", "cheeks"}
-    assert np.asarray(d["template_eyes_lab"]).shape == (192, 128, 17)
+    assert np.asarray(d["template_eyes_band15"]).shape == (192, 128, 17) and not np.asarray(d["template_eyes_lab"]).size
+    assert set(band10.templates) == {"eyes_band10", "lips_lab", "cheeks_lab"} and "eyes_lab" in lab_eyes.templates
     # the page lays the eye template in lid heights over the liner's lash line, placed between the corners: in eye
     # widths her short lids come out apart, and on the degree-4 lash line and the centroid's offset the liner does
     img, labels = cases["astronaut"]
     js, _ = _paint_js(browser, img, labels, d)
     # on her the clamp of d matters: the prior painted without it is levels away from the page's
-    opened = dataclasses.replace(prior, templates={**prior.templates, "eyes_lab": unclamped})
+    opened = dataclasses.replace(prior, templates={**prior.templates, "eyes_band15": unclamped})
     assert float(np.abs(js - opened.paint(img, labels)).max() * 255) > 4.0
-    frame = TEMPLATE_FRAMES["eyes_lab"]
-    for other in (lambda lab, g=None: eye_frame(lab, g, liner=True),
-                  lambda lab, g=None: eye_frame(lab, g, lid_from=EYE_LID_FROM)):
-        monkeypatch.setitem(TEMPLATE_FRAMES, "eyes_lab", dataclasses.replace(frame, coords=other))
-        apart_x255 = float(np.abs(js - prior.paint(img, labels)).max() * 255)
-        assert apart_x255 > 4.0, apart_x255
-    monkeypatch.setitem(TEMPLATE_FRAMES, "eyes_lab", frame)
+    frame, band = TEMPLATE_FRAMES["eyes_band15"], EYE_BANDS["eyes_band15"]
+    apart = {}
+    for what, other in {"liner": lambda lab, g=None: eye_frame(lab, g, liner=True),
+                        "lid": lambda lab, g=None: eye_frame(lab, g, lid_from=EYE_LID_FROM),
+                        "no_blend": lambda lab, g=None: eye_frame(lab, g, lid_from=band, liner=True, corner=EYE_CORNER),
+                        "no_corner": lambda lab, g=None: eye_frame(lab, g, lid_from=band, liner=True,
+                                                                   lid_blend=LID_BLEND)}.items():
+        monkeypatch.setitem(TEMPLATE_FRAMES, "eyes_band15", dataclasses.replace(frame, coords=other))
+        apart[what] = float(np.abs(js - prior.paint(img, labels)).max() * 255)
+    assert all(v > 4.0 for v in apart.values()), apart
+    monkeypatch.setitem(TEMPLATE_FRAMES, "eyes_band15", frame)
     for key in ("template_cheeks", "template_eyes_lid", "template_eyes_liner", "template_eyes_lab",
-                "template_lips_lab", "template_cheeks_lab"):  # wrong size
+                "template_eyes_band10", "template_eyes_band15", "template_lips_lab",
+                "template_cheeks_lab"):  # wrong size
         with pytest.raises(RuntimeError, match=key):
             _paint_js(browser, *cases["synthetic_10"], d | {key: [[1.0, 2.0]]})
     for name, f in figures.items():

@@ -66,6 +66,7 @@ const LID_REF = 0.45; // makeup.render.LID_REF: eye widths per lid height
 const EYE_LID_FROM = 0.1; // makeup.lookprior.EYE_LID_FROM
 const EYE_BANDS = {eyes_band10: 0.10, eyes_band15: 0.15}; // makeup.lookprior.EYE_BANDS
 const LID_BLEND = 0.1; // makeup.lookprior.LID_BLEND
+const EYE_CORNER = 0.025; // makeup.lookprior.EYE_CORNER
 const LIP_TONE = [50.0, 25.0, 10.0].map(f32); // makeup.lookprior.LIP_TONE: a lab frame's mean is measured from it
 /** makeup.metrics CHEEK_OUT, CHEEK_DROP, CHEEK_MIN_PIXELS: where cheek_centres puts each cheek. */
 const CHEEK_SHAPE = {outward: 0.3, drop: 0.5, min_pixels: 4};
@@ -420,9 +421,10 @@ function linerLine(eye) {
 
 /**
  * makeup.render.eye_frame (reach 2, `lidFrom` its lid_from, `liner` its liner: the lash line of linerLine and u
- * the place between the corner columns, `blend` its lid_blend): float32 u, v and valid per pixel.
+ * the place between the corner columns, `blend` its lid_blend, `corner` its corner): float32 u, v and valid per
+ * pixel.
  */
-function eyeFrame(labels, g, lidFrom = null, liner = false, blend = null) {
+function eyeFrame(labels, g, lidFrom = null, liner = false, blend = null, corner = 0) {
   const n = g.n;
   const u = new Float32Array(n * n), v = new Float32Array(n * n), best = new Float32Array(n * n).fill(Infinity);
   for (const eye of g.eyes) {
@@ -461,7 +463,10 @@ function eyeFrame(labels, g, lidFrom = null, liner = false, blend = null) {
         if (blend && up > knee) up = f32(kneeAt + f32(f32(up - knee) * scale));
         else if (blend && up > from) up = f32(from + f32(f32(up - from) * slope));
         else if (!blend && from !== null && up > from) up = f32(from + f32(f32(up - from) * scale));
-        v[i] = yy < top ? up : yy > bottom ? f32(f32(bottom - yy) / ew32) : 0;
+        if (yy < top) v[i] = up;
+        else if (!corner) v[i] = yy > bottom ? f32(f32(bottom - yy) / ew32) : 0;
+        else if (yy > bottom) v[i] = f32(f32(f32(bottom - yy) / ew32) - f32(corner));
+        else v[i] = f32(f32(-corner) * Math.min(Math.max(f32(f32(yy - top) / Math.max(f32(bottom - top), 1)), 0), 1));
       }
     }
   }
@@ -569,8 +574,8 @@ function frameCells(name, labels, g, eyeCoords = () => eyeFrame(labels, g)) {
   const coords = {eyes: eyeCoords, eyes_lid: () => eyeFrame(labels, g, EYE_LID_FROM),
                   eyes_liner: () => eyeFrame(labels, g, EYE_LID_FROM, true),
                   eyes_lab: () => eyeFrame(labels, g, EYE_LID_FROM, true),
-                  eyes_band10: () => eyeFrame(labels, g, EYE_BANDS.eyes_band10, true, LID_BLEND),
-                  eyes_band15: () => eyeFrame(labels, g, EYE_BANDS.eyes_band15, true, LID_BLEND),
+                  eyes_band10: () => eyeFrame(labels, g, EYE_BANDS.eyes_band10, true, LID_BLEND, EYE_CORNER),
+                  eyes_band15: () => eyeFrame(labels, g, EYE_BANDS.eyes_band15, true, LID_BLEND, EYE_CORNER),
                   lips: () => lipFrame(labels, g), lips_lab: () => lipFrame(labels, g),
                   cheeks: () => cheekCoords(labels, g, eyeCoords), cheeks_lab: () => cheekCoords(labels, g, eyeCoords)};
   if (!coords[name]) throw new Error(`no template frame ${name}`);
