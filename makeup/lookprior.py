@@ -26,10 +26,13 @@ a student with ``prior_input`` reads it as three input channels and adds it to i
   (the default since stop 34; "cheeks" is its RGB blend, kept for priors saved with it) is that frame in CIELAB
   as the lips' template.
 
-:data:`DEFAULT_TEMPLATES` (eyes_lab, lips_lab, cheeks_lab) is what the student's and the tiny-ddpm teacher's priors fit;
-the eyes' "eyes_liner" (stops 29-33) is "eyes_lid" in the liner's own frame with finer rows, and "eyes_lab" (since
-stop 34) is that grid in CIELAB as the lips' template, added over the skin's model, its slopes clipped to a blend's
-and the pixel's term clamped to the seeds' range (see ``_frames``).
+:data:`DEFAULT_TEMPLATES` (eyes_band10, eyes_band15, lips_lab, cheeks_lab) is what the student's and the tiny-ddpm
+teacher's priors fit, keeping one of the two eye bands (:data:`ALTERNATIVE_TEMPLATES`); the eyes' "eyes_liner" (stops
+29-33) is "eyes_lid" in the liner's own frame with finer rows, "eyes_lab" (stops 34-35) is that grid in CIELAB as
+the lips' template, added over the skin's model, its slopes clipped to a blend's and the pixel's term clamped to the
+seeds' range, and "eyes_band10" / "eyes_band15" (since stop 36) are eyes_lab with the lid's rows in pure lid
+heights past a liner's band of 0.10 / 0.15 eye widths and rows for the skin between the lash lines beside the
+corners (see ``_frames``).
 
 :class:`LookPrior` holds the fitted parts and paints them (:meth:`LookPrior.paint`).
 """
