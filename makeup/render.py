@@ -235,10 +235,11 @@ def eye_frame(labels: np.ndarray, geometry: FaceGeometry | None = None, reach: f
             u[win] = np.where(near, place.astype(np.float32), u[win])
         else:
             u[win] = np.where(near, (xx - eye.cx - 0.5) * eye.outward / ew, u[win])
-        below = np.where(yy > bottom, (bottom - yy) / ew, 0.0)
         if corner:
             share = np.clip((yy - top) / np.maximum(bottom - top, 1.0), 0.0, 1.0)
             below = np.where(yy > bottom, (bottom - yy) / ew - corner, -corner * share)
+        else:
+            below = np.where(yy > bottom, (bottom - yy) / ew, 0.0)
         up = (top - yy) / ew
         if lid_from is not None and lid_blend:  # float32 steps, as prior.js takes them
             scale = LID_REF * ew / eye.lid

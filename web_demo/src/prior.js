@@ -50,14 +50,12 @@ const FRAMES = {
   eyes_lid: {u: [-1.3, 1.9], v: [-0.8, 1.6], step: [0.025, 0.025], fade: 0.3},
   eyes_liner: {u: [-1.3, 1.9], v: [-0.8, 1.6], step: [0.025, 0.0125], fade: 0.3},
   eyes_lab: {u: [-1.3, 1.9], v: [-0.8, 1.6], step: [0.025, 0.0125], fade: 0.3, lab: true, additive: true, clamp: true},
-  eyes_band10: {u: [-1.3, 1.9], v: [-0.8, 1.6], step: [0.025, 0.0125], fade: 0.3, lab: true, additive: true, clamp: true},
-  eyes_band15: {u: [-1.3, 1.9], v: [-0.8, 1.6], step: [0.025, 0.0125], fade: 0.3, lab: true, additive: true, clamp: true},
   lips: {u: [0.0, 0.7], v: [-0.8, 0.8], step: [0.05, 0.1], fade: 0},
   lips_lab: {u: [0.0, 0.7], v: [-0.8, 0.8], step: [0.05, 0.1], fade: 0, lab: true},
   cheeks: {u: [-1.6, 1.6], v: [-1.2, 1.2], step: [0.1, 0.1], fade: 0.3, additive: true},
   cheeks_lab: {u: [-1.6, 1.6], v: [-1.2, 1.2], step: [0.1, 0.1], fade: 0.3, lab: true, additive: true},
 };
-const FRAME_ORDER = ['eyes', 'eyes_lid', 'eyes_liner', 'eyes_lab', 'eyes_band10', 'eyes_band15', 'lips', 'lips_lab', 'cheeks', 'cheeks_lab'];
+const FRAME_ORDER = ['eyes', 'eyes_lid', 'eyes_liner', 'eyes_lab', 'lips', 'lips_lab', 'cheeks', 'cheeks_lab'];
 // makeup.lookprior.OPTIONAL_ARRAYS: absent from older files
 const OPTIONAL_TEMPLATES = ['eyes_lid', 'eyes_liner', 'eyes_lab', 'eyes_band10', 'eyes_band15', 'lips_lab', 'cheeks', 'cheeks_lab'];
 // makeup.lookprior.LAB_RANGE_CHANNELS: a lab frame that clamps keeps its cells' range of d after the 11 values
@@ -67,6 +65,9 @@ const EYE_LID_FROM = 0.1; // makeup.lookprior.EYE_LID_FROM
 const EYE_BANDS = {eyes_band10: 0.10, eyes_band15: 0.15}; // makeup.lookprior.EYE_BANDS
 const LID_BLEND = 0.1; // makeup.lookprior.LID_BLEND
 const EYE_CORNER = 0.025; // makeup.lookprior.EYE_CORNER
+// the banded eye frames: eyes_lab's cells in eye_frame with lid_blend and corner
+for (const name of Object.keys(EYE_BANDS)) FRAMES[name] = {...FRAMES.eyes_lab};
+FRAME_ORDER.splice(FRAME_ORDER.indexOf('eyes_lab') + 1, 0, ...Object.keys(EYE_BANDS));
 const LIP_TONE = [50.0, 25.0, 10.0].map(f32); // makeup.lookprior.LIP_TONE: a lab frame's mean is measured from it
 /** makeup.metrics CHEEK_OUT, CHEEK_DROP, CHEEK_MIN_PIXELS: where cheek_centres puts each cheek. */
 const CHEEK_SHAPE = {outward: 0.3, drop: 0.5, min_pixels: 4};
@@ -438,9 +439,9 @@ function eyeFrame(labels, g, lidFrom = null, liner = false, blend = null, corner
     const [inner, outer] = eye.outward > 0 ? [eye.cols[0], eye.cols[last]] : [eye.cols[last], eye.cols[0]];
     const span = Math.max(Math.abs(outer - inner), 1);
     const cx = f32(eye.cx), cy = f32(eye.cy), ew32 = f32(ew);
-    const from = lidFrom === null ? null : f32(lidFrom), scale = f32(LID_REF * ew / eye.lid);
-    // lid_blend: a slope from the band to the knee, then lid heights (eye_frame's float32 steps)
     const scale64 = LID_REF * ew / eye.lid;
+    const from = lidFrom === null ? null : f32(lidFrom), scale = f32(scale64);
+    // lid_blend: a slope from the band to the knee, then lid heights (eye_frame's float32 steps)
     const slope64 = blend ? Math.max(scale64 - lidFrom * (1.0 - scale64) / blend, 0.05 * scale64) : null;
     const slope = blend ? f32(slope64) : null, knee = blend ? f32(lidFrom + blend) : null;
     const kneeAt = blend ? f32(lidFrom + blend * slope64) : null;
@@ -574,10 +575,11 @@ function frameCells(name, labels, g, eyeCoords = () => eyeFrame(labels, g)) {
   const coords = {eyes: eyeCoords, eyes_lid: () => eyeFrame(labels, g, EYE_LID_FROM),
                   eyes_liner: () => eyeFrame(labels, g, EYE_LID_FROM, true),
                   eyes_lab: () => eyeFrame(labels, g, EYE_LID_FROM, true),
-                  eyes_band10: () => eyeFrame(labels, g, EYE_BANDS.eyes_band10, true, LID_BLEND, EYE_CORNER),
-                  eyes_band15: () => eyeFrame(labels, g, EYE_BANDS.eyes_band15, true, LID_BLEND, EYE_CORNER),
                   lips: () => lipFrame(labels, g), lips_lab: () => lipFrame(labels, g),
                   cheeks: () => cheekCoords(labels, g, eyeCoords), cheeks_lab: () => cheekCoords(labels, g, eyeCoords)};
+  for (const [band, from] of Object.entries(EYE_BANDS)) {
+    coords[band] = () => eyeFrame(labels, g, from, true, LID_BLEND, EYE_CORNER);
+  }
   if (!coords[name]) throw new Error(`no template frame ${name}`);
   const {u, v, valid} = coords[name]();
   const u0 = f32(fr.u[0]), v0 = f32(fr.v[0]), su = f32(fr.step[0]), sv = f32(fr.step[1]);
